@@ -1,0 +1,19 @@
+#!/usr/bin/env bash
+# Installs the Debian packages presenced needs to build and test. Idempotent: does nothing when all
+# packages are present. Runs apt-get as root, or through sudo when available.
+set -euo pipefail
+packages=(
+  g++ cmake ninja-build make pkg-config
+  libboost-json1.81-dev
+  libgtest-dev libgmock-dev libbenchmark-dev
+)
+missing=()
+for p in "${packages[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+[ ${#missing[@]} -eq 0 ] && exit 0
+SUDO=""
+[ "$(id -u)" -ne 0 ] && SUDO="sudo"
+echo "install-deps: installing ${missing[*]}"
+$SUDO apt-get update -qq
+DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}"

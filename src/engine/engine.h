@@ -1,0 +1,252 @@
+// Engine: the presence state of one presenced process, and the only code that changes it.
+//
+// It owns every channel (members, subscribers, recent events), every connection (live, or in its
+// grace period after an abrupt drop), and every known user (status, devices, activity). Each
+// change becomes an event reported through the EventSink given at construction.
+//
+// Threading: single-threaded and passive. It has no thread, no I/O and no timer of its own: time
+// comes from the injected Clock, and deadlines (TTL, grace, idle transitions) run when the owner
+// calls Tick() or any other method (each call first runs what is due, so an expired member is
+// never visible). NextDeadline() tells the owner when to call Tick(). One thread (or strand) must
+// own the Engine; everything it returns is valid until the next call (views hold string_views into
+// engine-owned strings), except JsonText values, which may be kept.
+//
+// Errors: every operation that can fail returns Result/Status and changes nothing when it fails.
+// Operations that take a ConnectionHandle count as activity of that device when they succeed;
+// read-only queries do not take one, so the caller reports their activity with Touch().
+#pragma once
+
+#include <cstdint>
+#include <list>
+#include <memory>
+#include <optional>
+#include <span>
+#include <string>
+#include <string_view>
+#include <unordered_map>
+#include <vector>
+
+#include "common/clock.h"
+#include "common/error.h"
+#include "common/json_text.h"
+#include "common/random.h"
+#include "engine/config.h"
+#include "engine/event_sink.h"
+#include "engine/timer_queue.h"
+#include "engine/types.h"
+
+namespace presenced::engine {
+
+struct Attached {
+  ConnectionHandle handle = 0;
+  std::string_view client_id;
+  std::string_view connection_id;
+  std::string_view connection_key;  // 128-bit random, hex; works once, for Resume
+  TimeMs remain_present_for_ms = 0;
+};
+
+// What a resumed connection missed on one subscribed channel: the events, in order, or (when the
+// ring no longer holds them all) a full snapshot.
+struct CatchUp {
+  std::string_view channel;
+  bool snapshot = false;
+  std::vector<PresenceEvent> events;  // when !snapshot
+  std::vector<MemberView> members;    // when snapshot
+  uint64_t serial = 0;
+};
+
+struct Resumed {
+  Attached connection;
+  bool was_live = false;  // the old socket still looked alive: the caller must close it
+  std::vector<CatchUp> catch_up;
+};
+
+struct Snapshot {
+  std::vector<MemberView> members;
+  uint64_t serial = 0;
+};
+
+struct Subscribed {
+  uint64_t serial = 0;
+  // With a covered `since`: the events after it (filtered), and no members.
+  bool has_events = false;
+  std::vector<PresenceEvent> events;
+  std::vector<MemberView> members;
+  // `since` was given but the events after it are gone: `members` is a fresh snapshot.
+  bool resynced = false;
+};
+
+struct MemberFilter {
+  std::optional<std::string_view> client_id;
+  std::optional<std::string_view> connection_id;
+};
+
+class Engine {
+ public:
+  // `clock`, `random` and `sink` must outlive the Engine.
+  Engine(EngineConfig config, const Clock& clock, RandomSource& random, EventSink& sink);
+  ~Engine();
+  Engine(const Engine&) = delete;
+  Engine& operator=(const Engine&) = delete;
+
+  // --- Connections ---------------------------------------------------------------------------
+  // A new connection of `client_id` from `device` ("" = "unknown"). It stays present for
+  // `remain_present_for_ms` after an abrupt drop.
+  Result<Attached> Attach(std::string_view client_id, std::string_view device,
+                          TimeMs remain_present_for_ms);
+  // Clean close: members leave at once (reason disconnected), subscriptions and watches end.
+  Status Close(ConnectionHandle connection);
+  // Abrupt drop: members stay for the grace period, then leave (reason timeout). Events meanwhile
+  // are kept for Resume.
+  Status Drop(ConnectionHandle connection);
+  // Takes a connection back by its key (within its grace period, or while still live). The key
+  // is replaced; the connection keeps members, subscriptions and watches; no event is emitted.
+  Result<Resumed> Resume(std::string_view connection_key, std::string_view client_id,
+                         TimeMs remain_present_for_ms);
+  // Records activity of the connection's device (for read-only requests answered ok).
+  Status Touch(ConnectionHandle connection);
+  // Graceful shutdown: closes every connection cleanly (members leave with reason disconnected).
+  void Shutdown();
+
+  // --- Channel presence ----------------------------------------------------------------------
+  // Enters, or updates when already present: `data` replaces the data when given; the expiry
+  // becomes now + ttl when given, none otherwise.
+  Result<MemberView> Enter(ConnectionHandle connection, std::string_view channel,
+                           std::optional<JsonText> data, std::optional<TimeMs> ttl_ms);
+  // Replaces the data (or shallow-merges object keys when `merge`); `ttl_ms` refreshes the expiry.
+  Result<MemberView> Update(ConnectionHandle connection, std::string_view channel, JsonText data,
+                            bool merge, std::optional<TimeMs> ttl_ms);
+  // Leaves; `data`, when given, is the leave event's data.
+  Status Leave(ConnectionHandle connection, std::string_view channel,
+               std::optional<JsonText> data);
+  Snapshot Get(std::string_view channel, const MemberFilter& filter = {});
+  Occupancy GetOccupancy(std::string_view channel);
+  // Subscribes (or changes the filter of an existing subscription). With `since`, returns the
+  // events after it when all are still held; otherwise a snapshot.
+  Result<Subscribed> Subscribe(ConnectionHandle connection, std::string_view channel,
+                               ActionMask actions, std::optional<uint64_t> since);
+  Status Unsubscribe(ConnectionHandle connection, std::string_view channel);
+
+  // --- User status ---------------------------------------------------------------------------
+  // `status`: kOnline returns to automatic; away/dnd/offline are set by hand. `text`: absent =
+  // unchanged, nullopt inside = clear.
+  Result<StatusView> SetStatus(ConnectionHandle connection, std::optional<Presence> status,
+                               std::optional<std::optional<std::string>> text);
+  // The same for a backend acting on behalf of `client_id` (not device activity).
+  Result<StatusView> SetStatusOf(std::string_view client_id, std::optional<Presence> status,
+                                 std::optional<std::optional<std::string>> text);
+  StatusView GetStatus(std::string_view client_id);
+  // Adds watches; returns the watched users' current statuses.
+  Result<std::vector<StatusView>> Watch(ConnectionHandle connection,
+                                        std::span<const std::string> client_ids);
+  Status Unwatch(ConnectionHandle connection, std::span<const std::string> client_ids);
+  Status RecordActivity(ConnectionHandle connection, std::string_view kind,
+                        std::string_view channel, JsonText data);
+  // Newest first; `since` inclusive.
+  std::vector<ActivityRecord> GetActivities(std::string_view client_id, size_t limit,
+                                            std::optional<TimeMs> since);
+  // The user's connections; empty for a user who appears offline unless `viewer` is that user.
+  std::vector<DeviceView> Devices(std::string_view client_id, std::string_view viewer);
+  // Users whose status is not offline; with `channel`, only users with a member there.
+  std::vector<StatusView> Who(std::optional<std::string_view> channel);
+
+  // --- Time ----------------------------------------------------------------------------------
+  // Runs every deadline that is due, in deadline order, each at its own deadline.
+  void Tick();
+  std::optional<TimeMs> NextDeadline() const { return timers_.NextDeadline(); }
+
+  // --- Introspection (metrics, tests) --------------------------------------------------------
+  size_t channel_count() const { return channels_.size(); }
+  size_t connection_count() const { return connection_count_; }
+  size_t member_count() const { return member_count_; }
+  size_t user_count() const { return users_.size(); }
+  size_t timer_count() const { return timers_.size(); }
+  const EngineConfig& config() const { return config_; }
+
+ private:
+  struct Member;
+  struct Subscriber;
+  struct Channel;
+  struct Membership;
+  struct Subscription;
+  struct Connection;
+  struct User;
+  struct StringHash {
+    using is_transparent = void;
+    size_t operator()(std::string_view s) const { return std::hash<std::string_view>{}(s); }
+  };
+  template <typename T>
+  using StringMap = std::unordered_map<std::string, std::unique_ptr<T>, StringHash, std::equal_to<>>;
+
+  enum TimerKind : uint8_t { kTtlTimer, kGraceTimer, kIdleTimer };
+
+  // Starts a public call: runs due timers and fixes `now_`.
+  void Begin();
+  Connection* Find(ConnectionHandle handle);
+  Status ValidateChannel(std::string_view channel) const;
+  Status ValidateData(const JsonText& data) const;
+  static Status ValidateTtl(std::optional<TimeMs> ttl_ms);
+
+  Channel& GetOrCreateChannel(std::string_view name);
+  Channel* FindChannel(std::string_view name);
+  void MaybeFreeChannel(Channel& channel);
+  // Index of `connection`'s member in `channel`, or -1.
+  int64_t FindMemberSlot(const Connection& connection, const Channel& channel) const;
+  MemberView ViewOf(const Channel& channel, const Member& member) const;
+  void Emit(Channel& channel, Action action, LeaveReason reason, const Connection& who,
+            const JsonText& data, TimeMs timestamp, TimeMs expires_at);
+  PresenceEvent EventView(const Channel& channel, uint64_t serial, const struct EventRecord& rec) const;
+  // Removes a member and emits its leave. `fired_expiry`: the expiry to report when the member's
+  // TTL timer has already fired.
+  void RemoveMember(Channel& channel, size_t slot, LeaveReason reason,
+                    const std::optional<JsonText>& leave_data, TimeMs fired_expiry = kNoExpiry);
+  void SetExpiry(Member& member, Connection& connection, std::optional<TimeMs> expires_at);
+  std::vector<MemberView> MembersOf(const Channel& channel, const MemberFilter& filter) const;
+  std::vector<PresenceEvent> EventsAfter(const Channel& channel, uint64_t since,
+                                         ActionMask actions) const;
+  void RemoveSubscription(Connection& connection, size_t index);
+
+  void Activity(Connection& connection);
+  void ArmIdleTimer(Connection& connection);
+  Presence DeviceStatus(const Connection& connection) const;
+  // Ends a connection: members leave with `reason`, subscriptions and watches end.
+  void Teardown(Connection& connection, LeaveReason reason);
+
+  User& GetOrCreateUser(std::string_view client_id);
+  User* FindUser(std::string_view client_id);
+  void UpdatePin(User& user);
+  Presence EffectiveStatus(const User& user) const;
+  StatusView ViewOf(const User& user) const;
+  // Pushes a status change when the visible status (or, when `text_changed`, the text) changed.
+  void RefreshUser(User& user, bool text_changed = false);
+  Status ApplyStatus(User& user, std::optional<Presence> status,
+                     std::optional<std::optional<std::string>>& text);
+  Status ValidateStatusText(const std::optional<std::optional<std::string>>& text) const;
+  Status ValidateClientIds(std::span<const std::string> client_ids) const;
+
+  void OnTtlTimer(Connection& connection, TimerQueue::TimerId id);
+  void OnGraceTimer(Connection& connection);
+  void OnIdleTimer(Connection& connection);
+
+  EngineConfig config_;
+  const Clock& clock_;
+  RandomSource& random_;
+  EventSink& sink_;
+  TimeMs now_ = 0;
+
+  TimerQueue timers_;
+  StringMap<Channel> channels_;
+  StringMap<User> users_;
+  std::list<User*> idle_users_;  // users with no connection and no watcher, oldest first
+  std::unordered_map<std::string, Connection*, StringHash, std::equal_to<>> keys_;
+  std::vector<std::unique_ptr<Connection>> connections_;  // slot per handle index
+  std::vector<uint32_t> generations_;
+  std::vector<uint32_t> free_slots_;
+  size_t connection_count_ = 0;
+  size_t member_count_ = 0;
+  uint64_t serial_high_water_ = 0;  // highest serial ever assigned (new channels start above it)
+  uint64_t visit_mark_ = 0;         // for de-duplicating users in one pass
+  std::vector<ConnectionHandle> recipients_;  // scratch, reused for every fan-out
+};
+
+}  // namespace presenced::engine

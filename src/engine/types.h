@@ -1,0 +1,101 @@
+// Value types that cross the engine boundary: actions, reasons, statuses, and the read-only views
+// the engine hands to its callers and to its EventSink.
+//
+// Views (MemberView, PresenceEvent, StatusView, ...) hold std::string_views into engine-owned
+// strings: they are valid until the next call into the Engine, on the engine's thread. Copy what
+// you need to keep. JsonText members are reference-counted and may be kept freely.
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <string_view>
+
+#include "common/clock.h"
+#include "common/json_text.h"
+
+namespace presenced::engine {
+
+// Identifies a connection inside the engine: an index plus a generation, so a stale handle never
+// reaches a reused slot. 0 is never a valid handle.
+using ConnectionHandle = uint64_t;
+
+enum class Action : uint8_t { kEnter = 0, kUpdate = 1, kLeave = 2 };
+std::string_view ActionName(Action action);
+std::optional<Action> ParseAction(std::string_view name);
+
+// A set of actions, for subscription filters.
+using ActionMask = uint8_t;
+constexpr ActionMask ActionBit(Action a) { return static_cast<ActionMask>(1u << static_cast<int>(a)); }
+constexpr ActionMask kAllActions = 0b111;
+
+enum class LeaveReason : uint8_t {
+  kNone = 0,      // not a leave
+  kLeft,          // explicit leave
+  kDisconnected,  // clean close of the connection, or graceful server shutdown
+  kTimeout,       // grace period after an abrupt drop ran out
+  kExpired,       // TTL ran out
+};
+std::string_view LeaveReasonName(LeaveReason reason);
+
+// Status values of the wire contract. For a device (connection), only online/away/offline occur.
+enum class Presence : uint8_t { kOnline = 0, kAway, kDnd, kOffline };
+std::string_view PresenceName(Presence p);
+std::optional<Presence> ParsePresence(std::string_view name);
+
+constexpr TimeMs kNoExpiry = 0;
+
+struct MemberView {
+  std::string_view client_id;
+  std::string_view connection_id;
+  JsonText data;
+  TimeMs timestamp = 0;
+  TimeMs expires_at = kNoExpiry;  // kNoExpiry = null on the wire
+};
+
+// One presence event. `serial` grows by exactly one per event of a channel.
+struct PresenceEvent {
+  std::string_view channel;
+  uint64_t serial = 0;
+  Action action = Action::kEnter;
+  LeaveReason reason = LeaveReason::kNone;  // set on leave only
+  MemberView member;
+};
+
+// A user's status as others see it (the wire's STATUS object).
+struct StatusView {
+  std::string_view client_id;
+  Presence status = Presence::kOffline;
+  std::optional<std::string_view> text;
+  std::optional<TimeMs> last_seen;
+  std::optional<std::string_view> active_device;
+};
+
+// A status push: `previous` is the status others saw before this change.
+struct StatusChange {
+  StatusView status;
+  Presence previous = Presence::kOffline;
+};
+
+struct ActivityRecord {
+  std::string kind;
+  std::string channel;  // empty = none
+  JsonText data;
+  TimeMs timestamp = 0;
+  std::string connection_id;
+};
+
+struct DeviceView {
+  std::string_view connection_id;
+  std::string_view device;
+  Presence status = Presence::kOffline;  // this device's own online/away/offline from its idle time
+  TimeMs last_seen = 0;
+  bool active = false;
+};
+
+struct Occupancy {
+  uint64_t members = 0;
+  uint64_t clients = 0;
+};
+
+}  // namespace presenced::engine
