@@ -9,7 +9,8 @@ REL_DIR ?= build/release
 .PHONY: test run bench build release clean format
 
 $(TEST_DIR)/build.ninja:
-	cmake -S . -B $(TEST_DIR) -G Ninja -DCMAKE_BUILD_TYPE=Debug -DPRESENCED_SANITIZE=ON
+	cmake -S . -B $(TEST_DIR) -G Ninja -DCMAKE_BUILD_TYPE=Debug -DCMAKE_CXX_FLAGS_DEBUG="-g -O1" \
+	  -DPRESENCED_SANITIZE=ON
 
 $(REL_DIR)/build.ninja:
 	cmake -S . -B $(REL_DIR) -G Ninja -DCMAKE_BUILD_TYPE=Release -DPRESENCED_BENCH=ON -DPRESENCED_TESTS=OFF

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cassert>
+#include <cstdlib>
 #include <deque>
 #include <utility>
 
@@ -20,9 +21,13 @@ struct Engine::Member {
   TimerQueue::TimerId ttl_timer;
 };
 
+// A subscription as its channel sees it. The handle and grace flag are copied here so a fan-out
+// reads only this array, not every subscriber's connection.
 struct Engine::Subscriber {
   Connection* connection;
+  ConnectionHandle handle;
   ActionMask actions;
+  bool in_grace;
 };
 
 struct Engine::Channel {
@@ -67,7 +72,7 @@ struct Engine::User {
   std::string client_id;
   Presence manual = Presence::kOnline;  // kOnline = automatic
   std::optional<std::string> text;
-  TimeMs last_activity = 0;
+  TimeMs last_activity = 0;  // of connections that are gone; live ones hold their own
   TimeMs last_disconnect = 0;
   TimeMs frozen_last_seen = 0;  // lastSeen while appearing offline
   Presence published = Presence::kOffline;
@@ -214,7 +219,6 @@ Result<Attached> Engine::Attach(std::string_view client_id, std::string_view dev
   ArmIdleTimer(c);
 
   user.connections.push_back(&c);
-  user.last_activity = std::max(user.last_activity, now_);
   UpdatePin(user);
   if (user.connections.size() == 1) sink_.OnUserConnectivity(user.client_id, true, now_);
   RefreshUser(user);
@@ -242,7 +246,10 @@ Status Engine::Drop(ConnectionHandle handle) {
   }
   c->in_grace = true;
   c->dropped_at = now_;
-  for (Subscription& s : c->subscriptions) s.missed_after = s.channel->serial();
+  for (Subscription& s : c->subscriptions) {
+    s.missed_after = s.channel->serial();
+    SubscriberOf(*s.channel, *c).in_grace = true;
+  }
   c->grace_timer = timers_.Add(now_ + c->remain_present_for, kGraceTimer, c);
   return Status::Ok();
 }
@@ -273,10 +280,9 @@ Result<Resumed> Engine::Resume(std::string_view connection_key, std::string_view
       CatchUp cu;
       cu.channel = s.channel->name;
       cu.serial = s.channel->serial();
-      ActionMask actions = kAllActions;
-      for (const Subscriber& sub : s.channel->subscribers) {
-        if (sub.connection == &c) actions = sub.actions;
-      }
+      Subscriber& subscriber = SubscriberOf(*s.channel, c);
+      subscriber.in_grace = false;
+      const ActionMask actions = subscriber.actions;
       if (s.channel->ring.Covers(s.missed_after)) {
         cu.events = EventsAfter(*s.channel, s.missed_after, actions);
       } else {
@@ -326,6 +332,7 @@ void Engine::Teardown(Connection& c, LeaveReason reason) {
   keys_.erase(c.key);
 
   User& user = *c.user;
+  user.last_activity = std::max(user.last_activity, c.last_active);
   std::erase(user.connections, &c);
   if (!c.in_grace) user.last_disconnect = std::max(user.last_disconnect, now_);
   const ConnectionHandle handle = c.handle;
@@ -368,6 +375,14 @@ void Engine::MaybeFreeChannel(Channel& channel) {
   }
 }
 
+Engine::Subscriber& Engine::SubscriberOf(Channel& channel, const Connection& c) {
+  for (Subscriber& s : channel.subscribers) {
+    if (s.connection == &c) return s;
+  }
+  assert(false && "subscription without its subscriber");
+  std::abort();
+}
+
 int64_t Engine::FindMemberSlot(const Connection& c, const Channel& channel) const {
   for (const Membership& m : c.memberships) {
     if (m.channel == &channel) return m.slot;
@@ -397,7 +412,7 @@ void Engine::Emit(Channel& channel, Action action, LeaveReason reason, const Con
   recipients_.clear();
   const ActionMask bit = BitOf(action);
   for (const Subscriber& s : channel.subscribers) {
-    if ((s.actions & bit) && !s.connection->in_grace) recipients_.push_back(s.connection->handle);
+    if ((s.actions & bit) && !s.in_grace) recipients_.push_back(s.handle);
   }
   PresenceEvent event{channel.name, serial, action, reason,
                       MemberView{who.identity->client_id, who.identity->connection_id, data,
@@ -621,7 +636,7 @@ Result<Subscribed> Engine::Subscribe(ConnectionHandle handle, std::string_view c
     existing->actions = actions;
   } else {
     channel = &GetOrCreateChannel(channel_name);
-    channel->subscribers.push_back(Subscriber{c, actions});
+    channel->subscribers.push_back(Subscriber{c, c->handle, actions, false});
     c->subscriptions.push_back(Subscription{channel, 0});
   }
 
@@ -680,8 +695,7 @@ void Engine::OnTtlTimer(Connection& c, TimerQueue::TimerId id) {
 
 void Engine::Activity(Connection& c) {
   const Presence before = DeviceStatus(c);
-  c.last_active = now_;
-  c.user->last_activity = std::max(c.user->last_activity, now_);
+  c.last_active = now_;  // the user's lastSeen is derived from it (LastSeen), not copied
   if (before != Presence::kOnline) {
     // The armed idle timer (if any) points at a later threshold than the new away time.
     if (c.idle_timer != TimerQueue::kNoTimer) {
@@ -751,6 +765,12 @@ void Engine::UpdatePin(User& user) {
   }
 }
 
+TimeMs Engine::LastSeen(const User& user) const {
+  TimeMs last = std::max(user.last_activity, user.last_disconnect);
+  for (const Connection* c : user.connections) last = std::max(last, c->last_active);
+  return last;
+}
+
 Presence Engine::EffectiveStatus(const User& user) const {
   if (user.connections.empty()) return Presence::kOffline;
   if (user.manual != Presence::kOnline) return user.manual;
@@ -766,7 +786,7 @@ StatusView Engine::ViewOf(const User& user) const {
   if (user.text) v.text = *user.text;
   const TimeMs last_seen = user.manual == Presence::kOffline
                                ? user.frozen_last_seen
-                               : std::max(user.last_activity, user.last_disconnect);
+                               : LastSeen(user);
   if (last_seen != 0) v.last_seen = last_seen;
   if (v.status != Presence::kOffline) {
     const Connection* active = nullptr;
@@ -807,7 +827,7 @@ Status Engine::ApplyStatus(User& user, std::optional<Presence> status,
   if (status) {
     if (*status == Presence::kOffline && user.manual != Presence::kOffline) {
       // Appearing offline freezes lastSeen at the moment it begins.
-      user.frozen_last_seen = std::max(user.last_activity, user.last_disconnect);
+      user.frozen_last_seen = LastSeen(user);
     }
     user.manual = *status;
   }

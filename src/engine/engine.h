@@ -190,6 +190,7 @@ class Engine {
   Channel& GetOrCreateChannel(std::string_view name);
   Channel* FindChannel(std::string_view name);
   void MaybeFreeChannel(Channel& channel);
+  static Subscriber& SubscriberOf(Channel& channel, const Connection& connection);
   // Index of `connection`'s member in `channel`, or -1.
   int64_t FindMemberSlot(const Connection& connection, const Channel& channel) const;
   MemberView ViewOf(const Channel& channel, const Member& member) const;
@@ -216,6 +217,8 @@ class Engine {
   User* FindUser(std::string_view client_id);
   void UpdatePin(User& user);
   Presence EffectiveStatus(const User& user) const;
+  // Latest activity or disconnect of the user (not frozen by appearing offline).
+  TimeMs LastSeen(const User& user) const;
   StatusView ViewOf(const User& user) const;
   // Pushes a status change when the visible status (or, when `text_changed`, the text) changed.
   void RefreshUser(User& user, bool text_changed = false);
