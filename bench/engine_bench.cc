@@ -89,7 +89,8 @@ void BM_EnterUpdateLeave(benchmark::State& state) {
     ++i;
   }
   state.SetItemsProcessed(static_cast<int64_t>(ops));
-  state.counters["ops/s"] = benchmark::Counter(static_cast<double>(ops), benchmark::Counter::kIsRate);
+  state.counters["ops/s"] =
+      benchmark::Counter(static_cast<double>(ops), benchmark::Counter::kIsRate);
   state.counters["deliveries/s"] =
       benchmark::Counter(static_cast<double>(w.sink.delivered), benchmark::Counter::kIsRate);
   state.counters["allocs/op"] =
@@ -113,13 +114,14 @@ void BM_Update(benchmark::State& state) {
   const uint64_t allocs_before = g_allocations.load();
   for (auto _ : state) {
     const size_t m = (i * 7919) % w.members.size();
-    benchmark::DoNotOptimize(
-        w.engine.Update(w.members[m], w.channels[m % w.channels.size()], data, false, std::nullopt));
+    benchmark::DoNotOptimize(w.engine.Update(w.members[m], w.channels[m % w.channels.size()], data,
+                                             false, std::nullopt));
     ++ops;
     ++i;
   }
   state.SetItemsProcessed(static_cast<int64_t>(ops));
-  state.counters["ops/s"] = benchmark::Counter(static_cast<double>(ops), benchmark::Counter::kIsRate);
+  state.counters["ops/s"] =
+      benchmark::Counter(static_cast<double>(ops), benchmark::Counter::kIsRate);
   state.counters["allocs/op"] =
       static_cast<double>(g_allocations.load() - allocs_before) / static_cast<double>(ops);
 }
@@ -134,7 +136,8 @@ void BM_TimerExpiry(benchmark::State& state) {
     auto w = std::make_unique<World>();
     w->Build(1000, 10, 0);
     std::vector<ConnectionHandle> conns;
-    for (int m = 0; m < n / 10; ++m) conns.push_back(w->engine.Attach("u" + std::to_string(m), "b", 0)->handle);
+    for (int m = 0; m < n / 10; ++m)
+      conns.push_back(w->engine.Attach("u" + std::to_string(m), "b", 0)->handle);
     for (int m = 0; m < n; ++m) {
       (void)w->engine.Enter(conns[m % conns.size()], w->channels[m % 1000], JsonText(),
                             1000 + (m * 37) % 5000);
@@ -172,7 +175,8 @@ void BM_BytesPerMember(benchmark::State& state) {
     const size_t before = mallinfo2().uordblks;
     for (size_t m = 0; m < w.members.size(); ++m) {
       for (int k = 0; k < 100; ++k) {
-        (void)w.engine.Enter(w.members[m], channels[(m + static_cast<size_t>(k) * 101) % channels.size()],
+        (void)w.engine.Enter(w.members[m],
+                             channels[(m + static_cast<size_t>(k) * 101) % channels.size()],
                              JsonText(), std::nullopt);
       }
     }

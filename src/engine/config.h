@@ -12,10 +12,10 @@ namespace presenced::engine {
 struct Limits {
   size_t max_channels_per_connection = 200;  // channels entered; separately, channels subscribed
   size_t max_members_per_channel = 100000;
-  size_t max_data_bytes = 16384;       // serialized member/activity data
-  size_t max_channel_bytes = 256;      // channel name
-  size_t max_id_bytes = 256;           // clientId, device, activity kind
-  size_t max_text_bytes = 1024;        // custom status text
+  size_t max_data_bytes = 16384;   // serialized member/activity data
+  size_t max_channel_bytes = 256;  // channel name
+  size_t max_id_bytes = 256;       // clientId, device, activity kind
+  size_t max_text_bytes = 1024;    // custom status text
   size_t max_watches_per_connection = 1000;
 };
 

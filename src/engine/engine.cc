@@ -112,13 +112,11 @@ Engine::~Engine() = default;
 
 // ----- Helpers --------------------------------------------------------------------------------
 
-void Engine::Begin() {
-  Tick();
-  now_ = clock_.NowMs();
-}
+void Engine::Begin() { Tick(); }
 
 void Engine::Tick() {
-  const TimeMs now = clock_.NowMs();
+  // Engine time never runs backwards, even if the wall clock is stepped back.
+  const TimeMs now = std::max(clock_.NowMs(), now_);
   while (auto due = timers_.PopDue(now)) {
     // Each deadline runs as if at its own time, so results do not depend on when Tick is called.
     now_ = due->deadline;
@@ -156,18 +154,18 @@ Error UnknownConnection() { return MakeError(ErrorCode::kNotFound, "unknown conn
 Status Engine::ValidateChannel(std::string_view channel) const {
   if (channel.empty()) return MakeError(ErrorCode::kBadRequest, "channel must not be empty");
   if (channel.size() > config_.limits.max_channel_bytes) {
-    return MakeError(ErrorCode::kTooLarge, "channel name longer than " +
-                                               std::to_string(config_.limits.max_channel_bytes) +
-                                               " bytes");
+    return MakeError(
+        ErrorCode::kTooLarge,
+        "channel name longer than " + std::to_string(config_.limits.max_channel_bytes) + " bytes");
   }
   return Status::Ok();
 }
 
 Status Engine::ValidateData(const JsonText& data) const {
   if (data.size() > config_.limits.max_data_bytes) {
-    return MakeError(ErrorCode::kTooLarge, "data larger than " +
-                                               std::to_string(config_.limits.max_data_bytes) +
-                                               " bytes");
+    return MakeError(
+        ErrorCode::kTooLarge,
+        "data larger than " + std::to_string(config_.limits.max_data_bytes) + " bytes");
   }
   return Status::Ok();
 }
@@ -183,10 +181,11 @@ Result<Attached> Engine::Attach(std::string_view client_id, std::string_view dev
                                 TimeMs remain_present_for_ms) {
   Begin();
   if (client_id.empty()) return MakeError(ErrorCode::kBadRequest, "clientId must not be empty");
-  if (client_id.size() > config_.limits.max_id_bytes || device.size() > config_.limits.max_id_bytes) {
-    return MakeError(ErrorCode::kTooLarge, "clientId or device longer than " +
-                                               std::to_string(config_.limits.max_id_bytes) +
-                                               " bytes");
+  if (client_id.size() > config_.limits.max_id_bytes ||
+      device.size() > config_.limits.max_id_bytes) {
+    return MakeError(
+        ErrorCode::kTooLarge,
+        "clientId or device longer than " + std::to_string(config_.limits.max_id_bytes) + " bytes");
   }
   if (remain_present_for_ms < 0) {
     return MakeError(ErrorCode::kBadRequest, "remainPresentForMs must not be negative");
@@ -241,7 +240,9 @@ Status Engine::Drop(ConnectionHandle handle) {
   if (c->in_grace) return Status::Ok();
   c->user->last_disconnect = std::max(c->user->last_disconnect, now_);
   if (c->remain_present_for == 0) {
+    const ConnectionHandle gone = c->handle;
     Teardown(*c, LeaveReason::kTimeout);
+    sink_.OnConnectionExpired(gone);
     return Status::Ok();
   }
   c->in_grace = true;
@@ -391,9 +392,9 @@ int64_t Engine::FindMemberSlot(const Connection& c, const Channel& channel) cons
 }
 
 MemberView Engine::ViewOf(const Channel&, const Member& m) const {
-  return MemberView{m.connection->identity->client_id, m.connection->identity->connection_id,
-                    m.data, m.timestamp,
-                    m.ttl_timer == TimerQueue::kNoTimer ? kNoExpiry : timers_.Deadline(m.ttl_timer)};
+  return MemberView{
+      m.connection->identity->client_id, m.connection->identity->connection_id, m.data, m.timestamp,
+      m.ttl_timer == TimerQueue::kNoTimer ? kNoExpiry : timers_.Deadline(m.ttl_timer)};
 }
 
 PresenceEvent Engine::EventView(const Channel& channel, uint64_t serial,
@@ -573,7 +574,8 @@ void Engine::RemoveMember(Channel& channel, size_t slot, LeaveReason reason,
   MaybeFreeChannel(channel);
 }
 
-std::vector<MemberView> Engine::MembersOf(const Channel& channel, const MemberFilter& filter) const {
+std::vector<MemberView> Engine::MembersOf(const Channel& channel,
+                                          const MemberFilter& filter) const {
   std::vector<MemberView> out;
   out.reserve(filter.client_id || filter.connection_id ? 0 : channel.members.size());
   for (const Member& m : channel.members) {
@@ -784,9 +786,8 @@ StatusView Engine::ViewOf(const User& user) const {
   v.client_id = user.client_id;
   v.status = EffectiveStatus(user);
   if (user.text) v.text = *user.text;
-  const TimeMs last_seen = user.manual == Presence::kOffline
-                               ? user.frozen_last_seen
-                               : LastSeen(user);
+  const TimeMs last_seen =
+      user.manual == Presence::kOffline ? user.frozen_last_seen : LastSeen(user);
   if (last_seen != 0) v.last_seen = last_seen;
   if (v.status != Presence::kOffline) {
     const Connection* active = nullptr;
@@ -815,9 +816,9 @@ void Engine::RefreshUser(User& user, bool text_changed) {
 
 Status Engine::ValidateStatusText(const std::optional<std::optional<std::string>>& text) const {
   if (text && *text && (*text)->size() > config_.limits.max_text_bytes) {
-    return MakeError(ErrorCode::kTooLarge, "status text longer than " +
-                                               std::to_string(config_.limits.max_text_bytes) +
-                                               " bytes");
+    return MakeError(
+        ErrorCode::kTooLarge,
+        "status text longer than " + std::to_string(config_.limits.max_text_bytes) + " bytes");
   }
   return Status::Ok();
 }
@@ -895,10 +896,9 @@ Result<std::vector<StatusView>> Engine::Watch(ConnectionHandle handle,
   // Count the new distinct watches first, so an over-limit request changes nothing.
   std::vector<std::string_view> fresh;
   for (const std::string& id : client_ids) {
-    const bool already =
-        std::any_of(c->watching.begin(), c->watching.end(),
-                    [&](const User* u) { return u->client_id == id; }) ||
-        std::find(fresh.begin(), fresh.end(), id) != fresh.end();
+    const bool already = std::any_of(c->watching.begin(), c->watching.end(),
+                                     [&](const User* u) { return u->client_id == id; }) ||
+                         std::find(fresh.begin(), fresh.end(), id) != fresh.end();
     if (!already) fresh.push_back(id);
   }
   if (c->watching.size() + fresh.size() > config_.limits.max_watches_per_connection) {

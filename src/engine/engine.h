@@ -117,8 +117,7 @@ class Engine {
   Result<MemberView> Update(ConnectionHandle connection, std::string_view channel, JsonText data,
                             bool merge, std::optional<TimeMs> ttl_ms);
   // Leaves; `data`, when given, is the leave event's data.
-  Status Leave(ConnectionHandle connection, std::string_view channel,
-               std::optional<JsonText> data);
+  Status Leave(ConnectionHandle connection, std::string_view channel, std::optional<JsonText> data);
   Snapshot Get(std::string_view channel, const MemberFilter& filter = {});
   Occupancy GetOccupancy(std::string_view channel);
   // Subscribes (or changes the filter of an existing subscription). With `since`, returns the
@@ -176,7 +175,8 @@ class Engine {
     size_t operator()(std::string_view s) const { return std::hash<std::string_view>{}(s); }
   };
   template <typename T>
-  using StringMap = std::unordered_map<std::string, std::unique_ptr<T>, StringHash, std::equal_to<>>;
+  using StringMap =
+      std::unordered_map<std::string, std::unique_ptr<T>, StringHash, std::equal_to<>>;
 
   enum TimerKind : uint8_t { kTtlTimer, kGraceTimer, kIdleTimer };
 
@@ -196,7 +196,8 @@ class Engine {
   MemberView ViewOf(const Channel& channel, const Member& member) const;
   void Emit(Channel& channel, Action action, LeaveReason reason, const Connection& who,
             const JsonText& data, TimeMs timestamp, TimeMs expires_at);
-  PresenceEvent EventView(const Channel& channel, uint64_t serial, const struct EventRecord& rec) const;
+  PresenceEvent EventView(const Channel& channel, uint64_t serial,
+                          const struct EventRecord& rec) const;
   // Removes a member and emits its leave. `fired_expiry`: the expiry to report when the member's
   // TTL timer has already fired.
   void RemoveMember(Channel& channel, size_t slot, LeaveReason reason,

@@ -167,14 +167,14 @@ TEST_P(ModelTest, EngineMatchesTheReferenceModel) {
       const TimeMs exp = ttl ? now + *ttl : kNoExpiry;
       if (it == c->members.end()) {
         c->members[ch] = {data ? std::string(data->text()) : "null", now, exp};
-        model.expected.push_back({ch, Action::kEnter, LeaveReason::kNone, c->connection_id,
-                                  c->members[ch].data, now});
+        model.expected.push_back(
+            {ch, Action::kEnter, LeaveReason::kNone, c->connection_id, c->members[ch].data, now});
       } else {
         if (data) it->second.data = std::string(data->text());
         it->second.timestamp = now;
         it->second.expires_at = exp;
-        model.expected.push_back({ch, Action::kUpdate, LeaveReason::kNone, c->connection_id,
-                                  it->second.data, now});
+        model.expected.push_back(
+            {ch, Action::kUpdate, LeaveReason::kNone, c->connection_id, it->second.data, now});
       }
     } else if (op < 55) {
       what = "update";
@@ -196,8 +196,8 @@ TEST_P(ModelTest, EngineMatchesTheReferenceModel) {
         it->second.data = std::string(data.text());
         it->second.timestamp = now;
         if (ttl) it->second.expires_at = now + *ttl;
-        model.expected.push_back({ch, Action::kUpdate, LeaveReason::kNone, c->connection_id,
-                                  it->second.data, now});
+        model.expected.push_back(
+            {ch, Action::kUpdate, LeaveReason::kNone, c->connection_id, it->second.data, now});
       }
     } else if (op < 65) {
       what = "leave";
@@ -291,7 +291,8 @@ TEST_P(ModelTest, EngineMatchesTheReferenceModel) {
     for (size_t i = 0; i < got.size(); ++i) {
       ASSERT_EQ(got[i].Key(), want[i].Key()) << "step " << step << " " << what;
       if (want[i].action == Action::kLeave && want[i].reason == LeaveReason::kNone) {
-        ASSERT_TRUE(got[i].reason == LeaveReason::kExpired || got[i].reason == LeaveReason::kTimeout);
+        ASSERT_TRUE(got[i].reason == LeaveReason::kExpired ||
+                    got[i].reason == LeaveReason::kTimeout);
       } else {
         ASSERT_EQ(got[i].reason, want[i].reason) << "step " << step << " " << what;
       }
@@ -307,7 +308,8 @@ TEST_P(ModelTest, EngineMatchesTheReferenceModel) {
 
     // State: members of every channel, occupancy, user status, no leaked channels.
     for (const std::string& ch : channels) {
-      std::set<std::tuple<std::string, std::string, std::string, TimeMs>> engine_members, model_members;
+      std::set<std::tuple<std::string, std::string, std::string, TimeMs>> engine_members,
+          model_members;
       for (const MemberView& m : engine_.Get(ch).members) {
         engine_members.insert({std::string(m.client_id), std::string(m.connection_id),
                                std::string(m.data.text()), m.expires_at});
@@ -330,7 +332,8 @@ TEST_P(ModelTest, EngineMatchesTheReferenceModel) {
     for (const std::string& client : clients) {
       bool connected = false;
       for (auto& [id, c] : model.connections) connected |= c.client == client;
-      ASSERT_EQ(engine_.GetStatus(client).status, connected ? Presence::kOnline : Presence::kOffline);
+      ASSERT_EQ(engine_.GetStatus(client).status,
+                connected ? Presence::kOnline : Presence::kOffline);
     }
   }
 }

@@ -142,7 +142,7 @@ TEST_P(StatusTableTest, EffectiveStatusFollowsTheRules) {
   } else if (row.manual != Presence::kOnline) {
     expected = row.manual;
   } else {
-    expected = row.idle >= 5000 ? Presence::kOffline
+    expected = row.idle >= 5000   ? Presence::kOffline
                : row.idle >= 1000 ? Presence::kAway
                                   : Presence::kOnline;
   }
@@ -287,7 +287,8 @@ TEST_F(StatusTest, DevicesListEachConnectionWithItsOwnStatusAndTheActiveOne) {
 TEST_F(StatusTest, ActivityRecordsAreNewestFirstWithLimitAndSince) {
   auto a = Connect("alice", "laptop");
   for (int i = 0; i < 5; ++i) {
-    ASSERT_TRUE(engine_.RecordActivity(a, "message", i % 2 ? "room" : "", J(std::to_string(i))).ok());
+    ASSERT_TRUE(
+        engine_.RecordActivity(a, "message", i % 2 ? "room" : "", J(std::to_string(i))).ok());
     clock_.Advance(10);
   }
   auto all = engine_.GetActivities("alice", 50, std::nullopt);

@@ -110,7 +110,9 @@ TEST_F(ChannelTest, EachConnectionOfAUserIsItsOwnMember) {
   EXPECT_EQ(o.members, 3u);
   EXPECT_EQ(o.clients, 2u);
 
-  EXPECT_EQ(engine_.Get("room", {.client_id = "alice", .connection_id = std::nullopt}).members.size(), 2u);
+  EXPECT_EQ(
+      engine_.Get("room", {.client_id = "alice", .connection_id = std::nullopt}).members.size(),
+      2u);
   auto only_phone = engine_.Get("room", {.client_id = "alice", .connection_id = phone_id});
   ASSERT_EQ(only_phone.members.size(), 1u);
   EXPECT_EQ(only_phone.members[0].data.text(), "2");
@@ -213,6 +215,16 @@ TEST_F(ChannelTest, DropWithZeroGraceLeavesAtOnce) {
   ASSERT_EQ(events.size(), 2u);
   EXPECT_EQ(events[1].reason, LeaveReason::kTimeout);
   EXPECT_EQ(engine_.connection_count(), 0u);
+  EXPECT_EQ(sink_.expired, std::vector<ConnectionHandle>{a});
+}
+
+TEST_F(ChannelTest, EngineTimeNeverRunsBackwards) {
+  auto a = Connect("alice");
+  clock_.Advance(100);
+  ASSERT_TRUE(engine_.Enter(a, "room", std::nullopt, std::nullopt).ok());
+  clock_.Advance(-50);  // the wall clock is stepped back
+  ASSERT_TRUE(engine_.Update(a, "room", J("1"), false, std::nullopt).ok());
+  EXPECT_EQ(sink_.events.back().timestamp, kStart + 100);
 }
 
 TEST_F(ChannelTest, ResumeWithinGraceEmitsNothingAndDeliversWhatWasMissed) {
@@ -331,7 +343,7 @@ TEST_F(SmallRingTest, SubscribeSinceReturnsEventsOrResyncs) {
   EXPECT_TRUE(none->events.empty());  // the held events are updates: filtered out
 
   ASSERT_TRUE(engine_.Update(b, "room", J("4"), false, std::nullopt).ok());
-  EXPECT_TRUE(sink_.events.back().recipients.empty());  // a's filter is now leave only
+  EXPECT_TRUE(sink_.events.back().recipients.empty());       // a's filter is now leave only
   auto gone = engine_.Subscribe(a, "room", kAllActions, 0);  // serial 1 fell out of the ring
   ASSERT_TRUE(gone.ok());
   EXPECT_FALSE(gone->has_events);
@@ -440,7 +452,10 @@ TEST_F(ChannelTest, AMillionEnterLeaveCyclesLeaveNothingBehind) {
   ASSERT_TRUE(engine_.Subscribe(b, "watched", kAllActions, std::nullopt).ok());
   for (int i = 0; i < 1000000; ++i) {
     std::string channel = "c" + std::to_string(i % 1000);
-    ASSERT_TRUE(engine_.Enter(a, channel, std::nullopt, (i % 3 == 0) ? std::optional<TimeMs>(50) : std::nullopt).ok());
+    ASSERT_TRUE(engine_
+                    .Enter(a, channel, std::nullopt,
+                           (i % 3 == 0) ? std::optional<TimeMs>(50) : std::nullopt)
+                    .ok());
     if (i % 7 == 0) {
       ASSERT_TRUE(engine_.Enter(a, "watched", std::nullopt, std::nullopt).ok());
     }
@@ -456,7 +471,7 @@ TEST_F(ChannelTest, AMillionEnterLeaveCyclesLeaveNothingBehind) {
   engine_.Tick();
   EXPECT_EQ(engine_.member_count(), 0u);
   EXPECT_EQ(engine_.channel_count(), 1u);  // only the subscribed channel
-  EXPECT_LE(engine_.timer_count(), 2u);  // at most the two devices' idle timers
+  EXPECT_LE(engine_.timer_count(), 2u);    // at most the two devices' idle timers
   ASSERT_TRUE(engine_.Unsubscribe(b, "watched").ok());
   EXPECT_EQ(engine_.channel_count(), 0u);
 }

@@ -44,10 +44,16 @@ struct RecordedConnectivity {
 };
 
 inline RecordedEvent Record(const PresenceEvent& e, std::span<const ConnectionHandle> to = {}) {
-  return RecordedEvent{std::string(e.channel), e.serial, e.action, e.reason,
-                       std::string(e.member.client_id), std::string(e.member.connection_id),
-                       std::string(e.member.data.text()), e.member.timestamp,
-                       e.member.expires_at, {to.begin(), to.end()}};
+  return RecordedEvent{std::string(e.channel),
+                       e.serial,
+                       e.action,
+                       e.reason,
+                       std::string(e.member.client_id),
+                       std::string(e.member.connection_id),
+                       std::string(e.member.data.text()),
+                       e.member.timestamp,
+                       e.member.expires_at,
+                       {to.begin(), to.end()}};
 }
 
 class RecordingSink : public EventSink {
@@ -56,8 +62,13 @@ class RecordingSink : public EventSink {
     events.push_back(Record(e, to));
   }
   void OnStatus(const StatusChange& c, std::span<const ConnectionHandle> to) override {
-    RecordedStatus s{std::string(c.status.client_id), c.status.status, c.previous, std::nullopt,
-                     c.status.last_seen, std::nullopt, {to.begin(), to.end()}};
+    RecordedStatus s{std::string(c.status.client_id),
+                     c.status.status,
+                     c.previous,
+                     std::nullopt,
+                     c.status.last_seen,
+                     std::nullopt,
+                     {to.begin(), to.end()}};
     if (c.status.text) s.text = std::string(*c.status.text);
     if (c.status.active_device) s.active_device = std::string(*c.status.active_device);
     statuses.push_back(std::move(s));
@@ -91,7 +102,8 @@ constexpr TimeMs kStart = 1700000000000;
 
 class EngineTest : public ::testing::Test {
  protected:
-  explicit EngineTest(EngineConfig config = DefaultConfig()) : engine_(config, clock_, random_, sink_) {}
+  explicit EngineTest(EngineConfig config = DefaultConfig())
+      : engine_(config, clock_, random_, sink_) {}
 
   static EngineConfig DefaultConfig() {
     EngineConfig c;

@@ -61,7 +61,8 @@ class EventRing {
  private:
   void Grow() {
     // Unroll the ring into a larger buffer. Grows geometrically up to the capacity.
-    size_t next = buf_.empty() ? std::min<size_t>(4, capacity_) : std::min(buf_.size() * 2, capacity_);
+    size_t next =
+        buf_.empty() ? std::min<size_t>(4, capacity_) : std::min(buf_.size() * 2, capacity_);
     std::vector<EventRecord> grown(next);
     for (size_t i = 0; i < count_; ++i) grown[i] = std::move(buf_[(head_ + i) % buf_.size()]);
     buf_ = std::move(grown);

@@ -15,7 +15,8 @@ EventRecord Rec(int n) {
 
 std::vector<std::pair<uint64_t, TimeMs>> After(const EventRing& ring, uint64_t since) {
   std::vector<std::pair<uint64_t, TimeMs>> out;
-  ring.ForEachAfter(since, [&](uint64_t s, const EventRecord& r) { out.emplace_back(s, r.timestamp); });
+  ring.ForEachAfter(since,
+                    [&](uint64_t s, const EventRecord& r) { out.emplace_back(s, r.timestamp); });
   return out;
 }
 

@@ -20,11 +20,13 @@ class EventSink {
 
   // A presence event. `recipients`: live subscribers whose filter includes the action (may be
   // empty; the event still counts for history).
-  virtual void OnPresence(const PresenceEvent& event, std::span<const ConnectionHandle> recipients) = 0;
+  virtual void OnPresence(const PresenceEvent& event,
+                          std::span<const ConnectionHandle> recipients) = 0;
 
   // A user's visible status or text changed. `recipients`: the user's own live connections and
   // the live connections watching the user, each once.
-  virtual void OnStatus(const StatusChange& change, std::span<const ConnectionHandle> recipients) = 0;
+  virtual void OnStatus(const StatusChange& change,
+                        std::span<const ConnectionHandle> recipients) = 0;
 
   // The user's first connection appeared (online = true) or the last one is gone (false):
   // "offline on all devices" for backends.

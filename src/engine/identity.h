@@ -32,8 +32,8 @@ class IdentityRef {
     if (p_ && --p_->refs == 0) delete p_;
   }
   static IdentityRef Make(std::string client_id, std::string connection_id, std::string device) {
-    return IdentityRef(new Identity{std::move(client_id), std::move(connection_id),
-                                    std::move(device), 0});
+    return IdentityRef(
+        new Identity{std::move(client_id), std::move(connection_id), std::move(device), 0});
   }
   const Identity* operator->() const { return p_; }
   const Identity& operator*() const { return *p_; }

@@ -76,9 +76,8 @@ TEST(TimerQueueTest, MatchesASortedReferenceUnderRandomOperations) {
     } else {
       now += rng() % 50;
       while (auto due = q.PopDue(now)) {
-        auto best = std::min_element(ref.begin(), ref.end(), [](auto& x, auto& y) {
-          return x.second < y.second;
-        });
+        auto best = std::min_element(ref.begin(), ref.end(),
+                                     [](auto& x, auto& y) { return x.second < y.second; });
         ASSERT_EQ(due->id, best->first);
         ASSERT_LE(due->deadline, now);
         ref.erase(best);

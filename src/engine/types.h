@@ -26,7 +26,9 @@ std::optional<Action> ParseAction(std::string_view name);
 
 // A set of actions, for subscription filters.
 using ActionMask = uint8_t;
-constexpr ActionMask ActionBit(Action a) { return static_cast<ActionMask>(1u << static_cast<int>(a)); }
+constexpr ActionMask ActionBit(Action a) {
+  return static_cast<ActionMask>(1u << static_cast<int>(a));
+}
 constexpr ActionMask kAllActions = 0b111;
 
 enum class LeaveReason : uint8_t {
