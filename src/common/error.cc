@@ -20,6 +20,8 @@ std::string_view ErrorCodeName(ErrorCode code) {
       return "rate_limited";
     case ErrorCode::kNotFound:
       return "not_found";
+    case ErrorCode::kMethodNotAllowed:
+      return "method_not_allowed";
     case ErrorCode::kInternal:
       return "internal";
   }

@@ -14,15 +14,16 @@
 namespace presenced {
 
 enum class ErrorCode {
-  kBadRequest,     // malformed input, unknown op, missing or mistyped field
-  kUnauthorized,   // missing or invalid credentials
-  kForbidden,      // credentials valid, but not for this channel or resource
-  kNotPresent,     // update/leave without being present
-  kTooLarge,       // frame, data or name over a size limit
-  kLimitExceeded,  // a count limit (channels per connection, members per channel, watches)
-  kRateLimited,    // too many requests
-  kNotFound,       // unknown resource (REST route, resume key)
-  kInternal,       // a bug or an unexpected environment failure
+  kBadRequest,        // malformed input, unknown op, missing or mistyped field
+  kUnauthorized,      // missing or invalid credentials
+  kForbidden,         // credentials valid, but not for this channel or resource
+  kNotPresent,        // update/leave without being present
+  kTooLarge,          // frame, data or name over a size limit
+  kLimitExceeded,     // a count limit (channels per connection, members per channel, watches)
+  kRateLimited,       // too many requests
+  kNotFound,          // unknown resource (REST route, resume key)
+  kMethodNotAllowed,  // REST route exists, but not with this method
+  kInternal,          // a bug or an unexpected environment failure
 };
 
 // The wire name of `code`, e.g. "not_present".

@@ -16,6 +16,7 @@ TEST(ErrorCodeTest, NamesMatchTheWireContract) {
   EXPECT_EQ(ErrorCodeName(ErrorCode::kLimitExceeded), "limit_exceeded");
   EXPECT_EQ(ErrorCodeName(ErrorCode::kRateLimited), "rate_limited");
   EXPECT_EQ(ErrorCodeName(ErrorCode::kNotFound), "not_found");
+  EXPECT_EQ(ErrorCodeName(ErrorCode::kMethodNotAllowed), "method_not_allowed");
   EXPECT_EQ(ErrorCodeName(ErrorCode::kInternal), "internal");
 }
 

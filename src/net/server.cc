@@ -1,0 +1,536 @@
+#include "net/server.h"
+
+#include <atomic>
+#include <boost/asio.hpp>
+#include <boost/beast/core.hpp>
+#include <boost/beast/http.hpp>
+#include <boost/beast/websocket/rfc6455.hpp>
+#include <condition_variable>
+#include <deque>
+#include <mutex>
+#include <optional>
+#include <thread>
+#include <unordered_set>
+#include <vector>
+
+#include "net/ws_codec.h"
+#include "protocol/codec.h"
+
+namespace presenced::net {
+
+namespace asio = boost::asio;
+namespace beast = boost::beast;
+namespace http = beast::http;
+using tcp = asio::ip::tcp;
+using SteadyClock = std::chrono::steady_clock;
+
+class Session;
+
+// Shared state of the server: options, the service, and the set of live sessions (for shutdown).
+class Server::Impl {
+ public:
+  Impl(NetOptions options, Service& service, protocol::Metrics& metrics)
+      : options(std::move(options)),
+        service(service),
+        metrics(metrics),
+        acceptor(ioc),
+        signals(ioc) {}
+
+  void Accept();
+  void Register(const std::shared_ptr<Session>& s);
+  void Unregister(Session* s);
+
+  NetOptions options;
+  Service& service;
+  protocol::Metrics& metrics;
+  asio::io_context ioc;
+  tcp::acceptor acceptor;
+  asio::signal_set signals;
+  std::atomic<uint64_t> next_session{1};
+  std::atomic<size_t> open_sockets{0};
+  std::vector<std::thread> threads;
+
+  // Sessions are created on many strands; the set is only touched on creation, end and shutdown,
+  // so a mutex is simpler than routing those through a strand of their own.
+  std::mutex mu;
+  std::condition_variable all_gone;
+  std::unordered_set<Session*> sessions;
+};
+
+// One TCP connection: HTTP requests until it upgrades, then WebSocket messages. Everything runs on
+// the session's strand (the executor of its stream).
+class Session : public std::enable_shared_from_this<Session> {
+ public:
+  Session(tcp::socket socket, Server::Impl& server)
+      : stream_(std::move(socket)),
+        server_(server),
+        heartbeat_(stream_.get_executor()),
+        reader_(server.options.max_frame_bytes) {}
+
+  ~Session() { server_.open_sockets.fetch_sub(1, std::memory_order_relaxed); }
+
+  void Start() {
+    asio::dispatch(stream_.get_executor(), [self = shared_from_this()] { self->ReadRequest(); });
+  }
+
+  // Thread-safe entry points used by the Peer.
+  void PostSend(std::shared_ptr<const std::string> message) {
+    asio::post(stream_.get_executor(),
+               [self = shared_from_this(), m = std::move(message)]() mutable {
+                 self->Enqueue(std::move(m));
+               });
+  }
+  void PostClose(uint16_t code, std::string reason, bool abrupt) {
+    asio::post(stream_.get_executor(),
+               [self = shared_from_this(), code, reason = std::move(reason), abrupt] {
+                 self->CloseWith(code, reason, abrupt ? kAbrupt : kClean);
+               });
+  }
+  // Closes the socket at once, for Server::Stop.
+  void PostCut() {
+    if (auto self = weak_from_this().lock()) {
+      asio::post(stream_.get_executor(), [self] { self->Finish(); });
+    }
+  }
+
+ private:
+  enum Report { kClean, kAbrupt, kNoReport };
+  struct Outgoing {
+    std::string header;                          // frame header, or a whole control frame
+    std::shared_ptr<const std::string> payload;  // message text (null for control frames)
+    size_t size() const { return header.size() + (payload ? payload->size() : 0); }
+  };
+
+  // ----- HTTP ---------------------------------------------------------------------------------
+  void ReadRequest() {
+    parser_.emplace();
+    parser_->body_limit(server_.options.max_http_body_bytes);
+    parser_->header_limit(16 * 1024);
+    stream_.expires_after(std::chrono::milliseconds(server_.options.handshake_timeout_ms));
+    http::async_read(
+        stream_, buffer_, *parser_,
+        [self = shared_from_this()](beast::error_code ec, size_t) { self->OnRequest(ec); });
+  }
+
+  void OnRequest(beast::error_code ec) {
+    if (ec == http::error::body_limit) {
+      return WriteHttp(
+          413, protocol::ErrorBody(MakeError(ErrorCode::kTooLarge, "request body too large")),
+          "application/json", false);
+    }
+    if (ec) return Finish();  // timeout, EOF, malformed: nothing to answer
+    auto& req = parser_->get();
+    protocol::HttpRequest r;
+    r.method = std::string(req.method_string());
+    r.target = std::string(req.target());
+    r.authorization = std::string(req[http::field::authorization]);
+    r.body = req.body();
+    keep_alive_ = req.keep_alive();
+
+    std::string_view path = r.target;
+    path = path.substr(0, path.find('?'));
+    if (path == "/v1/ws") {
+      if (!beast::websocket::is_upgrade(req)) {
+        return WriteHttp(426,
+                         protocol::ErrorBody(MakeError(ErrorCode::kBadRequest,
+                                                       "this endpoint needs a WebSocket upgrade")),
+                         "application/json", false);
+      }
+      return Upgrade(r, std::string(req[http::field::sec_websocket_key]),
+                     std::string(req[http::field::sec_websocket_version]));
+    }
+    stream_.expires_never();
+    server_.service.HandleHttp(std::move(r), [self =
+                                                  shared_from_this()](protocol::HttpResponse resp) {
+      asio::post(self->stream_.get_executor(), [self, resp = std::move(resp)]() mutable {
+        self->WriteHttp(resp.status, std::move(resp.body), resp.content_type, self->keep_alive_);
+      });
+    });
+  }
+
+  void WriteHttp(unsigned status, std::string body, std::string_view content_type,
+                 bool keep_alive) {
+    auto res =
+        std::make_shared<http::response<http::string_body>>(static_cast<http::status>(status), 11);
+    res->set(http::field::server, "presenced");
+    res->set(http::field::content_type, content_type);
+    res->keep_alive(keep_alive);
+    res->body() = std::move(body);
+    res->prepare_payload();
+    stream_.expires_after(std::chrono::milliseconds(server_.options.handshake_timeout_ms));
+    http::async_write(stream_, *res,
+                      [self = shared_from_this(), res](beast::error_code ec, size_t) {
+                        if (ec || !res->keep_alive()) return self->Finish();
+                        self->ReadRequest();
+                      });
+  }
+
+  void Upgrade(const protocol::HttpRequest& r, std::string key, std::string version) {
+    if (key.empty() || version != "13") {
+      return WriteHttp(
+          400, protocol::ErrorBody(MakeError(ErrorCode::kBadRequest, "bad WebSocket handshake")),
+          "application/json", false);
+    }
+    auto request = server_.service.AuthorizeUpgrade(r);
+    if (!request.ok()) {
+      server_.metrics.connections_refused.fetch_add(1, std::memory_order_relaxed);
+      const ErrorCode code = request.error().code;
+      const unsigned status = code == ErrorCode::kUnauthorized ? 401
+                              : code == ErrorCode::kTooLarge   ? 413
+                                                               : 400;
+      return WriteHttp(status, protocol::ErrorBody(request.error()), "application/json", false);
+    }
+    connect_ = std::move(request).value();
+    handshake_ = std::make_shared<std::string>(
+        "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+        "Sec-WebSocket-Accept: " +
+        ws::AcceptKey(key) + "\r\nServer: presenced\r\n\r\n");
+    asio::async_write(stream_, asio::buffer(*handshake_),
+                      [self = shared_from_this()](beast::error_code ec, size_t) {
+                        self->handshake_.reset();
+                        if (ec) return self->Finish();
+                        self->OpenWebSocket();
+                      });
+  }
+
+  // ----- WebSocket ----------------------------------------------------------------------------
+  class PeerImpl final : public protocol::Peer {
+   public:
+    explicit PeerImpl(std::weak_ptr<Session> s) : session_(std::move(s)) {}
+    void Send(std::shared_ptr<const std::string> message) override {
+      if (auto s = session_.lock()) s->PostSend(std::move(message));
+    }
+    void Close(uint16_t code, std::string reason, bool abrupt) override {
+      if (auto s = session_.lock()) s->PostClose(code, std::move(reason), abrupt);
+    }
+
+   private:
+    std::weak_ptr<Session> session_;
+  };
+
+  void OpenWebSocket() {
+    stream_.expires_never();
+    websocket_ = true;
+    id_ = server_.next_session.fetch_add(1, std::memory_order_relaxed);
+    server_.metrics.connections_open.fetch_add(1, std::memory_order_relaxed);
+    server_.metrics.connections_total.fetch_add(1, std::memory_order_relaxed);
+    opened_ = true;
+    last_rx_ = SteadyClock::now();
+    last_ping_ = last_rx_;
+    // Bytes that arrived with the upgrade request belong to the WebSocket stream.
+    inbuf_.assign(static_cast<const char*>(buffer_.data().data()), buffer_.size());
+    buffer_.consume(buffer_.size());
+    server_.service.OnOpen(id_, std::move(connect_), std::make_shared<PeerImpl>(weak_from_this()));
+    ArmHeartbeat();
+    if (!ProcessInput()) return;
+    ReadFrames();
+  }
+
+  void ReadFrames() {
+    const size_t old = inbuf_.size();
+    inbuf_.resize(old + 16384);
+    stream_.socket().async_read_some(
+        asio::buffer(inbuf_.data() + old, 16384),
+        [self = shared_from_this(), old](beast::error_code ec, size_t n) {
+          self->inbuf_.resize(old + n);
+          if (ec) {
+            // EOF or reset without a close frame: an abrupt drop.
+            return self->EndAbruptly();
+          }
+          self->last_rx_ = SteadyClock::now();
+          if (self->ProcessInput()) self->ReadFrames();
+        });
+  }
+
+  // Parses buffered bytes into messages; false when the session is closing.
+  bool ProcessInput() {
+    size_t offset = 0;
+    bool keep_reading = true;
+    while (keep_reading && !closing_) {
+      ws::Message m;
+      size_t used = 0;
+      auto r = reader_.Next(std::string_view(inbuf_).substr(offset), m, used);
+      offset += used;
+      if (r == ws::MessageReader::Result::kNeedMore) break;
+      if (r == ws::MessageReader::Result::kError) {
+        CloseWith(reader_.close_code(), reader_.error(), kClean);
+        keep_reading = false;
+        break;
+      }
+      switch (m.opcode) {
+        case ws::Opcode::kText:
+        case ws::Opcode::kBinary:
+          server_.service.OnMessage(id_, std::move(m.payload), SteadyClock::now());
+          break;
+        case ws::Opcode::kPing:
+          Push(Outgoing{ws::EncodeFrame(ws::Opcode::kPong, m.payload), nullptr});
+          break;
+        case ws::Opcode::kPong:
+          break;
+        case ws::Opcode::kClose: {
+          uint16_t code = ws::kCloseNormal;
+          if (m.payload.size() >= 2) {
+            code = static_cast<uint16_t>((static_cast<uint8_t>(m.payload[0]) << 8) |
+                                         static_cast<uint8_t>(m.payload[1]));
+          }
+          CloseWith(code, "", kClean);
+          keep_reading = false;
+          break;
+        }
+        default:
+          break;
+      }
+    }
+    inbuf_.erase(0, offset);
+    return keep_reading && !closing_;
+  }
+
+  void ArmHeartbeat() {
+    const auto interval = std::chrono::milliseconds(server_.options.heartbeat_ms);
+    const auto next = std::min(last_ping_ + interval, last_rx_ + 2 * interval);
+    heartbeat_.expires_at(next);
+    heartbeat_.async_wait([self = shared_from_this()](beast::error_code ec) {
+      if (ec || self->done_) return;
+      self->OnHeartbeat();
+    });
+  }
+
+  void OnHeartbeat() {
+    const auto now = SteadyClock::now();
+    const auto interval = std::chrono::milliseconds(server_.options.heartbeat_ms);
+    if (now - last_rx_ >= 2 * interval) return EndAbruptly();  // silent for two intervals
+    if (now - last_ping_ >= interval && !closing_) {
+      last_ping_ = now;
+      Push(Outgoing{ws::EncodeFrame(ws::Opcode::kPing, ""), nullptr});
+    }
+    ArmHeartbeat();
+  }
+
+  void Enqueue(std::shared_ptr<const std::string> message) {
+    if (closing_ || done_) return;
+    if (out_bytes_ + message->size() > server_.options.max_outbound_bytes) {
+      // A subscriber that cannot keep up is dropped as abrupt (its grace period applies, so it can
+      // resume and catch up) instead of growing memory.
+      server_.metrics.queue_drops_total.fetch_add(1, std::memory_order_relaxed);
+      queue_.clear();
+      out_bytes_ = 0;
+      return CloseWith(ws::kCloseSlowConsumer, "outbound queue full", kAbrupt);
+    }
+    Outgoing o{ws::FrameHeader(ws::Opcode::kText, message->size()), std::move(message)};
+    Push(std::move(o));
+  }
+
+  void Push(Outgoing o) {
+    out_bytes_ += o.size();
+    queue_.push_back(std::move(o));
+    if (!writing_) Write();
+  }
+
+  // Writes everything queued in one gather write (coalescing frames into as few syscalls as the
+  // kernel allows).
+  void Write() {
+    if (queue_.empty() || done_) return;
+    writing_ = true;
+    batch_.clear();
+    buffers_.clear();
+    size_t bytes = 0;
+    while (!queue_.empty() && batch_.size() < 512 && bytes < (1 << 20)) {
+      bytes += queue_.front().size();
+      batch_.push_back(std::move(queue_.front()));
+      queue_.pop_front();
+    }
+    for (const Outgoing& o : batch_) {
+      buffers_.emplace_back(asio::buffer(o.header));
+      if (o.payload) buffers_.emplace_back(asio::buffer(*o.payload));
+    }
+    asio::async_write(stream_.socket(), buffers_,
+                      [self = shared_from_this(), bytes](beast::error_code ec, size_t) {
+                        self->writing_ = false;
+                        self->out_bytes_ -= std::min(self->out_bytes_, bytes);
+                        if (ec) return self->EndAbruptly();
+                        if (!self->queue_.empty()) return self->Write();
+                        if (self->closing_) self->Finish();
+                      });
+  }
+
+  // Sends a close frame after what is queued, then ends the session.
+  void CloseWith(uint16_t code, std::string_view reason, Report report) {
+    if (closing_ || done_) return;
+    closing_ = true;
+    ReportClose(report);
+    Push(Outgoing{ws::EncodeClose(code, reason), nullptr});
+  }
+
+  void EndAbruptly() {
+    ReportClose(kAbrupt);
+    Finish();
+  }
+
+  void ReportClose(Report report) {
+    if (!opened_ || reported_ || report == kNoReport) return;
+    reported_ = true;
+    server_.service.OnClose(id_, report == kClean);
+  }
+
+  void Finish() {
+    if (done_) return;
+    done_ = true;
+    if (opened_) {
+      if (!reported_) ReportClose(kAbrupt);
+      server_.metrics.connections_open.fetch_sub(1, std::memory_order_relaxed);
+    }
+    heartbeat_.cancel();
+    beast::error_code ec;
+    stream_.socket().shutdown(tcp::socket::shutdown_both, ec);
+    stream_.socket().close(ec);
+    server_.Unregister(this);
+  }
+
+  beast::tcp_stream stream_;
+  Server::Impl& server_;
+  asio::steady_timer heartbeat_;
+  beast::flat_buffer buffer_;
+  std::optional<http::request_parser<http::string_body>> parser_;
+  bool keep_alive_ = false;
+  protocol::ConnectRequest connect_;
+  std::shared_ptr<std::string> handshake_;
+
+  bool websocket_ = false;
+  bool opened_ = false;
+  bool reported_ = false;
+  bool closing_ = false;
+  bool done_ = false;
+  protocol::SessionId id_ = 0;
+  ws::MessageReader reader_;
+  std::string inbuf_;
+  SteadyClock::time_point last_rx_;
+  SteadyClock::time_point last_ping_;
+  std::deque<Outgoing> queue_;
+  std::vector<Outgoing> batch_;
+  std::vector<asio::const_buffer> buffers_;
+  size_t out_bytes_ = 0;
+  bool writing_ = false;
+};
+
+void Server::Impl::Register(const std::shared_ptr<Session>& s) {
+  std::lock_guard lock(mu);
+  sessions.insert(s.get());
+}
+
+void Server::Impl::Unregister(Session* s) {
+  std::lock_guard lock(mu);
+  sessions.erase(s);
+  if (sessions.empty()) all_gone.notify_all();
+}
+
+void Server::Impl::Accept() {
+  acceptor.async_accept(asio::make_strand(ioc), [this](beast::error_code ec, tcp::socket socket) {
+    if (ec) {
+      if (ec == asio::error::operation_aborted || !acceptor.is_open()) return;
+      return Accept();
+    }
+    if (open_sockets.load(std::memory_order_relaxed) >= options.max_connections) {
+      // Over the limit: a short 503 and close, without reading the request.
+      metrics.connections_refused.fetch_add(1, std::memory_order_relaxed);
+      static const std::string kBusy =
+          "HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/json\r\nConnection: "
+          "close\r\n"
+          "Content-Length: 77\r\n\r\n"
+          R"({"error":{"code":"limit_exceeded","message":"too many connections, retry"}})";
+      beast::error_code ignored;
+      asio::write(socket, asio::buffer(kBusy), ignored);
+      socket.shutdown(tcp::socket::shutdown_both, ignored);
+      socket.close(ignored);
+      return Accept();
+    }
+    open_sockets.fetch_add(1, std::memory_order_relaxed);
+    beast::error_code ignored;
+    socket.set_option(tcp::no_delay(true), ignored);
+    auto session = std::make_shared<Session>(std::move(socket), *this);
+    Register(session);
+    session->Start();
+    Accept();
+  });
+}
+
+Server::Server(NetOptions options, Service& service, protocol::Metrics& metrics)
+    : impl_(std::make_unique<Impl>(std::move(options), service, metrics)) {}
+
+Server::~Server() {
+  Stop();
+  for (auto& t : impl_->threads) {
+    if (t.joinable()) t.join();
+  }
+}
+
+Result<uint16_t> Server::Listen() {
+  beast::error_code ec;
+  auto address = asio::ip::make_address(impl_->options.host, ec);
+  if (ec) return MakeError(ErrorCode::kBadRequest, "bad listen address " + impl_->options.host);
+  tcp::endpoint endpoint(address, impl_->options.port);
+  auto& a = impl_->acceptor;
+  a.open(endpoint.protocol(), ec);
+  if (!ec) a.set_option(asio::socket_base::reuse_address(true), ec);
+  if (!ec) a.bind(endpoint, ec);
+  if (!ec) a.listen(asio::socket_base::max_listen_connections, ec);
+  if (ec) {
+    return MakeError(ErrorCode::kInternal, "cannot listen on " + impl_->options.host + ":" +
+                                               std::to_string(impl_->options.port) + ": " +
+                                               ec.message());
+  }
+  impl_->Accept();
+  return a.local_endpoint().port();
+}
+
+void Server::OnSignal(std::function<void()> handler) {
+  impl_->signals.add(SIGINT);
+  impl_->signals.add(SIGTERM);
+  impl_->signals.async_wait([handler = std::move(handler)](beast::error_code ec, int) {
+    if (!ec) handler();
+  });
+}
+
+void Server::Run() {
+  int n = impl_->options.io_threads > 0
+              ? impl_->options.io_threads
+              : static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
+  auto guard = asio::make_work_guard(impl_->ioc);
+  for (int i = 1; i < n; ++i) impl_->threads.emplace_back([this] { impl_->ioc.run(); });
+  impl_->ioc.run();
+  for (auto& t : impl_->threads) {
+    if (t.joinable()) t.join();
+  }
+  impl_->threads.clear();
+}
+
+void Server::StopAccepting() {
+  asio::post(impl_->ioc, [this] {
+    beast::error_code ec;
+    impl_->acceptor.close(ec);
+    impl_->signals.cancel(ec);
+  });
+}
+
+bool Server::WaitForSessions(std::chrono::milliseconds timeout) {
+  std::unique_lock lock(impl_->mu);
+  return impl_->all_gone.wait_for(lock, timeout, [this] { return impl_->sessions.empty(); });
+}
+
+void Server::Stop() {
+  {
+    std::lock_guard lock(impl_->mu);
+    for (Session* s : impl_->sessions) {
+      // Sessions hold themselves alive through their pending operations; cutting them from their
+      // own strand is safe because the set entry is removed only in Finish on that strand.
+      s->PostCut();
+    }
+  }
+  asio::post(impl_->ioc, [this] {
+    beast::error_code ec;
+    impl_->acceptor.close(ec);
+    impl_->signals.cancel(ec);
+  });
+  impl_->ioc.stop();
+}
+
+}  // namespace presenced::net

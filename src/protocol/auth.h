@@ -1,0 +1,39 @@
+// Authentication: HS256 JWTs for WebSocket clients, channel patterns, and API keys for REST.
+// Pure functions (libjwt underneath); thread-safe.
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "common/clock.h"
+#include "common/error.h"
+
+namespace presenced::protocol {
+
+struct TokenClaims {
+  std::string client_id;                             // `sub`
+  int64_t expires_at_s = 0;                          // `exp`, seconds since the epoch
+  std::optional<std::vector<std::string>> channels;  // glob patterns; absent = all channels
+};
+
+// Verifies an HS256 token signed with `secret` and not expired at `now`. Any other algorithm,
+// a bad signature, a missing `sub` or `exp`, or a malformed `channels` claim is unauthorized.
+Result<TokenClaims> VerifyToken(std::string_view token, std::string_view secret, TimeMs now);
+
+// Signs a token for `client_id` valid for `ttl_s` seconds from `now`.
+Result<std::string> MintToken(std::string_view secret, std::string_view client_id, int64_t ttl_s,
+                              const std::optional<std::vector<std::string>>& channels, TimeMs now);
+
+// `*` matches any run of characters (including none); every other character is literal.
+bool GlobMatch(std::string_view pattern, std::string_view text);
+
+// True when the claims allow `channel`.
+bool ChannelAllowed(const TokenClaims& claims, std::string_view channel);
+
+// Constant-time comparison of an `Authorization` header value against `Bearer <api_key>`.
+bool BearerMatches(std::string_view authorization, std::string_view api_key);
+
+}  // namespace presenced::protocol

@@ -1,0 +1,66 @@
+#include "protocol/codec.h"
+
+#include <gtest/gtest.h>
+
+#include <boost/json.hpp>
+
+#include "protocol/json_out.h"
+
+namespace presenced::protocol {
+namespace {
+
+TEST(CodecTest, QuotesAndEscapesStrings) {
+  std::string out;
+  AppendQuoted(out, "a\"b\\c\n\x01");
+  EXPECT_EQ(out, R"("a\"b\\c\n\u0001")");
+  EXPECT_EQ(boost::json::parse(out).as_string(), "a\"b\\c\n\x01");
+}
+
+TEST(CodecTest, EventsCarryReasonOnLeaveOnly) {
+  engine::PresenceEvent e;
+  e.channel = "room";
+  e.serial = 7;
+  e.action = engine::Action::kLeave;
+  e.reason = engine::LeaveReason::kTimeout;
+  e.member = {"alice", "c1", JsonText::FromSerialized(R"({"x":1})"), 5, engine::kNoExpiry};
+  auto v = boost::json::parse(EventFrame(e)).as_object();
+  EXPECT_EQ(v["type"], "presence");
+  EXPECT_EQ(v["channel"], "room");
+  EXPECT_EQ(v["action"], "leave");
+  EXPECT_EQ(v["reason"], "timeout");
+  EXPECT_EQ(v["serial"], 7);
+  EXPECT_EQ(v["member"].as_object()["data"].as_object()["x"], 1);
+  EXPECT_TRUE(v["member"].as_object()["expiresAt"].is_null());
+  e.action = engine::Action::kUpdate;
+  e.reason = engine::LeaveReason::kNone;
+  EXPECT_FALSE(boost::json::parse(EventFrame(e)).as_object().contains("reason"));
+}
+
+TEST(CodecTest, StatusPushHasPreviousAndTheStatusFields) {
+  engine::StatusChange c;
+  c.status.client_id = "alice";
+  c.status.status = engine::Presence::kDnd;
+  c.status.text = "busy";
+  c.status.last_seen = 10;
+  c.previous = engine::Presence::kOnline;
+  auto v = boost::json::parse(StatusFrame(c)).as_object();
+  EXPECT_EQ(v["type"], "status");
+  EXPECT_EQ(v["previous"], "online");
+  EXPECT_EQ(v["status"], "dnd");
+  EXPECT_EQ(v["text"], "busy");
+  EXPECT_EQ(v["lastSeen"], 10);
+  EXPECT_TRUE(v["activeDevice"].is_null());
+}
+
+TEST(CodecTest, ErrorReplies) {
+  auto v = boost::json::parse(ReplyError(3, MakeError(ErrorCode::kNotPresent, "no"))).as_object();
+  EXPECT_EQ(v["id"], 3);
+  EXPECT_EQ(v["ok"], false);
+  EXPECT_EQ(v["error"].as_object()["code"], "not_present");
+  EXPECT_TRUE(boost::json::parse(ReplyError(std::nullopt, MakeError(ErrorCode::kBadRequest, "x")))
+                  .as_object()["id"]
+                  .is_null());
+}
+
+}  // namespace
+}  // namespace presenced::protocol

@@ -1,0 +1,836 @@
+#include "protocol/dispatcher.h"
+
+#include <algorithm>
+#include <boost/json.hpp>
+#include <boost/url/parse.hpp>
+#include <boost/url/url_view.hpp>
+#include <charconv>
+#include <cmath>
+
+#include "protocol/auth.h"
+#include "protocol/codec.h"
+#include "protocol/json_out.h"
+
+namespace presenced::protocol {
+
+namespace json = boost::json;
+using engine::Action;
+using engine::ActionMask;
+using engine::Presence;
+
+namespace {
+
+Error BadRequest(std::string why) { return MakeError(ErrorCode::kBadRequest, std::move(why)); }
+
+JsonText ToJsonText(const json::value& v) {
+  if (v.is_null()) return JsonText();
+  return JsonText::FromSerialized(json::serialize(v));
+}
+
+std::optional<int64_t> AsInt(const json::value& v) {
+  if (v.is_int64()) return v.as_int64();
+  if (v.is_uint64() && v.as_uint64() <= static_cast<uint64_t>(INT64_MAX)) {
+    return static_cast<int64_t>(v.as_uint64());
+  }
+  if (v.is_double()) {
+    const double d = v.as_double();
+    if (std::isfinite(d) && d == std::floor(d) && std::fabs(d) < 9.0e15)
+      return static_cast<int64_t>(d);
+  }
+  return std::nullopt;
+}
+
+}  // namespace
+
+// Typed access to the fields of one request object; every failure is a bad_request naming the
+// field.
+class Dispatcher::Request {
+ public:
+  explicit Request(const json::object& o) : o_(o) {}
+
+  bool Has(std::string_view key) const { return o_.contains(key); }
+
+  Result<std::string_view> String(std::string_view key) const {
+    const json::value* v = o_.if_contains(key);
+    if (v == nullptr) return BadRequest("missing field " + std::string(key));
+    if (!v->is_string()) return BadRequest(std::string(key) + " must be a string");
+    return std::string_view(v->as_string());
+  }
+  Result<std::optional<std::string_view>> OptString(std::string_view key) const {
+    const json::value* v = o_.if_contains(key);
+    if (v == nullptr) return std::optional<std::string_view>();
+    if (!v->is_string()) return BadRequest(std::string(key) + " must be a string");
+    return std::optional<std::string_view>(std::string_view(v->as_string()));
+  }
+  Result<std::optional<int64_t>> OptInt(std::string_view key) const {
+    const json::value* v = o_.if_contains(key);
+    if (v == nullptr) return std::optional<int64_t>();
+    auto i = AsInt(*v);
+    if (!i) return BadRequest(std::string(key) + " must be an integer");
+    return std::optional<int64_t>(*i);
+  }
+  Result<bool> OptBool(std::string_view key, bool fallback) const {
+    const json::value* v = o_.if_contains(key);
+    if (v == nullptr) return fallback;
+    if (!v->is_bool()) return BadRequest(std::string(key) + " must be a boolean");
+    return v->as_bool();
+  }
+  Result<std::vector<std::string>> StringArray(std::string_view key) const {
+    const json::value* v = o_.if_contains(key);
+    if (v == nullptr) return BadRequest("missing field " + std::string(key));
+    if (!v->is_array()) return BadRequest(std::string(key) + " must be an array of strings");
+    std::vector<std::string> out;
+    for (const auto& e : v->as_array()) {
+      if (!e.is_string()) return BadRequest(std::string(key) + " must be an array of strings");
+      out.emplace_back(e.as_string());
+    }
+    return out;
+  }
+  const json::value* Get(std::string_view key) const { return o_.if_contains(key); }
+
+ private:
+  const json::object& o_;
+};
+
+Dispatcher::Dispatcher(DispatcherOptions options, const presenced::Clock& clock,
+                       RandomSource& random, storage::Store& store, Metrics& metrics)
+    : options_(std::move(options)),
+      clock_(clock),
+      store_(store),
+      metrics_(metrics),
+      engine_(options_.engine, clock, random, *this) {}
+
+// ----- Sessions -------------------------------------------------------------------------------
+
+void Dispatcher::Open(SessionId id, ConnectRequest request, std::shared_ptr<Peer> peer) {
+  const TimeMs remain = std::clamp<TimeMs>(
+      request.remain_present_for_ms.value_or(options_.default_remain_present_for_ms), 0,
+      options_.max_remain_present_for_ms);
+
+  engine::Attached attached;
+  bool resumed = false;
+  std::vector<engine::CatchUp> catch_up;
+  std::optional<engine::Resumed> resumed_result;
+  if (request.resume_key) {
+    auto r = engine_.Resume(*request.resume_key, request.client_id, remain);
+    if (r.ok()) {
+      resumed = true;
+      resumed_result = std::move(r).value();
+      attached = resumed_result->connection;
+      if (resumed_result->was_live) {
+        // The old socket still looked alive: it is superseded. Forget it first, so its end is not
+        // taken for this connection's.
+        auto old = by_handle_.find(attached.handle);
+        if (old != by_handle_.end()) {
+          auto s = sessions_.find(old->second);
+          if (s != sessions_.end()) {
+            s->second.peer->Close(4000, "resumed on another connection");
+            sessions_.erase(s);
+          }
+          by_handle_.erase(old);
+        }
+      }
+    }
+  }
+  if (!resumed) {
+    auto r = engine_.Attach(request.client_id, request.device, remain);
+    if (!r.ok()) {
+      peer->Send(std::make_shared<const std::string>(ReplyError(std::nullopt, r.error())));
+      peer->Close(1008, r.error().message);
+      return;
+    }
+    attached = *r;
+  }
+
+  Session& s = sessions_[id];
+  s.handle = attached.handle;
+  s.peer = std::move(peer);
+  s.client_id = request.client_id;
+  s.channel_patterns = std::move(request.channel_patterns);
+  s.tokens = options_.rate_burst;
+  s.refilled_at = clock_.NowMs();
+  by_handle_[attached.handle] = id;
+
+  std::string frame = R"({"type":"connected","connectionId":)";
+  AppendQuoted(frame, attached.connection_id);
+  frame += R"(,"connectionKey":)";
+  AppendQuoted(frame, attached.connection_key);
+  frame += R"(,"clientId":)";
+  AppendQuoted(frame, attached.client_id);
+  frame += R"(,"heartbeatMs":)";
+  AppendInt(frame, options_.heartbeat_ms);
+  frame += R"(,"remainPresentForMs":)";
+  AppendInt(frame, attached.remain_present_for_ms);
+  frame += R"(,"resumed":)";
+  AppendBool(frame, resumed);
+  frame += R"(,"epoch":)";
+  AppendQuoted(frame, options_.epoch);
+  frame += '}';
+  Reply(s, std::move(frame));
+
+  if (resumed_result) {
+    for (const engine::CatchUp& cu : resumed_result->catch_up) {
+      if (cu.snapshot) {
+        std::string sync = R"({"type":"sync","channel":)";
+        AppendQuoted(sync, cu.channel);
+        sync += R"(,"members":)";
+        AppendMembers(sync, cu.members);
+        sync += R"(,"serial":)";
+        AppendUint(sync, cu.serial);
+        sync += '}';
+        Reply(s, std::move(sync));
+      } else {
+        for (const engine::PresenceEvent& e : cu.events) Reply(s, EventFrame(e));
+      }
+    }
+  }
+}
+
+void Dispatcher::Closed(SessionId id, bool clean) {
+  auto it = sessions_.find(id);
+  if (it == sessions_.end()) return;  // superseded, or never opened
+  const engine::ConnectionHandle handle = it->second.handle;
+  sessions_.erase(it);
+  by_handle_.erase(handle);
+  if (clean) {
+    (void)engine_.Close(handle);
+  } else {
+    (void)engine_.Drop(handle);
+  }
+}
+
+void Dispatcher::Shutdown() {
+  engine_.Shutdown();
+  for (auto& [id, s] : sessions_) s.peer->Close(1001, "server shutting down");
+  sessions_.clear();
+  by_handle_.clear();
+}
+
+void Dispatcher::Reply(Session& s, std::string frame) {
+  s.peer->Send(std::make_shared<const std::string>(std::move(frame)));
+}
+
+void Dispatcher::SendTo(engine::ConnectionHandle handle,
+                        const std::shared_ptr<const std::string>& frame) {
+  auto it = by_handle_.find(handle);
+  if (it == by_handle_.end()) return;
+  auto s = sessions_.find(it->second);
+  if (s == sessions_.end()) return;
+  s->second.peer->Send(frame);
+  metrics_.deliveries_total.fetch_add(1, std::memory_order_relaxed);
+}
+
+bool Dispatcher::TakeToken(Session& s) {
+  const TimeMs now = clock_.NowMs();
+  if (now > s.refilled_at) {
+    s.tokens = std::min(options_.rate_burst, s.tokens + static_cast<double>(now - s.refilled_at) *
+                                                            options_.rate_per_second / 1000.0);
+    s.refilled_at = now;
+  }
+  if (s.tokens < 1.0) return false;
+  s.tokens -= 1.0;
+  return true;
+}
+
+Status Dispatcher::CheckChannel(const Session& s, std::string_view channel) const {
+  if (!s.channel_patterns) return Status::Ok();
+  for (const auto& p : *s.channel_patterns) {
+    if (GlobMatch(p, channel)) return Status::Ok();
+  }
+  return MakeError(ErrorCode::kForbidden, "channel not allowed by the token");
+}
+
+// ----- WebSocket requests ---------------------------------------------------------------------
+
+void Dispatcher::Message(SessionId id, std::string_view text, Clock::time_point received) {
+  auto it = sessions_.find(id);
+  if (it == sessions_.end()) return;
+  Session& s = it->second;
+  metrics_.requests_total.fetch_add(1, std::memory_order_relaxed);
+
+  auto fail = [&](std::optional<int64_t> req_id, const Error& e) {
+    metrics_.request_errors_total.fetch_add(1, std::memory_order_relaxed);
+    Reply(s, ReplyError(req_id, e));
+  };
+
+  json::parse_options opts;
+  opts.max_depth = 64;
+  boost::system::error_code ec;
+  json::value v = json::parse(text, ec, {}, opts);
+  if (ec) return fail(std::nullopt, BadRequest("malformed JSON: " + ec.message()));
+  if (!v.is_object()) return fail(std::nullopt, BadRequest("a request must be a JSON object"));
+  const json::object& o = v.as_object();
+  std::optional<int64_t> req_id;
+  if (const json::value* idv = o.if_contains("id")) req_id = AsInt(*idv);
+  if (!TakeToken(s)) {
+    metrics_.rate_limited_total.fetch_add(1, std::memory_order_relaxed);
+    return fail(req_id, MakeError(ErrorCode::kRateLimited, "too many requests; slow down"));
+  }
+  if (!req_id) return fail(std::nullopt, BadRequest("id must be an integer"));
+  const json::value* opv = o.if_contains("op");
+  if (opv == nullptr || !opv->is_string()) return fail(req_id, BadRequest("op must be a string"));
+
+  Request r(o);
+  bool async = false;
+  Result<std::string> fields = Handle(s, opv->as_string(), r, *req_id, async);
+  if (async) return;  // the handler replies itself
+  if (!fields.ok()) return fail(req_id, fields.error());
+  std::string frame = ReplyOkPrefix(*req_id);
+  frame += *fields;
+  frame += '}';
+  Reply(s, std::move(frame));
+  metrics_.request_latency.Observe(std::chrono::duration<double>(Clock::now() - received).count());
+}
+
+Result<std::string> Dispatcher::Handle(Session& s, std::string_view op, Request& r, int64_t id,
+                                       bool& async) {
+  std::string out;
+  const engine::ConnectionHandle h = s.handle;
+
+  // Channel ops share the channel field and the token check.
+  auto channel_of = [&]() -> Result<std::string_view> {
+    auto ch = r.String("channel");
+    if (!ch.ok()) return ch.error();
+    if (Status st = CheckChannel(s, *ch); !st) return st.error();
+    return *ch;
+  };
+  auto optional_data = [&](std::string_view key) -> std::optional<JsonText> {
+    const json::value* d = r.Get(key);
+    if (d == nullptr) return std::nullopt;
+    return ToJsonText(*d);
+  };
+  auto ttl = [&]() -> Result<std::optional<TimeMs>> { return r.OptInt("ttlMs"); };
+
+  if (op == "ping") return out;
+
+  if (op == "enter" || op == "update") {
+    auto ch = channel_of();
+    if (!ch.ok()) return ch.error();
+    auto t = ttl();
+    if (!t.ok()) return t.error();
+    Result<engine::MemberView> m = MakeError(ErrorCode::kInternal, "");
+    if (op == "enter") {
+      m = engine_.Enter(h, *ch, optional_data("data"), *t);
+    } else {
+      if (!r.Has("data")) return BadRequest("missing field data");
+      auto merge = r.OptBool("merge", false);
+      if (!merge.ok()) return merge.error();
+      m = engine_.Update(h, *ch, *optional_data("data"), *merge, *t);
+    }
+    if (!m.ok()) return m.error();
+    out += R"(,"member":)";
+    AppendMember(out, *m);
+    return out;
+  }
+  if (op == "leave") {
+    auto ch = channel_of();
+    if (!ch.ok()) return ch.error();
+    if (Status st = engine_.Leave(h, *ch, optional_data("data")); !st) return st.error();
+    return out;
+  }
+  if (op == "get") {
+    auto ch = channel_of();
+    if (!ch.ok()) return ch.error();
+    auto client = r.OptString("clientId");
+    if (!client.ok()) return client.error();
+    auto conn = r.OptString("connectionId");
+    if (!conn.ok()) return conn.error();
+    if (ch->size() > options_.engine.limits.max_channel_bytes || ch->empty()) {
+      return MakeError(ch->empty() ? ErrorCode::kBadRequest : ErrorCode::kTooLarge,
+                       "bad channel name");
+    }
+    engine::Snapshot snap = engine_.Get(*ch, {*client, *conn});
+    out += R"(,"members":)";
+    AppendMembers(out, snap.members);
+    out += R"(,"serial":)";
+    AppendUint(out, snap.serial);
+    out += R"(,"epoch":)";
+    AppendQuoted(out, options_.epoch);
+    (void)engine_.Touch(h);
+    return out;
+  }
+  if (op == "subscribe") {
+    auto ch = channel_of();
+    if (!ch.ok()) return ch.error();
+    ActionMask mask = engine::kAllActions;
+    if (r.Has("actions")) {
+      auto actions = r.StringArray("actions");
+      if (!actions.ok()) return actions.error();
+      if (actions->empty()) return BadRequest("actions must not be empty");
+      mask = 0;
+      for (const auto& a : *actions) {
+        auto parsed = engine::ParseAction(a);
+        if (!parsed) return BadRequest("unknown action " + a);
+        mask |= engine::ActionBit(*parsed);
+      }
+    }
+    auto since = r.OptInt("since");
+    if (!since.ok()) return since.error();
+    if (*since && **since < 0) return BadRequest("since must not be negative");
+    auto epoch = r.OptString("epoch");
+    if (!epoch.ok()) return epoch.error();
+    std::optional<uint64_t> from;
+    if (*since && *epoch && **epoch == options_.epoch) from = static_cast<uint64_t>(**since);
+    auto sub = engine_.Subscribe(h, *ch, mask, from);
+    if (!sub.ok()) return sub.error();
+    if (sub->has_events) {
+      out += R"(,"events":)";
+      AppendEvents(out, sub->events);
+    } else {
+      out += R"(,"members":)";
+      AppendMembers(out, sub->members);
+      if (*since) out += R"(,"resynced":true)";
+    }
+    out += R"(,"serial":)";
+    AppendUint(out, sub->serial);
+    out += R"(,"epoch":)";
+    AppendQuoted(out, options_.epoch);
+    return out;
+  }
+  if (op == "unsubscribe") {
+    auto ch = channel_of();
+    if (!ch.ok()) return ch.error();
+    if (Status st = engine_.Unsubscribe(h, *ch); !st) return st.error();
+    return out;
+  }
+  if (op == "occupancy") {
+    auto ch = channel_of();
+    if (!ch.ok()) return ch.error();
+    engine::Occupancy o = engine_.GetOccupancy(*ch);
+    out += R"(,"members":)";
+    AppendUint(out, o.members);
+    out += R"(,"clients":)";
+    AppendUint(out, o.clients);
+    (void)engine_.Touch(h);
+    return out;
+  }
+  if (op == "history") {
+    auto ch = channel_of();
+    if (!ch.ok()) return ch.error();
+    async = true;
+    History(s, id, r);
+    return out;
+  }
+  if (op == "status.set") {
+    std::optional<Presence> status;
+    if (r.Has("status")) {
+      auto st = r.String("status");
+      if (!st.ok()) return st.error();
+      status = engine::ParsePresence(*st);
+      if (!status) return BadRequest("status must be online, away, dnd or offline");
+    }
+    std::optional<std::optional<std::string>> text;
+    if (const json::value* t = r.Get("text")) {
+      if (t->is_null()) {
+        text = std::optional<std::string>();
+      } else if (t->is_string()) {
+        text = std::optional<std::string>(std::string(t->as_string()));
+      } else {
+        return BadRequest("text must be a string or null");
+      }
+    }
+    auto v = engine_.SetStatus(h, status, std::move(text));
+    if (!v.ok()) return v.error();
+    out += R"(,"status":)";
+    AppendStatus(out, *v);
+    return out;
+  }
+  if (op == "status.get") {
+    auto ids = r.StringArray("clientIds");
+    if (!ids.ok()) return ids.error();
+    std::vector<engine::StatusView> views;
+    for (const auto& cid : *ids) views.push_back(engine_.GetStatus(cid));
+    out += R"(,"statuses":)";
+    AppendStatuses(out, views);
+    (void)engine_.Touch(h);
+    return out;
+  }
+  if (op == "status.watch" || op == "status.unwatch") {
+    auto ids = r.StringArray("clientIds");
+    if (!ids.ok()) return ids.error();
+    if (op == "status.watch") {
+      auto w = engine_.Watch(h, *ids);
+      if (!w.ok()) return w.error();
+      out += R"(,"statuses":)";
+      AppendStatuses(out, *w);
+    } else if (Status st = engine_.Unwatch(h, *ids); !st) {
+      return st.error();
+    }
+    return out;
+  }
+  if (op == "activity") {
+    auto kind = r.String("kind");
+    if (!kind.ok()) return kind.error();
+    auto ch = r.OptString("channel");
+    if (!ch.ok()) return ch.error();
+    if (*ch) {
+      if (Status st = CheckChannel(s, **ch); !st) return st.error();
+      if (ch->value().empty()) return BadRequest("channel must not be empty");
+    }
+    Status st = engine_.RecordActivity(h, *kind, ch->value_or(""),
+                                       optional_data("data").value_or(JsonText()));
+    if (!st) return st.error();
+    return out;
+  }
+  if (op == "activity.get") {
+    auto client = r.OptString("clientId");
+    if (!client.ok()) return client.error();
+    auto limit = r.OptInt("limit");
+    if (!limit.ok()) return limit.error();
+    if (*limit && **limit < 1) return BadRequest("limit must be at least 1");
+    auto since = r.OptInt("since");
+    if (!since.ok()) return since.error();
+    auto list = engine_.GetActivities(
+        client->value_or(s.client_id),
+        static_cast<size_t>(std::min<int64_t>(limit->value_or(50), 1000)), *since);
+    out += R"(,"activities":[)";
+    for (size_t i = 0; i < list.size(); ++i) {
+      const auto& a = list[i];
+      if (i) out += ',';
+      out += R"({"kind":)";
+      AppendQuoted(out, a.kind);
+      out += R"(,"channel":)";
+      AppendOptional(out,
+                     a.channel.empty() ? std::nullopt : std::optional<std::string_view>(a.channel));
+      out += R"(,"data":)";
+      out += a.data.text();
+      out += R"(,"timestamp":)";
+      AppendInt(out, a.timestamp);
+      out += R"(,"connectionId":)";
+      AppendQuoted(out, a.connection_id);
+      out += '}';
+    }
+    out += ']';
+    (void)engine_.Touch(h);
+    return out;
+  }
+  if (op == "devices") {
+    auto client = r.OptString("clientId");
+    if (!client.ok()) return client.error();
+    auto list = engine_.Devices(client->value_or(s.client_id), s.client_id);
+    out += R"(,"devices":[)";
+    for (size_t i = 0; i < list.size(); ++i) {
+      const auto& d = list[i];
+      if (i) out += ',';
+      out += R"({"connectionId":)";
+      AppendQuoted(out, d.connection_id);
+      out += R"(,"device":)";
+      AppendQuoted(out, d.device);
+      out += R"(,"status":")";
+      out += engine::PresenceName(d.status);
+      out += R"(","lastSeen":)";
+      AppendInt(out, d.last_seen);
+      out += R"(,"active":)";
+      AppendBool(out, d.active);
+      out += '}';
+    }
+    out += ']';
+    (void)engine_.Touch(h);
+    return out;
+  }
+  if (op == "who") {
+    auto ch = r.OptString("channel");
+    if (!ch.ok()) return ch.error();
+    if (*ch) {
+      if (Status st = CheckChannel(s, **ch); !st) return st.error();
+    }
+    auto users = engine_.Who(*ch);
+    out += R"(,"users":)";
+    AppendStatuses(out, users);
+    (void)engine_.Touch(h);
+    return out;
+  }
+  return BadRequest("unknown op " + std::string(op));
+}
+
+namespace {
+// Validates history parameters shared by the WebSocket op and REST.
+Result<storage::HistoryQuery> HistoryParams(std::string channel, std::optional<int64_t> start,
+                                            std::optional<int64_t> end,
+                                            std::optional<int64_t> limit,
+                                            std::optional<std::string_view> direction) {
+  storage::HistoryQuery q;
+  q.channel = std::move(channel);
+  q.start = start;
+  q.end = end;
+  if (limit && *limit < 1) return BadRequest("limit must be at least 1");
+  q.limit = static_cast<size_t>(std::min<int64_t>(limit.value_or(100), 1000));
+  if (direction && *direction != "backwards" && *direction != "forwards") {
+    return BadRequest("direction must be backwards or forwards");
+  }
+  q.forwards = direction && *direction == "forwards";
+  return q;
+}
+
+std::string EventsBody(const std::vector<std::shared_ptr<const std::string>>& events) {
+  std::string out = "[";
+  for (size_t i = 0; i < events.size(); ++i) {
+    if (i) out += ',';
+    out += *events[i];
+  }
+  out += ']';
+  return out;
+}
+}  // namespace
+
+void Dispatcher::History(Session& s, int64_t id, Request& r) {
+  auto fail = [&](const Error& e) {
+    metrics_.request_errors_total.fetch_add(1, std::memory_order_relaxed);
+    Reply(s, ReplyError(id, e));
+  };
+  auto start = r.OptInt("start");
+  if (!start.ok()) return fail(start.error());
+  auto end = r.OptInt("end");
+  if (!end.ok()) return fail(end.error());
+  auto limit = r.OptInt("limit");
+  if (!limit.ok()) return fail(limit.error());
+  auto direction = r.OptString("direction");
+  if (!direction.ok()) return fail(direction.error());
+  auto q = HistoryParams(std::string(*r.String("channel")), *start, *end, *limit, *direction);
+  if (!q.ok()) return fail(q.error());
+  (void)engine_.Touch(s.handle);
+  std::shared_ptr<Peer> peer = s.peer;
+  store_.QueryHistory(std::move(q).value(), [peer, id](storage::HistoryResult result) {
+    if (!result.ok()) {
+      peer->Send(std::make_shared<const std::string>(ReplyError(id, result.error())));
+      return;
+    }
+    std::string frame = ReplyOkPrefix(id);
+    frame += R"(,"events":)";
+    frame += EventsBody(*result);
+    frame += '}';
+    peer->Send(std::make_shared<const std::string>(std::move(frame)));
+  });
+}
+
+// ----- Events out -----------------------------------------------------------------------------
+
+void Dispatcher::OnPresence(const engine::PresenceEvent& event,
+                            std::span<const engine::ConnectionHandle> recipients) {
+  metrics_.events_total.fetch_add(1, std::memory_order_relaxed);
+  auto frame = std::make_shared<const std::string>(EventFrame(event));
+  for (engine::ConnectionHandle h : recipients) SendTo(h, frame);
+  store_.AppendEvent(storage::StoredEvent{std::string(event.channel), event.serial,
+                                          event.member.timestamp, std::move(frame)});
+}
+
+void Dispatcher::OnStatus(const engine::StatusChange& change,
+                          std::span<const engine::ConnectionHandle> recipients) {
+  if (recipients.empty()) return;
+  auto frame = std::make_shared<const std::string>(StatusFrame(change));
+  for (engine::ConnectionHandle h : recipients) SendTo(h, frame);
+}
+
+void Dispatcher::OnUserConnectivity(std::string_view, bool, TimeMs) {}
+
+void Dispatcher::OnActivity(std::string_view, const engine::ActivityRecord&) {}
+
+void Dispatcher::OnConnectionExpired(engine::ConnectionHandle connection) {
+  by_handle_.erase(connection);
+}
+
+// ----- REST -----------------------------------------------------------------------------------
+
+unsigned HttpStatusFor(ErrorCode code) {
+  switch (code) {
+    case ErrorCode::kBadRequest:
+      return 400;
+    case ErrorCode::kUnauthorized:
+      return 401;
+    case ErrorCode::kForbidden:
+      return 403;
+    case ErrorCode::kNotFound:
+      return 404;
+    case ErrorCode::kMethodNotAllowed:
+      return 405;
+    case ErrorCode::kNotPresent:
+      return 409;
+    case ErrorCode::kTooLarge:
+      return 413;
+    case ErrorCode::kLimitExceeded:
+    case ErrorCode::kRateLimited:
+      return 429;
+    case ErrorCode::kInternal:
+      return 500;
+  }
+  return 500;
+}
+
+namespace {
+HttpResponse ErrorResponse(const Error& e) {
+  return HttpResponse{HttpStatusFor(e.code), ErrorBody(e)};
+}
+
+Result<std::optional<int64_t>> QueryInt(const std::unordered_map<std::string, std::string>& q,
+                                        const std::string& key) {
+  auto it = q.find(key);
+  if (it == q.end()) return std::optional<int64_t>();
+  int64_t v = 0;
+  const char* b = it->second.data();
+  const char* e = b + it->second.size();
+  auto [p, ec] = std::from_chars(b, e, v);
+  if (ec != std::errc() || p != e) return BadRequest(key + " must be an integer");
+  return std::optional<int64_t>(v);
+}
+}  // namespace
+
+void Dispatcher::Http(const HttpRequest& req, std::function<void(HttpResponse)> done) {
+  metrics_.http_requests_total.fetch_add(1, std::memory_order_relaxed);
+  auto parsed = boost::urls::parse_origin_form(req.target);
+  if (!parsed) return done(ErrorResponse(BadRequest("malformed request target")));
+  const boost::urls::url_view url = *parsed;
+  std::vector<std::string> seg;
+  for (auto s : url.segments()) seg.emplace_back(s);
+  std::unordered_map<std::string, std::string> query;
+  for (auto p : url.params()) query[std::string(p.key)] = std::string(p.value);
+
+  auto method_not_allowed = [&] {
+    done(ErrorResponse(MakeError(ErrorCode::kMethodNotAllowed, "method not allowed")));
+  };
+  if (seg == std::vector<std::string>{"v1", "healthz"}) {
+    if (req.method != "GET") return method_not_allowed();
+    return done(HttpResponse{200, R"({"ok":true})"});
+  }
+  if (seg == std::vector<std::string>{"metrics"}) {
+    if (req.method != "GET") return method_not_allowed();
+    EngineGauges g{engine_.channel_count(), engine_.member_count(), engine_.connection_count(),
+                   engine_.user_count()};
+    return done(HttpResponse{200, metrics_.Render(g), "text/plain; version=0.0.4"});
+  }
+
+  const bool channel_route = seg.size() == 4 && seg[0] == "v1" && seg[1] == "channels" &&
+                             (seg[3] == "presence" || seg[3] == "history" || seg[3] == "occupancy");
+  const bool status_route =
+      seg.size() == 4 && seg[0] == "v1" && seg[1] == "users" && seg[3] == "status";
+  if (!channel_route && !status_route) {
+    return done(ErrorResponse(MakeError(ErrorCode::kNotFound, "no such route")));
+  }
+  if (!BearerMatches(req.authorization, options_.api_key)) {
+    return done(ErrorResponse(MakeError(ErrorCode::kUnauthorized, "missing or wrong API key")));
+  }
+  const std::string& name = seg[2];
+  if (name.empty()) return done(ErrorResponse(BadRequest("empty name in path")));
+
+  if (channel_route) {
+    if (req.method != "GET") return method_not_allowed();
+    if (name.size() > options_.engine.limits.max_channel_bytes) {
+      return done(ErrorResponse(MakeError(ErrorCode::kTooLarge, "channel name too long")));
+    }
+    if (seg[3] == "presence") {
+      engine::MemberFilter filter;
+      if (auto c = query.find("clientId"); c != query.end()) filter.client_id = c->second;
+      if (auto c = query.find("connectionId"); c != query.end()) filter.connection_id = c->second;
+      engine::Snapshot snap = engine_.Get(name, filter);
+      std::string body = R"({"members":)";
+      AppendMembers(body, snap.members);
+      body += R"(,"serial":)";
+      AppendUint(body, snap.serial);
+      body += R"(,"epoch":)";
+      AppendQuoted(body, options_.epoch);
+      body += '}';
+      return done(HttpResponse{200, std::move(body)});
+    }
+    if (seg[3] == "occupancy") {
+      engine::Occupancy o = engine_.GetOccupancy(name);
+      std::string body = R"({"members":)";
+      AppendUint(body, o.members);
+      body += R"(,"clients":)";
+      AppendUint(body, o.clients);
+      body += '}';
+      return done(HttpResponse{200, std::move(body)});
+    }
+    return HttpHistory(name, query, std::move(done));
+  }
+
+  // /v1/users/{clientId}/status
+  if (req.method == "GET") {
+    std::string body;
+    AppendStatus(body, engine_.GetStatus(name));
+    return done(HttpResponse{200, std::move(body)});
+  }
+  if (req.method != "PUT") return method_not_allowed();
+  boost::system::error_code ec;
+  json::value v = json::parse(req.body, ec);
+  if (ec || !v.is_object()) return done(ErrorResponse(BadRequest("body must be a JSON object")));
+  const json::object& o = v.as_object();
+  std::optional<Presence> status;
+  if (const json::value* st = o.if_contains("status")) {
+    if (!st->is_string()) return done(ErrorResponse(BadRequest("status must be a string")));
+    status = engine::ParsePresence(st->as_string());
+    if (!status) {
+      return done(ErrorResponse(BadRequest("status must be online, away, dnd or offline")));
+    }
+  }
+  std::optional<std::optional<std::string>> text;
+  if (const json::value* t = o.if_contains("text")) {
+    if (t->is_null()) {
+      text = std::optional<std::string>();
+    } else if (t->is_string()) {
+      text = std::optional<std::string>(std::string(t->as_string()));
+    } else {
+      return done(ErrorResponse(BadRequest("text must be a string or null")));
+    }
+  }
+  auto r = engine_.SetStatusOf(name, status, std::move(text));
+  if (!r.ok()) return done(ErrorResponse(r.error()));
+  std::string body;
+  AppendStatus(body, *r);
+  done(HttpResponse{200, std::move(body)});
+}
+
+void Dispatcher::HttpHistory(std::string channel,
+                             const std::unordered_map<std::string, std::string>& query,
+                             std::function<void(HttpResponse)> done) {
+  auto start = QueryInt(query, "start");
+  if (!start.ok()) return done(ErrorResponse(start.error()));
+  auto end = QueryInt(query, "end");
+  if (!end.ok()) return done(ErrorResponse(end.error()));
+  auto limit = QueryInt(query, "limit");
+  if (!limit.ok()) return done(ErrorResponse(limit.error()));
+  std::optional<std::string_view> direction;
+  if (auto d = query.find("direction"); d != query.end()) direction = d->second;
+  auto q = HistoryParams(std::move(channel), *start, *end, *limit, direction);
+  if (!q.ok()) return done(ErrorResponse(q.error()));
+  store_.QueryHistory(std::move(q).value(), [done = std::move(done)](storage::HistoryResult r) {
+    if (!r.ok()) return done(ErrorResponse(r.error()));
+    done(HttpResponse{200, R"({"events":)" + EventsBody(*r) + "}"});
+  });
+}
+
+// ----- Upgrade --------------------------------------------------------------------------------
+
+Result<ConnectRequest> ParseUpgrade(std::string_view target, std::string_view secret, TimeMs now,
+                                    size_t max_id_bytes) {
+  auto parsed = boost::urls::parse_origin_form(target);
+  if (!parsed) return BadRequest("malformed request target");
+  const boost::urls::url_view url = *parsed;
+  std::string token;
+  ConnectRequest req;
+  for (auto p : url.params()) {
+    if (p.key == "token") {
+      token = std::string(p.value);
+    } else if (p.key == "device") {
+      req.device = std::string(p.value);
+    } else if (p.key == "resume") {
+      req.resume_key = std::string(p.value);
+    } else if (p.key == "remainPresentForMs") {
+      int64_t v = 0;
+      std::string s(p.value);
+      auto [end, ec] = std::from_chars(s.data(), s.data() + s.size(), v);
+      if (ec != std::errc() || end != s.data() + s.size() || v < 0) {
+        return BadRequest("remainPresentForMs must be a non-negative integer");
+      }
+      req.remain_present_for_ms = v;
+    }
+  }
+  auto claims = VerifyToken(token, secret, now);
+  if (!claims.ok()) return claims.error();
+  if (claims->client_id.size() > max_id_bytes || req.device.size() > max_id_bytes) {
+    return MakeError(ErrorCode::kTooLarge, "clientId or device too long");
+  }
+  req.client_id = claims->client_id;
+  req.channel_patterns = std::move(claims->channels);
+  return req;
+}
+
+}  // namespace presenced::protocol

@@ -1,0 +1,110 @@
+// Dispatcher: the wire protocol on top of the engine. It turns WebSocket frames and REST requests
+// into engine calls, and engine events into frames, serializing each event once and queuing the
+// same buffer to every recipient's Peer.
+//
+// Owns the Engine (and is its EventSink). Threading: like the engine, single-threaded: every
+// method must be called on the one thread that owns the Dispatcher (the server's engine thread).
+// Peers are thread-safe, so replies are queued from here directly.
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <unordered_map>
+
+#include "common/clock.h"
+#include "common/random.h"
+#include "engine/engine.h"
+#include "protocol/metrics.h"
+#include "protocol/peer.h"
+#include "storage/store.h"
+
+namespace presenced::protocol {
+
+struct DispatcherOptions {
+  engine::EngineConfig engine;
+  TimeMs heartbeat_ms = 15000;
+  TimeMs default_remain_present_for_ms = 15000;
+  TimeMs max_remain_present_for_ms = 300000;
+  double rate_per_second = 50;  // sustained requests per connection
+  double rate_burst = 100;      // bucket size
+  std::string epoch;            // identifies this run of the server
+  std::string api_key;          // for REST
+};
+
+class Dispatcher final : public engine::EventSink {
+ public:
+  using Clock = std::chrono::steady_clock;
+
+  // `clock`, `random`, `store` and `metrics` must outlive the Dispatcher.
+  Dispatcher(DispatcherOptions options, const presenced::Clock& clock, RandomSource& random,
+             storage::Store& store, Metrics& metrics);
+
+  // A WebSocket session was accepted for `request` (token already verified).
+  void Open(SessionId session, ConnectRequest request, std::shared_ptr<Peer> peer);
+  // A text message from the session; `received` is when the network layer read it.
+  void Message(SessionId session, std::string_view text, Clock::time_point received);
+  // The session ended: `clean` after a close frame, otherwise an abrupt drop.
+  void Closed(SessionId session, bool clean);
+  // A REST request (the API key is checked here). `done` is called exactly once, possibly from
+  // another thread (history queries).
+  void Http(const HttpRequest& request, std::function<void(HttpResponse)> done);
+  // Graceful shutdown: every member leaves (reason disconnected), every session is closed (1001).
+  void Shutdown();
+
+  void Tick() { engine_.Tick(); }
+  std::optional<TimeMs> NextDeadline() const { return engine_.NextDeadline(); }
+  const engine::Engine& engine() const { return engine_; }
+  size_t session_count() const { return sessions_.size(); }
+
+  // engine::EventSink
+  void OnPresence(const engine::PresenceEvent& event,
+                  std::span<const engine::ConnectionHandle> recipients) override;
+  void OnStatus(const engine::StatusChange& change,
+                std::span<const engine::ConnectionHandle> recipients) override;
+  void OnUserConnectivity(std::string_view client_id, bool online, TimeMs at) override;
+  void OnActivity(std::string_view client_id, const engine::ActivityRecord& record) override;
+  void OnConnectionExpired(engine::ConnectionHandle connection) override;
+
+ private:
+  struct Session {
+    engine::ConnectionHandle handle = 0;
+    std::shared_ptr<Peer> peer;
+    std::string client_id;
+    std::optional<std::vector<std::string>> channel_patterns;
+    double tokens = 0;
+    TimeMs refilled_at = 0;
+  };
+  class Request;
+
+  void Reply(Session& s, std::string frame);
+  void SendTo(engine::ConnectionHandle handle, const std::shared_ptr<const std::string>& frame);
+  bool TakeToken(Session& s);
+  Result<std::string> Handle(Session& s, std::string_view op, Request& r, int64_t id, bool& async);
+  Status CheckChannel(const Session& s, std::string_view channel) const;
+  void History(Session& s, int64_t id, Request& r);
+  void HttpHistory(std::string channel, const std::unordered_map<std::string, std::string>& query,
+                   std::function<void(HttpResponse)> done);
+
+  DispatcherOptions options_;
+  const presenced::Clock& clock_;
+  storage::Store& store_;
+  Metrics& metrics_;
+  engine::Engine engine_;
+  std::unordered_map<SessionId, Session> sessions_;
+  std::unordered_map<engine::ConnectionHandle, SessionId> by_handle_;
+};
+
+// Parses a WebSocket upgrade target (`/v1/ws?token=...&device=...&resume=...&remainPresentForMs=`)
+// and verifies its token. unauthorized for token problems, bad_request/too_large otherwise.
+Result<ConnectRequest> ParseUpgrade(std::string_view target, std::string_view secret, TimeMs now,
+                                    size_t max_id_bytes);
+
+// The HTTP status for an error code on REST.
+unsigned HttpStatusFor(ErrorCode code);
+
+}  // namespace presenced::protocol

@@ -1,0 +1,78 @@
+#include "protocol/metrics.h"
+
+#include <cstdio>
+
+namespace presenced::protocol {
+
+void LatencyHistogram::Observe(double seconds) {
+  size_t i = 0;
+  while (i < kBounds.size() && seconds > kBounds[i]) ++i;
+  buckets_[i].fetch_add(1, std::memory_order_relaxed);
+  count_.fetch_add(1, std::memory_order_relaxed);
+  sum_micros_.fetch_add(static_cast<uint64_t>(seconds * 1e6), std::memory_order_relaxed);
+}
+
+void LatencyHistogram::Render(std::string& out, const char* name, const char* help) const {
+  char line[160];
+  std::snprintf(line, sizeof line, "# HELP %s %s\n# TYPE %s histogram\n", name, help, name);
+  out += line;
+  uint64_t cumulative = 0;
+  for (size_t i = 0; i <= kBounds.size(); ++i) {
+    cumulative += buckets_[i].load(std::memory_order_relaxed);
+    if (i < kBounds.size()) {
+      std::snprintf(line, sizeof line, "%s_bucket{le=\"%g\"} %llu\n", name, kBounds[i],
+                    static_cast<unsigned long long>(cumulative));
+    } else {
+      std::snprintf(line, sizeof line, "%s_bucket{le=\"+Inf\"} %llu\n", name,
+                    static_cast<unsigned long long>(cumulative));
+    }
+    out += line;
+  }
+  std::snprintf(line, sizeof line, "%s_sum %.6f\n%s_count %llu\n", name,
+                static_cast<double>(sum_micros_.load(std::memory_order_relaxed)) / 1e6, name,
+                static_cast<unsigned long long>(count_.load(std::memory_order_relaxed)));
+  out += line;
+}
+
+namespace {
+void Metric(std::string& out, const char* name, const char* type, const char* help, uint64_t v) {
+  char line[256];
+  std::snprintf(line, sizeof line, "# HELP %s %s\n# TYPE %s %s\n%s %llu\n", name, help, name, type,
+                name, static_cast<unsigned long long>(v));
+  out += line;
+}
+}  // namespace
+
+std::string Metrics::Render(const EngineGauges& e) const {
+  std::string out;
+  auto v = [](const std::atomic<uint64_t>& a) { return a.load(std::memory_order_relaxed); };
+  Metric(out, "presenced_connections", "gauge", "Open WebSocket sessions.", v(connections_open));
+  Metric(out, "presenced_connections_total", "counter", "Accepted WebSocket sessions.",
+         v(connections_total));
+  Metric(out, "presenced_connections_refused_total", "counter",
+         "Upgrades refused (bad token, connection limit).", v(connections_refused));
+  Metric(out, "presenced_engine_connections", "gauge",
+         "Connections known to the engine (live or in grace).", e.engine_connections);
+  Metric(out, "presenced_channels", "gauge", "Channels with members or subscribers.", e.channels);
+  Metric(out, "presenced_members", "gauge", "Presence members in all channels.", e.members);
+  Metric(out, "presenced_users", "gauge", "Users known to the engine.", e.users);
+  Metric(out, "presenced_requests_total", "counter", "WebSocket requests handled.",
+         v(requests_total));
+  Metric(out, "presenced_request_errors_total", "counter",
+         "WebSocket requests answered with an error.", v(request_errors_total));
+  Metric(out, "presenced_rate_limited_total", "counter", "Requests refused by the rate limit.",
+         v(rate_limited_total));
+  Metric(out, "presenced_events_total", "counter", "Presence events produced (events in).",
+         v(events_total));
+  Metric(out, "presenced_deliveries_total", "counter",
+         "Event and status frames queued to sockets (events out).", v(deliveries_total));
+  Metric(out, "presenced_queue_drops_total", "counter",
+         "Sessions disconnected because their outbound queue was full.", v(queue_drops_total));
+  Metric(out, "presenced_http_requests_total", "counter", "HTTP requests handled.",
+         v(http_requests_total));
+  request_latency.Render(out, "presenced_request_duration_seconds",
+                         "Time from receiving a WebSocket request to queuing its reply.");
+  return out;
+}
+
+}  // namespace presenced::protocol

@@ -1,0 +1,268 @@
+#include "server/config.h"
+
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <toml++/toml.h>
+#include <unistd.h>
+
+#include <charconv>
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <functional>
+#include <map>
+#include <sstream>
+
+#include "common/random.h"
+
+namespace presenced::server {
+
+namespace {
+
+struct Setting {
+  SettingInfo info;
+  std::function<Status(Config&, const std::string&)> set;
+};
+
+Error Bad(const std::string& key, const std::string& why) {
+  return MakeError(ErrorCode::kBadRequest, "setting " + key + ": " + why);
+}
+
+template <typename T>
+std::function<Status(Config&, const std::string&)> Int(T Config::*field, std::string key,
+                                                       int64_t min) {
+  return [field, key, min](Config& c, const std::string& v) -> Status {
+    int64_t n = 0;
+    auto [p, ec] = std::from_chars(v.data(), v.data() + v.size(), n);
+    if (ec != std::errc() || p != v.data() + v.size()) return Bad(key, "not an integer: " + v);
+    if (n < min) return Bad(key, "must be at least " + std::to_string(min));
+    c.*field = static_cast<T>(n);
+    return Status::Ok();
+  };
+}
+
+std::function<Status(Config&, const std::string&)> Real(double Config::*field, std::string key) {
+  return [field, key](Config& c, const std::string& v) -> Status {
+    char* end = nullptr;
+    double d = std::strtod(v.c_str(), &end);
+    if (v.empty() || end != v.c_str() + v.size() || !(d > 0)) {
+      return Bad(key, "must be a positive number");
+    }
+    c.*field = d;
+    return Status::Ok();
+  };
+}
+
+std::function<Status(Config&, const std::string&)> Text(std::string Config::*field) {
+  return [field](Config& c, const std::string& v) -> Status {
+    c.*field = v;
+    return Status::Ok();
+  };
+}
+
+const std::vector<Setting>& Table() {
+  static const std::vector<Setting> table = [] {
+    std::vector<Setting> t;
+    auto add = [&](std::string key, std::string help, auto setter) {
+      std::string env = "PRESENCED_";
+      std::string flag = "--";
+      for (char c : key) {
+        env.push_back(static_cast<char>(std::toupper(static_cast<unsigned char>(c))));
+        flag.push_back(c == '_' ? '-' : c);
+      }
+      t.push_back(Setting{{key, env, flag, std::move(help)}, setter});
+    };
+    add("listen", "host:port for WebSocket, REST, metrics", Text(&Config::listen));
+    add("data_dir", "directory for durable data, the secret and the API key",
+        Text(&Config::data_dir));
+    add("jwt_secret", "HS256 secret for client tokens (default: generated into data_dir)",
+        Text(&Config::jwt_secret));
+    add("api_key", "API key for REST (default: generated into data_dir)", Text(&Config::api_key));
+    add("log_level", "trace, debug, info, warn, error, off", Text(&Config::log_level));
+    add("io_threads", "I/O threads (0 = one per core)", Int(&Config::io_threads, "io_threads", 0));
+    add("heartbeat_ms", "ping interval; silent for two intervals = abrupt drop",
+        Int(&Config::heartbeat_ms, "heartbeat_ms", 10));
+    add("remain_present_for_ms", "default grace after an abrupt drop",
+        Int(&Config::remain_present_for_ms, "remain_present_for_ms", 0));
+    add("max_remain_present_for_ms", "upper bound for a client's own grace",
+        Int(&Config::max_remain_present_for_ms, "max_remain_present_for_ms", 0));
+    add("away_after_ms", "idle time before automatic away",
+        Int(&Config::away_after_ms, "away_after_ms", 0));
+    add("offline_after_ms", "idle time before automatic offline",
+        Int(&Config::offline_after_ms, "offline_after_ms", 0));
+    add("max_frame_bytes", "largest client frame",
+        Int(&Config::max_frame_bytes, "max_frame_bytes", 128));
+    add("max_data_bytes", "largest member data (serialized)",
+        Int(&Config::max_data_bytes, "max_data_bytes", 4));
+    add("max_connections", "open sockets", Int(&Config::max_connections, "max_connections", 1));
+    add("handshake_timeout_ms", "time to send a complete HTTP request",
+        Int(&Config::handshake_timeout_ms, "handshake_timeout_ms", 10));
+    add("max_http_body_bytes", "largest REST request body",
+        Int(&Config::max_http_body_bytes, "max_http_body_bytes", 16));
+    add("max_outbound_bytes",
+        "bytes queued to one WebSocket before it is dropped as a slow consumer",
+        Int(&Config::max_outbound_bytes, "max_outbound_bytes", 1024));
+    add("rate_per_second", "sustained requests per connection",
+        Real(&Config::rate_per_second, "rate_per_second"));
+    add("rate_burst", "request burst per connection", Real(&Config::rate_burst, "rate_burst"));
+    add("max_channels_per_connection",
+        "channels one connection may enter (and, separately, subscribe)",
+        Int(&Config::max_channels_per_connection, "max_channels_per_connection", 1));
+    add("max_members_per_channel", "members in one channel",
+        Int(&Config::max_members_per_channel, "max_members_per_channel", 1));
+    add("max_watches_per_connection", "users one connection may watch",
+        Int(&Config::max_watches_per_connection, "max_watches_per_connection", 0));
+    add("max_channel_bytes", "longest channel name",
+        Int(&Config::max_channel_bytes, "max_channel_bytes", 1));
+    add("max_id_bytes", "longest clientId, device or activity kind",
+        Int(&Config::max_id_bytes, "max_id_bytes", 1));
+    add("event_ring_capacity", "recent events kept per channel for `since` (at least 1000)",
+        Int(&Config::event_ring_capacity, "event_ring_capacity", 1000));
+    add("history_per_channel", "history events kept per channel (in memory)",
+        Int(&Config::history_per_channel, "history_per_channel", 1));
+    return t;
+  }();
+  return table;
+}
+
+Result<std::string> ReadSecretFile(const std::filesystem::path& path) {
+  std::ifstream in(path);
+  if (!in) return MakeError(ErrorCode::kInternal, "cannot read " + path.string());
+  std::string s;
+  std::getline(in, s);
+  while (!s.empty() && (s.back() == '\n' || s.back() == '\r' || s.back() == ' ')) s.pop_back();
+  if (s.empty()) return MakeError(ErrorCode::kInternal, path.string() + " is empty");
+  return s;
+}
+
+Status WriteSecretFile(const std::filesystem::path& path, const std::string& value) {
+  const int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_EXCL, 0600);
+  if (fd < 0) return MakeError(ErrorCode::kInternal, "cannot create " + path.string());
+  const std::string line = value + "\n";
+  const bool ok = ::write(fd, line.data(), line.size()) == static_cast<ssize_t>(line.size()) &&
+                  ::fsync(fd) == 0;
+  ::close(fd);
+  if (!ok) return MakeError(ErrorCode::kInternal, "cannot write " + path.string());
+  return Status::Ok();
+}
+
+}  // namespace
+
+const std::vector<SettingInfo>& Settings() {
+  static const std::vector<SettingInfo> infos = [] {
+    std::vector<SettingInfo> out;
+    for (const auto& s : Table()) out.push_back(s.info);
+    return out;
+  }();
+  return infos;
+}
+
+Status ApplySetting(Config& config, const std::string& key, const std::string& value) {
+  for (const auto& s : Table()) {
+    if (s.info.key == key) return s.set(config, value);
+  }
+  return MakeError(ErrorCode::kBadRequest, "unknown setting " + key);
+}
+
+Status ApplyTomlFile(Config& config, const std::string& path) {
+  toml::table table;
+  try {
+    table = toml::parse_file(path);
+  } catch (const toml::parse_error& e) {
+    std::ostringstream msg;
+    msg << "config file " << path << ": " << e.description() << " at line "
+        << e.source().begin.line;
+    return MakeError(ErrorCode::kBadRequest, msg.str());
+  }
+  for (const auto& [key, node] : table) {
+    std::string text;
+    if (auto s = node.value<std::string>(); s && node.is_string()) {
+      text = *s;
+    } else if (auto i = node.value<int64_t>(); i && node.is_integer()) {
+      text = std::to_string(*i);
+    } else if (auto d = node.value<double>(); d && node.is_floating_point()) {
+      std::ostringstream o;
+      o << *d;
+      text = o.str();
+    } else {
+      return MakeError(
+          ErrorCode::kBadRequest,
+          "config file " + path + ": " + std::string(key.str()) + " has an unsupported type");
+    }
+    if (Status st = ApplySetting(config, std::string(key.str()), text); !st) {
+      return MakeError(ErrorCode::kBadRequest, "config file " + path + ": " + st.error().message);
+    }
+  }
+  return Status::Ok();
+}
+
+Status ApplyEnvironment(Config& config) {
+  for (const auto& s : Table()) {
+    if (const char* v = std::getenv(s.info.env.c_str())) {
+      if (Status st = s.set(config, v); !st) return st;
+    }
+  }
+  return Status::Ok();
+}
+
+Status Validate(const Config& c) {
+  if (!SplitListen(c.listen).ok()) return SplitListen(c.listen).error();
+  if (c.remain_present_for_ms > c.max_remain_present_for_ms) {
+    return MakeError(ErrorCode::kBadRequest,
+                     "remain_present_for_ms must not exceed max_remain_present_for_ms");
+  }
+  if (c.away_after_ms > c.offline_after_ms) {
+    return MakeError(ErrorCode::kBadRequest, "away_after_ms must not exceed offline_after_ms");
+  }
+  if (c.max_data_bytes > c.max_frame_bytes) {
+    return MakeError(ErrorCode::kBadRequest, "max_data_bytes must not exceed max_frame_bytes");
+  }
+  return Status::Ok();
+}
+
+Result<std::pair<std::string, uint16_t>> SplitListen(const std::string& listen) {
+  const size_t colon = listen.rfind(':');
+  if (colon == std::string::npos || colon == 0) {
+    return MakeError(ErrorCode::kBadRequest, "listen must be host:port, got " + listen);
+  }
+  std::string host = listen.substr(0, colon);
+  if (host.size() > 2 && host.front() == '[' && host.back() == ']')
+    host = host.substr(1, host.size() - 2);
+  int port = -1;
+  const std::string p = listen.substr(colon + 1);
+  auto [end, ec] = std::from_chars(p.data(), p.data() + p.size(), port);
+  if (ec != std::errc() || end != p.data() + p.size() || port < 0 || port > 65535) {
+    return MakeError(ErrorCode::kBadRequest, "listen port must be 0-65535, got " + p);
+  }
+  return std::make_pair(host, static_cast<uint16_t>(port));
+}
+
+Status ResolveSecrets(Config& config, std::vector<std::string>& created) {
+  if (!config.jwt_secret.empty() && !config.api_key.empty()) return Status::Ok();
+  namespace fs = std::filesystem;
+  const fs::path dir(config.data_dir);
+  std::error_code ec;
+  fs::create_directories(dir, ec);
+  if (ec)
+    return MakeError(ErrorCode::kInternal,
+                     "cannot create data directory " + dir.string() + ": " + ec.message());
+  SecureRandom random;
+  auto resolve = [&](std::string& value, const char* file) -> Status {
+    if (!value.empty()) return Status::Ok();
+    const fs::path path = dir / file;
+    if (fs::exists(path)) {
+      auto r = ReadSecretFile(path);
+      if (!r.ok()) return r.error();
+      value = *r;
+      return Status::Ok();
+    }
+    value = RandomHex(random, 32);
+    if (Status st = WriteSecretFile(path, value); !st) return st;
+    created.push_back(fs::absolute(path).string());
+    return Status::Ok();
+  };
+  if (Status st = resolve(config.jwt_secret, "jwt-secret"); !st) return st;
+  return resolve(config.api_key, "api-key");
+}
+
+}  // namespace presenced::server

@@ -1,0 +1,90 @@
+#include "server/config.h"
+
+#include <gtest/gtest.h>
+#include <sys/stat.h>
+
+#include <filesystem>
+#include <fstream>
+
+namespace presenced::server {
+namespace {
+
+TEST(ConfigTest, EverySettingHasAllThreeNames) {
+  for (const auto& s : Settings()) {
+    EXPECT_EQ(s.env.rfind("PRESENCED_", 0), 0u) << s.key;
+    EXPECT_EQ(s.flag.rfind("--", 0), 0u) << s.key;
+  }
+  Config c;
+  EXPECT_TRUE(ApplySetting(c, "heartbeat_ms", "500").ok());
+  EXPECT_EQ(c.heartbeat_ms, 500);
+  EXPECT_FALSE(ApplySetting(c, "heartbeat_ms", "5x").ok());
+  EXPECT_FALSE(ApplySetting(c, "heartbeat_ms", "-1").ok());
+  EXPECT_FALSE(ApplySetting(c, "no_such_thing", "1").ok());
+}
+
+TEST(ConfigTest, TomlFileThenEnvironment) {
+  const auto path = std::filesystem::temp_directory_path() / "presenced_config_test.toml";
+  {
+    std::ofstream f(path);
+    f << "listen = \"127.0.0.1:9000\"\nheartbeat_ms = 1234\nrate_per_second = 2.5\n";
+  }
+  Config c;
+  ASSERT_TRUE(ApplyTomlFile(c, path.string()).ok());
+  EXPECT_EQ(c.listen, "127.0.0.1:9000");
+  EXPECT_EQ(c.heartbeat_ms, 1234);
+  EXPECT_DOUBLE_EQ(c.rate_per_second, 2.5);
+  setenv("PRESENCED_HEARTBEAT_MS", "99", 1);
+  ASSERT_TRUE(ApplyEnvironment(c).ok());
+  unsetenv("PRESENCED_HEARTBEAT_MS");
+  EXPECT_EQ(c.heartbeat_ms, 99);
+  {
+    std::ofstream f(path);
+    f << "hearbeat_ms = 5\n";  // a typo is an error, not silence
+  }
+  EXPECT_FALSE(ApplyTomlFile(c, path.string()).ok());
+  {
+    std::ofstream f(path);
+    f << "listen = \n";
+  }
+  EXPECT_FALSE(ApplyTomlFile(c, path.string()).ok());
+  std::filesystem::remove(path);
+}
+
+TEST(ConfigTest, ValidatesAcrossSettings) {
+  Config c;
+  EXPECT_TRUE(Validate(c).ok());
+  c.remain_present_for_ms = c.max_remain_present_for_ms + 1;
+  EXPECT_FALSE(Validate(c).ok());
+  c = Config();
+  c.listen = "nohost";
+  EXPECT_FALSE(Validate(c).ok());
+  auto hp = SplitListen("[::1]:80");
+  ASSERT_TRUE(hp.ok());
+  EXPECT_EQ(hp->first, "::1");
+  EXPECT_EQ(hp->second, 80);
+}
+
+TEST(ConfigTest, GeneratesSecretsOncePrivately) {
+  const auto dir = std::filesystem::temp_directory_path() / "presenced_secret_test";
+  std::filesystem::remove_all(dir);
+  Config c;
+  c.data_dir = dir.string();
+  std::vector<std::string> created;
+  ASSERT_TRUE(ResolveSecrets(c, created).ok());
+  EXPECT_EQ(created.size(), 2u);
+  EXPECT_EQ(c.jwt_secret.size(), 64u);
+  struct stat st;
+  ASSERT_EQ(stat((dir / "jwt-secret").c_str(), &st), 0);
+  EXPECT_EQ(st.st_mode & 0777, 0600u);
+  Config again;
+  again.data_dir = dir.string();
+  created.clear();
+  ASSERT_TRUE(ResolveSecrets(again, created).ok());
+  EXPECT_TRUE(created.empty());
+  EXPECT_EQ(again.jwt_secret, c.jwt_secret);
+  EXPECT_EQ(again.api_key, c.api_key);
+  std::filesystem::remove_all(dir);
+}
+
+}  // namespace
+}  // namespace presenced::server

@@ -1,0 +1,44 @@
+#include "server/engine_loop.h"
+
+#include <chrono>
+
+namespace presenced::server {
+
+void EngineLoop::Post(std::function<void()> task) {
+  {
+    std::lock_guard lock(mu_);
+    inbox_.push_back(std::move(task));
+  }
+  wake_.notify_one();
+}
+
+void EngineLoop::Stop() {
+  {
+    std::lock_guard lock(mu_);
+    stopping_ = true;
+  }
+  wake_.notify_one();
+}
+
+void EngineLoop::Run() {
+  std::vector<std::function<void()>> tasks;
+  while (true) {
+    {
+      std::unique_lock lock(mu_);
+      auto ready = [&] { return stopping_ || !inbox_.empty(); };
+      if (auto deadline = dispatcher_.NextDeadline()) {
+        const TimeMs wait = *deadline - clock_.NowMs();
+        if (wait > 0) wake_.wait_for(lock, std::chrono::milliseconds(wait), ready);
+      } else {
+        wake_.wait(lock, ready);
+      }
+      if (stopping_ && inbox_.empty()) return;
+      tasks.swap(inbox_);
+    }
+    for (auto& task : tasks) task();
+    tasks.clear();
+    dispatcher_.Tick();
+  }
+}
+
+}  // namespace presenced::server

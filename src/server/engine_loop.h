@@ -1,0 +1,39 @@
+// EngineLoop: the thread that owns the Dispatcher (and through it the Engine). Other threads hand
+// it work with Post(); it runs tasks in order and calls Tick() at the engine's next deadline.
+//
+// The inbox is the one place where threads meet, so it is a mutex-guarded queue: message passing
+// needs some queue, and a short critical section around a swap is the simplest correct one.
+#pragma once
+
+#include <condition_variable>
+#include <functional>
+#include <mutex>
+#include <vector>
+
+#include "common/clock.h"
+#include "protocol/dispatcher.h"
+
+namespace presenced::server {
+
+class EngineLoop {
+ public:
+  EngineLoop(protocol::Dispatcher& dispatcher, const Clock& clock)
+      : dispatcher_(dispatcher), clock_(clock) {}
+
+  // Thread-safe.
+  void Post(std::function<void()> task);
+  // Runs until Stop(); call on the engine thread.
+  void Run();
+  // Thread-safe; Run returns after the tasks already posted.
+  void Stop();
+
+ private:
+  protocol::Dispatcher& dispatcher_;
+  const Clock& clock_;
+  std::mutex mu_;
+  std::condition_variable wake_;
+  std::vector<std::function<void()>> inbox_;
+  bool stopping_ = false;
+};
+
+}  // namespace presenced::server

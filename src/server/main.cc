@@ -1,0 +1,243 @@
+// presenced: the realtime presence server.
+//
+//   presenced [--config FILE] [--listen HOST:PORT] [...]   serve
+//   presenced token CLIENT_ID [--channels a,b*] [--ttl 3600]   mint a client token
+//
+// Threads: the main thread runs the I/O threads (net::Server::Run); one engine thread owns the
+// Dispatcher and Engine (EngineLoop); a shutdown thread orchestrates SIGTERM/SIGINT.
+#include <spdlog/spdlog.h>
+
+#include <CLI/CLI.hpp>
+#include <cstdio>
+#include <future>
+#include <iostream>
+#include <map>
+#include <thread>
+
+#include "common/clock.h"
+#include "common/random.h"
+#include "net/server.h"
+#include "protocol/auth.h"
+#include "protocol/dispatcher.h"
+#include "server/config.h"
+#include "server/engine_loop.h"
+#include "storage/memory_store.h"
+
+namespace presenced::server {
+namespace {
+
+// Adapts the network layer to the engine thread: every call that touches presence state is
+// posted to the EngineLoop; token checks run on the I/O thread (they need no state).
+class Service final : public net::Service {
+ public:
+  Service(EngineLoop& loop, protocol::Dispatcher& dispatcher, const Config& config,
+          const Clock& clock)
+      : loop_(loop), dispatcher_(dispatcher), config_(config), clock_(clock) {}
+
+  Result<protocol::ConnectRequest> AuthorizeUpgrade(const protocol::HttpRequest& req) override {
+    return protocol::ParseUpgrade(req.target, config_.jwt_secret, clock_.NowMs(),
+                                  static_cast<size_t>(config_.max_id_bytes));
+  }
+  void HandleHttp(protocol::HttpRequest req,
+                  std::function<void(protocol::HttpResponse)> done) override {
+    loop_.Post([this, req = std::move(req), done = std::move(done)]() mutable {
+      dispatcher_.Http(req, std::move(done));
+    });
+  }
+  void OnOpen(protocol::SessionId id, protocol::ConnectRequest request,
+              std::shared_ptr<protocol::Peer> peer) override {
+    loop_.Post([this, id, request = std::move(request), peer = std::move(peer)]() mutable {
+      dispatcher_.Open(id, std::move(request), std::move(peer));
+    });
+  }
+  void OnMessage(protocol::SessionId id, std::string text,
+                 std::chrono::steady_clock::time_point received) override {
+    loop_.Post(
+        [this, id, text = std::move(text), received] { dispatcher_.Message(id, text, received); });
+  }
+  void OnClose(protocol::SessionId id, bool clean) override {
+    loop_.Post([this, id, clean] { dispatcher_.Closed(id, clean); });
+  }
+
+ private:
+  EngineLoop& loop_;
+  protocol::Dispatcher& dispatcher_;
+  const Config& config_;
+  const Clock& clock_;
+};
+
+int Serve(Config config) {
+  std::vector<std::string> created;
+  if (Status st = ResolveSecrets(config, created); !st) {
+    spdlog::critical("event=startup_failed reason=\"{}\"", st.error().message);
+    return 2;
+  }
+  for (const auto& path : created) {
+    spdlog::warn(
+        "event=secret_generated path={} note=\"keep it private; mint tokens with: presenced token "
+        "CLIENT_ID\"",
+        path);
+  }
+  auto listen = SplitListen(config.listen);
+
+  SystemClock clock;
+  SecureRandom random;
+  protocol::Metrics metrics;
+  storage::MemoryStore store(static_cast<size_t>(config.history_per_channel));
+
+  protocol::DispatcherOptions options;
+  options.engine.away_after_ms = config.away_after_ms;
+  options.engine.offline_after_ms = config.offline_after_ms;
+  options.engine.event_ring_capacity = static_cast<size_t>(config.event_ring_capacity);
+  options.engine.limits.max_channels_per_connection =
+      static_cast<size_t>(config.max_channels_per_connection);
+  options.engine.limits.max_members_per_channel =
+      static_cast<size_t>(config.max_members_per_channel);
+  options.engine.limits.max_data_bytes = static_cast<size_t>(config.max_data_bytes);
+  options.engine.limits.max_channel_bytes = static_cast<size_t>(config.max_channel_bytes);
+  options.engine.limits.max_id_bytes = static_cast<size_t>(config.max_id_bytes);
+  options.engine.limits.max_watches_per_connection =
+      static_cast<size_t>(config.max_watches_per_connection);
+  options.heartbeat_ms = config.heartbeat_ms;
+  options.default_remain_present_for_ms = config.remain_present_for_ms;
+  options.max_remain_present_for_ms = config.max_remain_present_for_ms;
+  options.rate_per_second = config.rate_per_second;
+  options.rate_burst = config.rate_burst;
+  options.epoch = RandomId(random, 12);
+  options.api_key = config.api_key;
+  protocol::Dispatcher dispatcher(options, clock, random, store, metrics);
+  EngineLoop loop(dispatcher, clock);
+  Service service(loop, dispatcher, config, clock);
+
+  net::NetOptions net_options;
+  net_options.host = listen->first;
+  net_options.port = listen->second;
+  net_options.io_threads = static_cast<int>(config.io_threads);
+  net_options.max_frame_bytes = static_cast<size_t>(config.max_frame_bytes);
+  net_options.heartbeat_ms = config.heartbeat_ms;
+  net_options.handshake_timeout_ms = config.handshake_timeout_ms;
+  net_options.max_http_body_bytes = static_cast<size_t>(config.max_http_body_bytes);
+  net_options.max_connections = static_cast<size_t>(config.max_connections);
+  net_options.max_outbound_bytes = static_cast<size_t>(config.max_outbound_bytes);
+  net::Server server(net_options, service, metrics);
+  auto port = server.Listen();
+  if (!port.ok()) {
+    spdlog::critical("event=startup_failed reason=\"{}\"", port.error().message);
+    return 2;
+  }
+  // Tests and scripts read this line to learn the port (listen may say port 0).
+  std::printf("presenced listening on %s:%u epoch=%s\n", listen->first.c_str(), *port,
+              options.epoch.c_str());
+  std::fflush(stdout);
+  spdlog::info("event=listening host={} port={} epoch={} data_dir={}", listen->first, *port,
+               options.epoch, config.data_dir);
+
+  std::thread engine_thread([&] { loop.Run(); });
+  std::thread shutdown_thread;
+  server.OnSignal([&] {
+    // On an I/O thread: hand the orchestration to its own thread so I/O keeps flowing while
+    // sessions flush their last frames.
+    shutdown_thread = std::thread([&] {
+      spdlog::info("event=shutdown_started");
+      server.StopAccepting();
+      std::promise<void> drained;
+      loop.Post([&] {
+        dispatcher.Shutdown();  // members leave (disconnected); sessions close with 1001
+        drained.set_value();
+      });
+      drained.get_future().wait();
+      if (!server.WaitForSessions(std::chrono::seconds(5))) {
+        spdlog::warn("event=shutdown_timeout note=\"some sessions did not close in 5s\"");
+      }
+      loop.Stop();
+      server.Stop();
+    });
+  });
+  server.Run();
+  if (shutdown_thread.joinable()) shutdown_thread.join();
+  loop.Stop();
+  engine_thread.join();
+  spdlog::info("event=shutdown_complete");
+  return 0;
+}
+
+int Main(int argc, char** argv) {
+  CLI::App app{"presenced: realtime presence server"};
+  app.set_help_all_flag("--help-all");
+  std::string config_file;
+  app.add_option("--config", config_file, "TOML config file (also PRESENCED_CONFIG)");
+  std::map<std::string, std::string> flags;
+  for (const auto& s : Settings()) {
+    app.add_option(s.flag, flags[s.key], s.help + " [env " + s.env + "]");
+  }
+
+  auto* token = app.add_subcommand("token", "mint a client token (HS256 JWT) and print it");
+  token->fallthrough();  // server settings (--data-dir, --jwt-secret) may follow the subcommand
+  std::string client_id;
+  std::string channels;
+  int64_t ttl_s = 3600;
+  token->add_option("client_id", client_id, "clientId (the token's sub)")->required();
+  token->add_option("--channels", channels,
+                    "comma-separated channel patterns (* = any run); default all");
+  token->add_option("--ttl", ttl_s, "lifetime in seconds")->check(CLI::PositiveNumber);
+
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    return app.exit(e);
+  }
+
+  Config config;
+  if (config_file.empty()) {
+    if (const char* env = std::getenv("PRESENCED_CONFIG")) config_file = env;
+  }
+  if (!config_file.empty()) {
+    if (Status st = ApplyTomlFile(config, config_file); !st) {
+      std::fprintf(stderr, "presenced: %s\n", st.error().message.c_str());
+      return 2;
+    }
+  }
+  if (Status st = ApplyEnvironment(config); !st) {
+    std::fprintf(stderr, "presenced: %s\n", st.error().message.c_str());
+    return 2;
+  }
+  for (const auto& s : Settings()) {
+    if (app.get_option(s.flag)->count() == 0) continue;
+    if (Status st = ApplySetting(config, s.key, flags[s.key]); !st) {
+      std::fprintf(stderr, "presenced: %s\n", st.error().message.c_str());
+      return 2;
+    }
+  }
+  if (Status st = Validate(config); !st) {
+    std::fprintf(stderr, "presenced: %s\n", st.error().message.c_str());
+    return 2;
+  }
+
+  auto level = spdlog::level::from_str(config.log_level);
+  spdlog::set_level(level);
+  spdlog::set_pattern("%Y-%m-%dT%H:%M:%S.%e%z level=%l %v");
+
+  if (token->parsed()) {
+    std::vector<std::string> created;
+    if (Status st = ResolveSecrets(config, created); !st) {
+      std::fprintf(stderr, "presenced: %s\n", st.error().message.c_str());
+      return 2;
+    }
+    std::optional<std::vector<std::string>> patterns;
+    if (!channels.empty()) patterns = CLI::detail::split(channels, ',');
+    SystemClock clock;
+    auto t = protocol::MintToken(config.jwt_secret, client_id, ttl_s, patterns, clock.NowMs());
+    if (!t.ok()) {
+      std::fprintf(stderr, "presenced: %s\n", t.error().message.c_str());
+      return 2;
+    }
+    std::printf("%s\n", t->c_str());
+    return 0;
+  }
+  return Serve(std::move(config));
+}
+
+}  // namespace
+}  // namespace presenced::server
+
+int main(int argc, char** argv) { return presenced::server::Main(argc, argv); }
