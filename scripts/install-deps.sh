@@ -6,6 +6,8 @@ packages=(
   g++ cmake ninja-build make pkg-config
   libboost-json1.81-dev
   libgtest-dev libgmock-dev libbenchmark-dev
+  libboost1.81-dev libboost-url1.81-dev libssl-dev libjwt-dev libspdlog-dev libtomlplusplus-dev libcli11-dev
+  python3 python3-websockets
 )
 missing=()
 for p in "${packages[@]}"; do

@@ -309,6 +309,16 @@ Status Engine::Touch(ConnectionHandle handle) {
 
 void Engine::Shutdown() {
   Begin();
+  // Every member leaves first, so subscribers (whatever their place in the table) see each leave;
+  // then the connections end.
+  for (auto& slot : connections_) {
+    if (!slot) continue;
+    std::vector<Membership> memberships = slot->memberships;
+    for (const Membership& m : memberships) {
+      RemoveMember(*m.channel, static_cast<size_t>(FindMemberSlot(*slot, *m.channel)),
+                   LeaveReason::kDisconnected, std::nullopt);
+    }
+  }
   for (auto& slot : connections_) {
     if (slot) Teardown(*slot, LeaveReason::kDisconnected);
   }

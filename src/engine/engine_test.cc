@@ -432,6 +432,8 @@ TEST_F(ChannelTest, BadTtlIsRejected) {
 }
 
 TEST_F(ChannelTest, ShutdownClosesEveryConnectionCleanly) {
+  auto watcher = Connect("watcher");  // attached first: must still see every leave
+  ASSERT_TRUE(engine_.Subscribe(watcher, "room", kAllActions, std::nullopt).ok());
   auto a = Connect("alice");
   auto b = Connect("bob");
   ASSERT_TRUE(engine_.Enter(a, "room", std::nullopt, std::nullopt).ok());
@@ -442,6 +444,8 @@ TEST_F(ChannelTest, ShutdownClosesEveryConnectionCleanly) {
   ASSERT_EQ(events.size(), 4u);
   EXPECT_EQ(events[2].reason, LeaveReason::kDisconnected);
   EXPECT_EQ(events[3].reason, LeaveReason::kDisconnected);
+  EXPECT_EQ(events[2].recipients, std::vector<ConnectionHandle>{watcher});
+  EXPECT_EQ(events[3].recipients, std::vector<ConnectionHandle>{watcher});
   EXPECT_EQ(engine_.connection_count(), 0u);
   EXPECT_EQ(engine_.channel_count(), 0u);
 }

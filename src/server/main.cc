@@ -5,6 +5,7 @@
 //
 // Threads: the main thread runs the I/O threads (net::Server::Run); one engine thread owns the
 // Dispatcher and Engine (EngineLoop); a shutdown thread orchestrates SIGTERM/SIGINT.
+#include <spdlog/sinks/stdout_color_sinks.h>
 #include <spdlog/spdlog.h>
 
 #include <CLI/CLI.hpp>
@@ -213,6 +214,8 @@ int Main(int argc, char** argv) {
     return 2;
   }
 
+  // Logs go to stderr; stdout carries only the "listening" line (and minted tokens).
+  spdlog::set_default_logger(spdlog::stderr_color_mt("presenced"));
   auto level = spdlog::level::from_str(config.log_level);
   spdlog::set_level(level);
   spdlog::set_pattern("%Y-%m-%dT%H:%M:%S.%e%z level=%l %v");
