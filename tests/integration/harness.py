@@ -120,7 +120,7 @@ class Client:
     @classmethod
     async def connect(cls, server, client_id, channels=None, token=None, **params):
         token = token or server.token(client_id, channels)
-        ws = await websockets.connect(server.url(token, **params), max_size=None,
+        ws = await websockets.connect(server.url(token, **params), max_size=None, max_queue=None,
                                       ping_interval=None, open_timeout=TIMEOUT)
         c = cls(ws)
         c.connected = await c.next("connected")
@@ -181,8 +181,12 @@ class Client:
 class RawClient:
     """A bare-socket WebSocket client that does nothing unless told (no pongs, no reads)."""
 
-    def __init__(self, server, token, **params):
-        self.sock = socket.create_connection(("127.0.0.1", server.port), timeout=TIMEOUT)
+    def __init__(self, server, token, rcvbuf=None, **params):
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        if rcvbuf:
+            self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)  # before connecting
+        self.sock.settimeout(TIMEOUT)
+        self.sock.connect(("127.0.0.1", server.port))
         q = "token=" + token + "".join("&%s=%s" % kv for kv in params.items())
         key = base64.b64encode(os.urandom(16)).decode()
         self.sock.sendall(("GET /v1/ws?%s HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
