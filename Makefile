@@ -25,8 +25,7 @@ release: $(REL_DIR)/build.ninja
 	cmake --build $(REL_DIR) -j $(JOBS)
 
 run: release
-	@if [ -x $(REL_DIR)/src/server/presenced ]; then exec $(REL_DIR)/src/server/presenced; \
-	else echo "presenced: the server binary is not built yet (the engine exists; the server is issue #3)."; fi
+	exec $(REL_DIR)/src/server/presenced
 
 bench: release
 	$(REL_DIR)/bench/engine_bench --benchmark_min_time=0.5
