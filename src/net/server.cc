@@ -308,7 +308,9 @@ class Session : public std::enable_shared_from_this<Session> {
 
   void Enqueue(std::shared_ptr<const std::string> message) {
     if (closing_ || done_) return;
-    if (out_bytes_ + message->size() > server_.options.max_outbound_bytes) {
+    // One message is always accepted into an empty queue (a large snapshot must not drop a healthy
+    // client); a backlog over the bound is what marks a slow consumer.
+    if (out_bytes_ > 0 && out_bytes_ + message->size() > server_.options.max_outbound_bytes) {
       // A subscriber that cannot keep up is dropped as abrupt (its grace period applies, so it can
       // resume and catch up) instead of growing memory.
       server_.metrics.queue_drops_total.fetch_add(1, std::memory_order_relaxed);

@@ -536,6 +536,21 @@ class SlowConsumerTest(ServerTest):
         raw.close()
 
 
+    async def test_a_single_large_reply_does_not_drop_a_healthy_client(self):
+        ch = unique()
+        now = int(time.time())
+        members = []
+        for i in range(75):  # 75 x 15 kB of data: a snapshot over the 1 MiB outbound bound
+            token = make_token(self.server.secret, {"sub": "m%d" % i, "exp": now + 600})
+            m = await self.connect(token=token)
+            await m.ok("enter", channel=ch, data="z" * 15000)
+            members.append(m)
+        reader = await self.connect()
+        r = await reader.ok("subscribe", channel=ch)
+        self.assertEqual(len(r["members"]), 75)
+        await reader.ok("ping")
+
+
 class ShutdownTest(unittest.IsolatedAsyncioTestCase):
     async def test_sigterm_leaves_members_closes_with_1001_and_exits_0(self):
         server = Server(heartbeat_ms=300, remain_present_for_ms=5000)
