@@ -1000,6 +1000,34 @@ std::vector<DeviceView> Engine::Devices(std::string_view client_id, std::string_
   return out;
 }
 
+void Engine::RestoreUser(std::string_view client_id, UserSettings settings, TimeMs last_seen) {
+  if (client_id.empty() || client_id.size() > config_.limits.max_id_bytes || KnowsUser(client_id)) {
+    return;
+  }
+  User& user = GetOrCreateUser(client_id);
+  user.manual = settings.manual;
+  user.text = std::move(settings.text);
+  user.last_activity = last_seen;
+  user.frozen_last_seen = last_seen;
+  UpdatePin(user);  // never evicts the user just listed (max_idle_users >= 1)
+}
+
+std::optional<Engine::UserSettings> Engine::SettingsOf(std::string_view client_id) const {
+  auto it = users_.find(client_id);
+  if (it == users_.end()) return std::nullopt;
+  return UserSettings{it->second->manual, it->second->text};
+}
+
+std::vector<std::pair<std::string, TimeMs>> Engine::LastSeenCheckpoint() {
+  Begin();
+  std::vector<std::pair<std::string, TimeMs>> out;
+  for (const auto& [id, user] : users_) {
+    if (user->connections.empty()) continue;
+    out.emplace_back(id, user->manual == Presence::kOffline ? user->frozen_last_seen : now_);
+  }
+  return out;
+}
+
 std::vector<StatusView> Engine::Who(std::optional<std::string_view> channel_name) {
   Begin();
   std::vector<StatusView> out;

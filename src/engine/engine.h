@@ -149,6 +149,21 @@ class Engine {
   // Users whose status is not offline; with `channel`, only users with a member there.
   std::vector<StatusView> Who(std::optional<std::string_view> channel);
 
+  // --- Persistence hooks (the durable store) -------------------------------------------------
+  struct UserSettings {
+    Presence manual = Presence::kOnline;  // kOnline = automatic
+    std::optional<std::string> text;
+  };
+  bool KnowsUser(std::string_view client_id) const { return users_.count(client_id) != 0; }
+  // Gives the engine what the store remembers of a user it does not know (after a restart or an
+  // eviction). Ignored when the engine knows the user: its own state is newer.
+  void RestoreUser(std::string_view client_id, UserSettings settings, TimeMs last_seen);
+  std::optional<UserSettings> SettingsOf(std::string_view client_id) const;
+  // lastSeen to store for every connected user, as of now: a connected user was seen now (unless
+  // appearing offline, whose lastSeen stays frozen). After a crash the stored value is at most one
+  // checkpoint interval old.
+  std::vector<std::pair<std::string, TimeMs>> LastSeenCheckpoint();
+
   // --- Time ----------------------------------------------------------------------------------
   // Runs every deadline that is due, in deadline order, each at its own deadline.
   void Tick();

@@ -370,6 +370,38 @@ TEST_F(StatusTest, WhoListsUsersNotOfflineOptionallyByChannel) {
   EXPECT_TRUE(engine_.Who("nowhere").empty());
 }
 
+TEST_F(StatusTest, RestoredUsersKeepTheirStatusAndLastSeen) {
+  engine_.RestoreUser("ann", {Presence::kDnd, std::string("Away")}, kStart - 5000);
+  StatusView v = engine_.GetStatus("ann");
+  EXPECT_EQ(v.status, Presence::kOffline);
+  EXPECT_EQ(v.text, "Away");
+  EXPECT_EQ(v.last_seen, kStart - 5000);
+  auto a = Connect("ann");
+  EXPECT_EQ(engine_.GetStatus("ann").status, Presence::kDnd);
+  // Known users are not overwritten by what the store remembers.
+  engine_.RestoreUser("ann", {Presence::kAway, std::nullopt}, 1);
+  EXPECT_EQ(engine_.GetStatus("ann").status, Presence::kDnd);
+  ASSERT_TRUE(engine_.SettingsOf("ann").has_value());
+  EXPECT_EQ(engine_.SettingsOf("ann")->text, "Away");
+  EXPECT_FALSE(engine_.SettingsOf("nobody").has_value());
+  (void)a;
+}
+
+TEST_F(StatusTest, CheckpointSaysConnectedUsersWereSeenNowExceptWhenAppearingOffline) {
+  auto a = Connect("ann");
+  auto b = Connect("bob");
+  clock_.Advance(100);
+  ASSERT_TRUE(engine_.SetStatus(b, Presence::kOffline, std::nullopt).ok());  // frozen at +100
+  clock_.Advance(5000);
+  auto points = engine_.LastSeenCheckpoint();
+  std::sort(points.begin(), points.end());
+  ASSERT_EQ(points.size(), 2u);
+  EXPECT_EQ(points[0], std::make_pair(std::string("ann"), kStart + 5100));
+  EXPECT_EQ(points[1], std::make_pair(std::string("bob"), kStart + 100));
+  ASSERT_TRUE(engine_.Close(a).ok());
+  EXPECT_EQ(engine_.LastSeenCheckpoint().size(), 1u);
+}
+
 TEST_F(StatusTest, BackendsCanSetAUsersStatus) {
   auto s = engine_.SetStatusOf("alice", Presence::kDnd, std::optional<std::string>("Away"));
   ASSERT_TRUE(s.ok());

@@ -98,7 +98,52 @@ Dispatcher::Dispatcher(DispatcherOptions options, const presenced::Clock& clock,
       clock_(clock),
       store_(store),
       metrics_(metrics),
-      engine_(options_.engine, clock, random, *this) {}
+      engine_(options_.engine, clock, random, *this) {
+  next_checkpoint_ = clock_.NowMs() + options_.last_seen_checkpoint_ms;
+}
+
+void Dispatcher::Tick() {
+  engine_.Tick();
+  const TimeMs now = clock_.NowMs();
+  if (now >= next_checkpoint_) {
+    for (auto& [client_id, last_seen] : engine_.LastSeenCheckpoint()) {
+      store_.PutLastSeen(std::move(client_id), last_seen);
+    }
+    next_checkpoint_ = now + options_.last_seen_checkpoint_ms;
+  }
+  PersistLastSeen();
+}
+
+std::optional<TimeMs> Dispatcher::NextDeadline() const {
+  auto engine = engine_.NextDeadline();
+  return engine ? std::min(*engine, next_checkpoint_) : next_checkpoint_;
+}
+
+void Dispatcher::PersistLastSeen() {
+  while (!offline_users_.empty()) {
+    std::vector<std::string> users;
+    users.swap(offline_users_);
+    for (auto& id : users) {
+      engine::StatusView v = engine_.GetStatus(id);  // may run timers, which may add users
+      if (v.last_seen) store_.PutLastSeen(std::move(id), *v.last_seen);
+    }
+  }
+}
+
+void Dispatcher::PersistSettings(const std::string& client_id,
+                                 std::function<void(Status)> durable) {
+  auto settings = engine_.SettingsOf(client_id);
+  storage::UserRecord record;
+  record.client_id = client_id;
+  if (settings) {
+    record.manual = settings->manual == Presence::kOnline
+                        ? ""
+                        : std::string(engine::PresenceName(settings->manual));
+    record.text = settings->text;
+  }
+  offline_users_.push_back(client_id);  // lastSeen may have frozen (appear offline)
+  store_.PutUserStatus(std::move(record), std::move(durable));
+}
 
 // ----- Sessions -------------------------------------------------------------------------------
 
@@ -106,6 +151,14 @@ void Dispatcher::Open(SessionId id, ConnectRequest request, std::shared_ptr<Peer
   const TimeMs remain = std::clamp<TimeMs>(
       request.remain_present_for_ms.value_or(options_.default_remain_present_for_ms), 0,
       options_.max_remain_present_for_ms);
+
+  if (request.stored_user && !engine_.KnowsUser(request.client_id)) {
+    const storage::UserRecord& r = *request.stored_user;
+    engine::Engine::UserSettings settings;
+    settings.manual = engine::ParsePresence(r.manual).value_or(Presence::kOnline);
+    settings.text = r.text;
+    engine_.RestoreUser(request.client_id, std::move(settings), r.last_seen);
+  }
 
   engine::Attached attached;
   bool resumed = false;
@@ -197,10 +250,12 @@ void Dispatcher::Closed(SessionId id, bool clean) {
   } else {
     (void)engine_.Drop(handle);
   }
+  PersistLastSeen();
 }
 
 void Dispatcher::Shutdown() {
   engine_.Shutdown();
+  PersistLastSeen();
   for (auto& [id, s] : sessions_) s.peer->Close(1001, "server shutting down");
   sessions_.clear();
   by_handle_.clear();
@@ -273,6 +328,7 @@ void Dispatcher::Message(SessionId id, std::string_view text, Clock::time_point 
   Request r(o);
   bool async = false;
   Result<std::string> fields = Handle(s, opv->as_string(), r, *req_id, async);
+  PersistLastSeen();
   if (async) return;  // the handler replies itself
   if (!fields.ok()) return fail(req_id, fields.error());
   std::string frame = ReplyOkPrefix(*req_id);
@@ -431,18 +487,23 @@ Result<std::string> Dispatcher::Handle(Session& s, std::string_view op, Request&
     }
     auto v = engine_.SetStatus(h, status, std::move(text));
     if (!v.ok()) return v.error();
-    out += R"(,"status":)";
-    AppendStatus(out, *v);
+    // A status set by hand is on disk before the reply goes out.
+    std::string frame = ReplyOkPrefix(id) + R"(,"status":)";
+    AppendStatus(frame, *v);
+    frame += '}';
+    async = true;
+    PersistSettings(s.client_id, [peer = s.peer, id, frame = std::move(frame)](Status st) mutable {
+      peer->Send(std::make_shared<const std::string>(st.ok() ? std::move(frame)
+                                                             : ReplyError(id, st.error())));
+    });
     return out;
   }
   if (op == "status.get") {
     auto ids = r.StringArray("clientIds");
     if (!ids.ok()) return ids.error();
-    std::vector<engine::StatusView> views;
-    for (const auto& cid : *ids) views.push_back(engine_.GetStatus(cid));
-    out += R"(,"statuses":)";
-    AppendStatuses(out, views);
     (void)engine_.Touch(h);
+    async = true;
+    StatusGet(s, id, *ids);
     return out;
   }
   if (op == "status.watch" || op == "status.unwatch") {
@@ -480,28 +541,37 @@ Result<std::string> Dispatcher::Handle(Session& s, std::string_view op, Request&
     if (*limit && **limit < 1) return BadRequest("limit must be at least 1");
     auto since = r.OptInt("since");
     if (!since.ok()) return since.error();
-    auto list = engine_.GetActivities(
-        client->value_or(s.client_id),
-        static_cast<size_t>(std::min<int64_t>(limit->value_or(50), 1000)), *since);
-    out += R"(,"activities":[)";
-    for (size_t i = 0; i < list.size(); ++i) {
-      const auto& a = list[i];
-      if (i) out += ',';
-      out += R"({"kind":)";
-      AppendQuoted(out, a.kind);
-      out += R"(,"channel":)";
-      AppendOptional(out,
-                     a.channel.empty() ? std::nullopt : std::optional<std::string_view>(a.channel));
-      out += R"(,"data":)";
-      out += a.data.text();
-      out += R"(,"timestamp":)";
-      AppendInt(out, a.timestamp);
-      out += R"(,"connectionId":)";
-      AppendQuoted(out, a.connection_id);
-      out += '}';
-    }
-    out += ']';
     (void)engine_.Touch(h);
+    async = true;
+    std::shared_ptr<Peer> peer = s.peer;
+    store_.QueryActivities(
+        std::string(client->value_or(s.client_id)),
+        static_cast<size_t>(std::min<int64_t>(limit->value_or(50), 1000)), *since,
+        [peer, id](Result<std::vector<storage::StoredActivity>> list) {
+          if (!list.ok()) {
+            peer->Send(std::make_shared<const std::string>(ReplyError(id, list.error())));
+            return;
+          }
+          std::string frame = ReplyOkPrefix(id) + R"(,"activities":[)";
+          for (size_t i = 0; i < list->size(); ++i) {
+            const auto& a = (*list)[i];
+            if (i) frame += ',';
+            frame += R"({"kind":)";
+            AppendQuoted(frame, a.kind);
+            frame += R"(,"channel":)";
+            AppendOptional(frame, a.channel.empty() ? std::nullopt
+                                                    : std::optional<std::string_view>(a.channel));
+            frame += R"(,"data":)";
+            frame += a.data.text();
+            frame += R"(,"timestamp":)";
+            AppendInt(frame, a.timestamp);
+            frame += R"(,"connectionId":)";
+            AppendQuoted(frame, a.connection_id);
+            frame += '}';
+          }
+          frame += "]}";
+          peer->Send(std::make_shared<const std::string>(std::move(frame)));
+        });
     return out;
   }
   if (op == "devices") {
@@ -548,8 +618,10 @@ namespace {
 Result<storage::HistoryQuery> HistoryParams(std::string channel, std::optional<int64_t> start,
                                             std::optional<int64_t> end,
                                             std::optional<int64_t> limit,
-                                            std::optional<std::string_view> direction) {
+                                            std::optional<std::string_view> direction,
+                                            std::optional<int64_t> cursor) {
   storage::HistoryQuery q;
+  q.cursor = cursor;
   q.channel = std::move(channel);
   q.start = start;
   q.end = end;
@@ -562,16 +634,70 @@ Result<storage::HistoryQuery> HistoryParams(std::string channel, std::optional<i
   return q;
 }
 
-std::string EventsBody(const std::vector<std::shared_ptr<const std::string>>& events) {
-  std::string out = "[";
-  for (size_t i = 0; i < events.size(); ++i) {
+// `"events":[...]` and, when there may be more, `,"next":CURSOR`.
+std::string PageFields(const storage::HistoryPage& page) {
+  std::string out = R"("events":[)";
+  for (size_t i = 0; i < page.events.size(); ++i) {
     if (i) out += ',';
-    out += *events[i];
+    out += *page.events[i];
   }
   out += ']';
+  if (page.next) {
+    out += R"(,"next":)";
+    AppendInt(out, *page.next);
+  }
   return out;
 }
 }  // namespace
+
+void Dispatcher::StatusesOf(const std::vector<std::string>& ids,
+                            std::function<void(Result<std::string>)> done) {
+  // Users the engine knows are answered from memory now; the others from the store.
+  auto parts = std::make_shared<std::vector<std::string>>(ids.size());
+  std::vector<std::string> unknown;
+  for (size_t i = 0; i < ids.size(); ++i) {
+    if (engine_.KnowsUser(ids[i])) {
+      AppendStatus((*parts)[i], engine_.GetStatus(ids[i]));
+    } else {
+      unknown.push_back(ids[i]);
+    }
+  }
+  auto finish = [parts, ids,
+                 done = std::move(done)](Result<std::vector<storage::UserRecord>> stored) {
+    if (!stored.ok()) return done(stored.error());
+    std::string out = "[";
+    for (size_t i = 0; i < ids.size(); ++i) {
+      if (i) out += ',';
+      if ((*parts)[i].empty()) {
+        engine::StatusView v;
+        v.client_id = ids[i];
+        for (const auto& r : *stored) {
+          if (r.client_id != ids[i]) continue;
+          if (r.text) v.text = *r.text;
+          if (r.last_seen) v.last_seen = r.last_seen;
+        }
+        AppendStatus(out, v);
+      } else {
+        out += (*parts)[i];
+      }
+    }
+    out += ']';
+    done(std::move(out));
+  };
+  if (unknown.empty()) return finish(std::vector<storage::UserRecord>());
+  store_.GetUsers(std::move(unknown), std::move(finish));
+}
+
+void Dispatcher::StatusGet(Session& s, int64_t id, const std::vector<std::string>& ids) {
+  StatusesOf(ids, [peer = s.peer, id](Result<std::string> statuses) {
+    if (!statuses.ok()) {
+      peer->Send(std::make_shared<const std::string>(ReplyError(id, statuses.error())));
+      return;
+    }
+    std::string frame = ReplyOkPrefix(id) + R"(,"statuses":)" + *statuses + "}";
+    peer->Send(std::make_shared<const std::string>(std::move(frame)));
+  });
+}
 
 void Dispatcher::History(Session& s, int64_t id, Request& r) {
   auto fail = [&](const Error& e) {
@@ -586,18 +712,21 @@ void Dispatcher::History(Session& s, int64_t id, Request& r) {
   if (!limit.ok()) return fail(limit.error());
   auto direction = r.OptString("direction");
   if (!direction.ok()) return fail(direction.error());
-  auto q = HistoryParams(std::string(*r.String("channel")), *start, *end, *limit, *direction);
+  auto cursor = r.OptInt("cursor");
+  if (!cursor.ok()) return fail(cursor.error());
+  auto q =
+      HistoryParams(std::string(*r.String("channel")), *start, *end, *limit, *direction, *cursor);
   if (!q.ok()) return fail(q.error());
   (void)engine_.Touch(s.handle);
   std::shared_ptr<Peer> peer = s.peer;
-  store_.QueryHistory(std::move(q).value(), [peer, id](storage::HistoryResult result) {
+  store_.QueryHistory(std::move(q).value(), [peer, id](Result<storage::HistoryPage> result) {
     if (!result.ok()) {
       peer->Send(std::make_shared<const std::string>(ReplyError(id, result.error())));
       return;
     }
     std::string frame = ReplyOkPrefix(id);
-    frame += R"(,"events":)";
-    frame += EventsBody(*result);
+    frame += ',';
+    frame += PageFields(*result);
     frame += '}';
     peer->Send(std::make_shared<const std::string>(std::move(frame)));
   });
@@ -621,9 +750,15 @@ void Dispatcher::OnStatus(const engine::StatusChange& change,
   for (engine::ConnectionHandle h : recipients) SendTo(h, frame);
 }
 
-void Dispatcher::OnUserConnectivity(std::string_view, bool, TimeMs) {}
+void Dispatcher::OnUserConnectivity(std::string_view client_id, bool online, TimeMs) {
+  if (!online) offline_users_.emplace_back(client_id);  // stored after the call (PersistLastSeen)
+}
 
-void Dispatcher::OnActivity(std::string_view, const engine::ActivityRecord&) {}
+void Dispatcher::OnActivity(std::string_view client_id, const engine::ActivityRecord& a) {
+  store_.AppendActivity(
+      std::string(client_id),
+      storage::StoredActivity{a.kind, a.channel, a.data, a.timestamp, a.connection_id});
+}
 
 void Dispatcher::OnConnectionExpired(engine::ConnectionHandle connection) {
   by_handle_.erase(connection);
@@ -693,8 +828,14 @@ void Dispatcher::Http(const HttpRequest& req, std::function<void(HttpResponse)> 
   }
   if (seg == std::vector<std::string>{"metrics"}) {
     if (req.method != "GET") return method_not_allowed();
-    EngineGauges g{engine_.channel_count(), engine_.member_count(), engine_.connection_count(),
-                   engine_.user_count()};
+    const storage::StoreCounters sc = store_.counters();
+    Gauges g{engine_.channel_count(),
+             engine_.member_count(),
+             engine_.connection_count(),
+             engine_.user_count(),
+             sc.write_errors,
+             sc.dropped_writes,
+             sc.pending};
     return done(HttpResponse{200, metrics_.Render(g), "text/plain; version=0.0.4"});
   }
 
@@ -744,9 +885,11 @@ void Dispatcher::Http(const HttpRequest& req, std::function<void(HttpResponse)> 
 
   // /v1/users/{clientId}/status
   if (req.method == "GET") {
-    std::string body;
-    AppendStatus(body, engine_.GetStatus(name));
-    return done(HttpResponse{200, std::move(body)});
+    return StatusesOf({name}, [done = std::move(done)](Result<std::string> statuses) {
+      if (!statuses.ok()) return done(ErrorResponse(statuses.error()));
+      // A one-element array: strip the brackets.
+      done(HttpResponse{200, statuses->substr(1, statuses->size() - 2)});
+    });
   }
   if (req.method != "PUT") return method_not_allowed();
   boost::system::error_code ec;
@@ -771,11 +914,22 @@ void Dispatcher::Http(const HttpRequest& req, std::function<void(HttpResponse)> 
       return done(ErrorResponse(BadRequest("text must be a string or null")));
     }
   }
+  if (req.stored_user && !engine_.KnowsUser(name)) {
+    // Keep what the store remembers (lastSeen, the other half of status/text) before changing it.
+    engine::Engine::UserSettings settings;
+    settings.manual = engine::ParsePresence(req.stored_user->manual).value_or(Presence::kOnline);
+    settings.text = req.stored_user->text;
+    engine_.RestoreUser(name, std::move(settings), req.stored_user->last_seen);
+  }
   auto r = engine_.SetStatusOf(name, status, std::move(text));
   if (!r.ok()) return done(ErrorResponse(r.error()));
   std::string body;
   AppendStatus(body, *r);
-  done(HttpResponse{200, std::move(body)});
+  PersistSettings(name, [done = std::move(done), body = std::move(body)](Status st) mutable {
+    if (!st.ok()) return done(ErrorResponse(st.error()));
+    done(HttpResponse{200, std::move(body)});
+  });
+  PersistLastSeen();
 }
 
 void Dispatcher::HttpHistory(std::string channel,
@@ -787,14 +941,29 @@ void Dispatcher::HttpHistory(std::string channel,
   if (!end.ok()) return done(ErrorResponse(end.error()));
   auto limit = QueryInt(query, "limit");
   if (!limit.ok()) return done(ErrorResponse(limit.error()));
+  auto cursor = QueryInt(query, "cursor");
+  if (!cursor.ok()) return done(ErrorResponse(cursor.error()));
   std::optional<std::string_view> direction;
   if (auto d = query.find("direction"); d != query.end()) direction = d->second;
-  auto q = HistoryParams(std::move(channel), *start, *end, *limit, direction);
+  auto q = HistoryParams(std::move(channel), *start, *end, *limit, direction, *cursor);
   if (!q.ok()) return done(ErrorResponse(q.error()));
-  store_.QueryHistory(std::move(q).value(), [done = std::move(done)](storage::HistoryResult r) {
-    if (!r.ok()) return done(ErrorResponse(r.error()));
-    done(HttpResponse{200, R"({"events":)" + EventsBody(*r) + "}"});
-  });
+  store_.QueryHistory(std::move(q).value(),
+                      [done = std::move(done)](Result<storage::HistoryPage> r) {
+                        if (!r.ok()) return done(ErrorResponse(r.error()));
+                        done(HttpResponse{200, "{" + PageFields(*r) + "}"});
+                      });
+}
+
+std::optional<std::string> StatusRouteUser(std::string_view target) {
+  auto parsed = boost::urls::parse_origin_form(target);
+  if (!parsed) return std::nullopt;
+  std::vector<std::string> seg;
+  for (auto s : parsed->segments()) seg.emplace_back(s);
+  if (seg.size() == 4 && seg[0] == "v1" && seg[1] == "users" && seg[3] == "status" &&
+      !seg[2].empty()) {
+    return seg[2];
+  }
+  return std::nullopt;
 }
 
 // ----- Upgrade --------------------------------------------------------------------------------

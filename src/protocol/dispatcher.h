@@ -30,10 +30,11 @@ struct DispatcherOptions {
   TimeMs heartbeat_ms = 15000;
   TimeMs default_remain_present_for_ms = 15000;
   TimeMs max_remain_present_for_ms = 300000;
-  double rate_per_second = 50;  // sustained requests per connection
-  double rate_burst = 100;      // bucket size
-  std::string epoch;            // identifies this run of the server
-  std::string api_key;          // for REST
+  double rate_per_second = 50;             // sustained requests per connection
+  double rate_burst = 100;                 // bucket size
+  std::string epoch;                       // identifies this run of the server
+  std::string api_key;                     // for REST
+  TimeMs last_seen_checkpoint_ms = 10000;  // how often connected users' lastSeen is stored
 };
 
 class Dispatcher final : public engine::EventSink {
@@ -56,8 +57,9 @@ class Dispatcher final : public engine::EventSink {
   // Graceful shutdown: every member leaves (reason disconnected), every session is closed (1001).
   void Shutdown();
 
-  void Tick() { engine_.Tick(); }
-  std::optional<TimeMs> NextDeadline() const { return engine_.NextDeadline(); }
+  // Runs due engine deadlines and the lastSeen checkpoint.
+  void Tick();
+  std::optional<TimeMs> NextDeadline() const;
   const engine::Engine& engine() const { return engine_; }
   size_t session_count() const { return sessions_.size(); }
 
@@ -89,6 +91,15 @@ class Dispatcher final : public engine::EventSink {
   void History(Session& s, int64_t id, Request& r);
   void HttpHistory(std::string channel, const std::unordered_map<std::string, std::string>& query,
                    std::function<void(HttpResponse)> done);
+  void StatusGet(Session& s, int64_t id, const std::vector<std::string>& ids);
+  // Serializes the STATUS of each id: from the engine when it knows the user, otherwise from the
+  // store (asynchronously). `done` gets them in the order of `ids`.
+  void StatusesOf(const std::vector<std::string>& ids,
+                  std::function<void(Result<std::string>)> done);
+  // Stores the user's status set by hand; `durable` runs when it is on disk.
+  void PersistSettings(const std::string& client_id, std::function<void(Status)> durable);
+  // Stores lastSeen of users whose last connection ended during the call just made.
+  void PersistLastSeen();
 
   DispatcherOptions options_;
   const presenced::Clock& clock_;
@@ -97,12 +108,17 @@ class Dispatcher final : public engine::EventSink {
   engine::Engine engine_;
   std::unordered_map<SessionId, Session> sessions_;
   std::unordered_map<engine::ConnectionHandle, SessionId> by_handle_;
+  std::vector<std::string> offline_users_;  // went offline during the current call
+  TimeMs next_checkpoint_ = 0;
 };
 
 // Parses a WebSocket upgrade target (`/v1/ws?token=...&device=...&resume=...&remainPresentForMs=`)
 // and verifies its token. unauthorized for token problems, bad_request/too_large otherwise.
 Result<ConnectRequest> ParseUpgrade(std::string_view target, std::string_view secret, TimeMs now,
                                     size_t max_id_bytes);
+
+// The clientId of a /v1/users/{clientId}/status target, if it is one.
+std::optional<std::string> StatusRouteUser(std::string_view target);
 
 // The HTTP status for an error code on REST.
 unsigned HttpStatusFor(ErrorCode code);

@@ -43,7 +43,7 @@ void Metric(std::string& out, const char* name, const char* type, const char* he
 }
 }  // namespace
 
-std::string Metrics::Render(const EngineGauges& e) const {
+std::string Metrics::Render(const Gauges& e) const {
   std::string out;
   auto v = [](const std::atomic<uint64_t>& a) { return a.load(std::memory_order_relaxed); };
   Metric(out, "presenced_connections", "gauge", "Open WebSocket sessions.", v(connections_open));
@@ -70,6 +70,13 @@ std::string Metrics::Render(const EngineGauges& e) const {
          "Sessions disconnected because their outbound queue was full.", v(queue_drops_total));
   Metric(out, "presenced_http_requests_total", "counter", "HTTP requests handled.",
          v(http_requests_total));
+  Metric(out, "presenced_storage_write_errors_total", "counter",
+         "Failed storage commits (disk full, I/O error); live presence continues.",
+         e.storage_write_errors);
+  Metric(out, "presenced_storage_dropped_writes_total", "counter",
+         "Writes refused because the storage queue was full.", e.storage_dropped_writes);
+  Metric(out, "presenced_storage_pending", "gauge", "Writes queued for the next commit.",
+         e.storage_pending);
   request_latency.Render(out, "presenced_request_duration_seconds",
                          "Time from receiving a WebSocket request to queuing its reply.");
   return out;

@@ -23,11 +23,15 @@ class LatencyHistogram {
   std::atomic<uint64_t> sum_micros_{0};
 };
 
-struct EngineGauges {
+// Values read at render time from their owners (engine, store).
+struct Gauges {
   uint64_t channels = 0;
   uint64_t members = 0;
   uint64_t engine_connections = 0;  // live and in grace
   uint64_t users = 0;
+  uint64_t storage_write_errors = 0;
+  uint64_t storage_dropped_writes = 0;
+  uint64_t storage_pending = 0;
 };
 
 struct Metrics {
@@ -43,7 +47,7 @@ struct Metrics {
   std::atomic<uint64_t> http_requests_total{0};
   LatencyHistogram request_latency;
 
-  std::string Render(const EngineGauges& engine) const;
+  std::string Render(const Gauges& engine) const;
 };
 
 }  // namespace presenced::protocol

@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "common/clock.h"
+#include "storage/store.h"
 
 namespace presenced::protocol {
 
@@ -33,6 +34,8 @@ struct ConnectRequest {
   std::string device;
   std::optional<std::string> resume_key;
   std::optional<TimeMs> remain_present_for_ms;
+  // What the durable store remembers of this user (read on the I/O thread during the upgrade).
+  std::optional<storage::UserRecord> stored_user;
 };
 
 struct HttpRequest {
@@ -40,6 +43,8 @@ struct HttpRequest {
   std::string target;  // origin-form: path and query, percent-encoded
   std::string authorization;
   std::string body;
+  // For PUT /v1/users/{id}/status: what the store remembers of the user, read on the I/O thread.
+  std::optional<storage::UserRecord> stored_user;
 };
 
 struct HttpResponse {

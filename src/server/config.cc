@@ -118,8 +118,25 @@ const std::vector<Setting>& Table() {
         Int(&Config::max_id_bytes, "max_id_bytes", 1));
     add("event_ring_capacity", "recent events kept per channel for `since` (at least 1000)",
         Int(&Config::event_ring_capacity, "event_ring_capacity", 1000));
-    add("history_per_channel", "history events kept per channel (in memory)",
-        Int(&Config::history_per_channel, "history_per_channel", 1));
+    add("storage", "sqlite (durable, in data_dir) or memory (lost on restart)",
+        Text(&Config::storage));
+    add("flush_interval_ms", "most time a history/activity/lastSeen write waits for its commit",
+        Int(&Config::flush_interval_ms, "flush_interval_ms", 1));
+    add("last_seen_checkpoint_ms", "how often connected users' lastSeen is stored",
+        Int(&Config::last_seen_checkpoint_ms, "last_seen_checkpoint_ms", 10));
+    add("history_max_age_ms", "history older than this is deleted (0 = keep)",
+        Int(&Config::history_max_age_ms, "history_max_age_ms", 0));
+    add("history_max_per_channel", "history events kept per channel (0 = no limit)",
+        Int(&Config::history_max_per_channel, "history_max_per_channel", 0));
+    add("activity_max_age_ms", "activity records older than this are deleted (0 = keep)",
+        Int(&Config::activity_max_age_ms, "activity_max_age_ms", 0));
+    add("activity_max_per_user", "activity records kept per user (0 = no limit)",
+        Int(&Config::activity_max_per_user, "activity_max_per_user", 0));
+    add("retention_interval_ms", "how often retention runs",
+        Int(&Config::retention_interval_ms, "retention_interval_ms", 10));
+    add("storage_max_bytes",
+        "cap on the database size; writes beyond fail and are counted (0 = none)",
+        Int(&Config::storage_max_bytes, "storage_max_bytes", 0));
     return t;
   }();
   return table;
@@ -213,6 +230,9 @@ Status Validate(const Config& c) {
   }
   if (c.away_after_ms > c.offline_after_ms) {
     return MakeError(ErrorCode::kBadRequest, "away_after_ms must not exceed offline_after_ms");
+  }
+  if (c.storage != "sqlite" && c.storage != "memory") {
+    return MakeError(ErrorCode::kBadRequest, "storage must be sqlite or memory, got " + c.storage);
   }
   if (c.max_data_bytes > c.max_frame_bytes) {
     return MakeError(ErrorCode::kBadRequest, "max_data_bytes must not exceed max_frame_bytes");

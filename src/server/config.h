@@ -44,7 +44,16 @@ struct Config {
   int64_t max_channel_bytes = 256;
   int64_t max_id_bytes = 256;
   int64_t event_ring_capacity = 1000;
-  int64_t history_per_channel = 10000;
+
+  std::string storage = "sqlite";  // "sqlite" (durable, <data_dir>/presenced.db) or "memory"
+  int64_t flush_interval_ms = 50;
+  int64_t last_seen_checkpoint_ms = 10000;
+  int64_t history_max_age_ms = 7LL * 24 * 3600 * 1000;  // 0 = keep forever
+  int64_t history_max_per_channel = 10000;              // 0 = no count limit
+  int64_t activity_max_age_ms = 30LL * 24 * 3600 * 1000;
+  int64_t activity_max_per_user = 1000;
+  int64_t retention_interval_ms = 60000;
+  int64_t storage_max_bytes = 0;  // cap on the database size; 0 = none
 };
 
 // One setting as the three sources name it, for --help and docs.

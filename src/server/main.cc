@@ -23,6 +23,7 @@
 #include "server/config.h"
 #include "server/engine_loop.h"
 #include "storage/memory_store.h"
+#include "storage/sqlite_store.h"
 
 namespace presenced::server {
 namespace {
@@ -31,16 +32,23 @@ namespace {
 // posted to the EngineLoop; token checks run on the I/O thread (they need no state).
 class Service final : public net::Service {
  public:
-  Service(EngineLoop& loop, protocol::Dispatcher& dispatcher, const Config& config,
-          const Clock& clock)
-      : loop_(loop), dispatcher_(dispatcher), config_(config), clock_(clock) {}
+  Service(EngineLoop& loop, protocol::Dispatcher& dispatcher, storage::Store& store,
+          const Config& config, const Clock& clock)
+      : loop_(loop), dispatcher_(dispatcher), store_(store), config_(config), clock_(clock) {}
 
   Result<protocol::ConnectRequest> AuthorizeUpgrade(const protocol::HttpRequest& req) override {
-    return protocol::ParseUpgrade(req.target, config_.jwt_secret, clock_.NowMs(),
-                                  static_cast<size_t>(config_.max_id_bytes));
+    auto request = protocol::ParseUpgrade(req.target, config_.jwt_secret, clock_.NowMs(),
+                                          static_cast<size_t>(config_.max_id_bytes));
+    // What the store remembers of the user is read here, on the I/O thread, so the engine thread
+    // never waits for the disk.
+    if (request.ok()) request->stored_user = Remembered(request->client_id);
+    return request;
   }
   void HandleHttp(protocol::HttpRequest req,
                   std::function<void(protocol::HttpResponse)> done) override {
+    if (req.method == "PUT") {
+      if (auto user = protocol::StatusRouteUser(req.target)) req.stored_user = Remembered(*user);
+    }
     loop_.Post([this, req = std::move(req), done = std::move(done)]() mutable {
       dispatcher_.Http(req, std::move(done));
     });
@@ -61,17 +69,35 @@ class Service final : public net::Service {
   }
 
  private:
+  std::optional<storage::UserRecord> Remembered(const std::string& client_id) {
+    auto r = store_.ReadUser(client_id);
+    if (!r.ok()) {
+      spdlog::warn("event=storage_read_failed client_id={} reason=\"{}\"", client_id,
+                   r.error().message);
+      return std::nullopt;
+    }
+    return *r;
+  }
+
   EngineLoop& loop_;
   protocol::Dispatcher& dispatcher_;
+  storage::Store& store_;
   const Config& config_;
   const Clock& clock_;
 };
 
+// Exit codes: 2 = bad configuration, 3 = data directory unusable (missing parent, not writable,
+// locked by another presenced), 4 = database unusable (corrupt, newer schema).
 int Serve(Config config) {
+  auto data_dir = storage::DataDir::Lock(config.data_dir);
+  if (!data_dir.ok()) {
+    spdlog::critical("event=startup_failed reason=\"{}\"", data_dir.error().message);
+    return 3;
+  }
   std::vector<std::string> created;
   if (Status st = ResolveSecrets(config, created); !st) {
     spdlog::critical("event=startup_failed reason=\"{}\"", st.error().message);
-    return 2;
+    return 3;
   }
   for (const auto& path : created) {
     spdlog::warn(
@@ -84,7 +110,31 @@ int Serve(Config config) {
   SystemClock clock;
   SecureRandom random;
   protocol::Metrics metrics;
-  storage::MemoryStore store(static_cast<size_t>(config.history_per_channel));
+  std::unique_ptr<storage::Store> store;
+  if (config.storage == "memory") {
+    store = std::make_unique<storage::MemoryStore>(
+        config.history_max_per_channel > 0 ? static_cast<size_t>(config.history_max_per_channel)
+                                           : 100000,
+        100000,
+        config.activity_max_per_user > 0 ? static_cast<size_t>(config.activity_max_per_user)
+                                         : 1000);
+  } else {
+    storage::SqliteOptions so;
+    so.path = config.data_dir + "/presenced.db";
+    so.flush_interval_ms = config.flush_interval_ms;
+    so.history_max_age_ms = config.history_max_age_ms;
+    so.history_max_per_channel = static_cast<size_t>(config.history_max_per_channel);
+    so.activity_max_age_ms = config.activity_max_age_ms;
+    so.activity_max_per_user = static_cast<size_t>(config.activity_max_per_user);
+    so.retention_interval_ms = config.retention_interval_ms;
+    so.max_bytes = config.storage_max_bytes;
+    auto opened = storage::SqliteStore::Open(so, clock);
+    if (!opened.ok()) {
+      spdlog::critical("event=startup_failed reason=\"{}\"", opened.error().message);
+      return 4;
+    }
+    store = std::move(opened).value();
+  }
 
   protocol::DispatcherOptions options;
   options.engine.away_after_ms = config.away_after_ms;
@@ -106,9 +156,10 @@ int Serve(Config config) {
   options.rate_burst = config.rate_burst;
   options.epoch = RandomId(random, 12);
   options.api_key = config.api_key;
-  protocol::Dispatcher dispatcher(options, clock, random, store, metrics);
+  options.last_seen_checkpoint_ms = config.last_seen_checkpoint_ms;
+  protocol::Dispatcher dispatcher(options, clock, random, *store, metrics);
   EngineLoop loop(dispatcher, clock);
-  Service service(loop, dispatcher, config, clock);
+  Service service(loop, dispatcher, *store, config, clock);
 
   net::NetOptions net_options;
   net_options.host = listen->first;
@@ -130,8 +181,8 @@ int Serve(Config config) {
   std::printf("presenced listening on %s:%u epoch=%s\n", listen->first.c_str(), *port,
               options.epoch.c_str());
   std::fflush(stdout);
-  spdlog::info("event=listening host={} port={} epoch={} data_dir={}", listen->first, *port,
-               options.epoch, config.data_dir);
+  spdlog::info("event=listening host={} port={} epoch={} data_dir={} storage={}", listen->first,
+               *port, options.epoch, config.data_dir, config.storage);
 
   std::thread engine_thread([&] { loop.Run(); });
   std::thread shutdown_thread;
@@ -147,6 +198,7 @@ int Serve(Config config) {
         drained.set_value();
       });
       drained.get_future().wait();
+      store->Flush();  // everything acknowledged (and every last lastSeen) is on disk
       if (!server.WaitForSessions(std::chrono::seconds(5))) {
         spdlog::warn("event=shutdown_timeout note=\"some sessions did not close in 5s\"");
       }
@@ -158,6 +210,7 @@ int Serve(Config config) {
   if (shutdown_thread.joinable()) shutdown_thread.join();
   loop.Stop();
   engine_thread.join();
+  store->Flush();
   spdlog::info("event=shutdown_complete");
   return 0;
 }

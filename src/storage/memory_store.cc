@@ -16,33 +16,118 @@ void MemoryStore::AppendEvent(StoredEvent event) {
     lru_.splice(lru_.end(), lru_, it->second.lru);
   }
   auto& events = it->second.events;
-  events.push_back(std::move(event));
+  events.emplace_back(next_position_++, std::move(event));
   while (events.size() > events_per_channel_) events.pop_front();
 }
 
-void MemoryStore::QueryHistory(HistoryQuery q, std::function<void(HistoryResult)> done) {
-  std::vector<std::shared_ptr<const std::string>> out;
+MemoryStore::UserData& MemoryStore::User(const std::string& client_id) {
+  auto it = users_.find(client_id);
+  if (it != users_.end()) return it->second;
+  if (users_.size() >= max_users_) {
+    users_.erase(user_order_.front());
+    user_order_.pop_front();
+  }
+  user_order_.push_back(client_id);
+  UserData& u = users_[client_id];
+  u.record.client_id = client_id;
+  return u;
+}
+
+void MemoryStore::AppendActivity(std::string client_id, StoredActivity activity) {
+  std::lock_guard lock(mu_);
+  auto& list = User(client_id).activities;
+  list.push_front(std::move(activity));
+  while (list.size() > activities_per_user_) list.pop_back();
+}
+
+void MemoryStore::PutLastSeen(std::string client_id, TimeMs last_seen) {
+  std::lock_guard lock(mu_);
+  User(client_id).record.last_seen = last_seen;
+}
+
+void MemoryStore::PutUserStatus(UserRecord record, std::function<void(Status)> durable) {
+  {
+    std::lock_guard lock(mu_);
+    UserRecord& r = User(record.client_id).record;
+    r.manual = record.manual;
+    r.text = record.text;
+    if (record.last_seen != 0) r.last_seen = record.last_seen;
+  }
+  durable(Status::Ok());
+}
+
+void MemoryStore::QueryHistory(HistoryQuery q, std::function<void(Result<HistoryPage>)> done) {
+  HistoryPage page;
   {
     std::lock_guard lock(mu_);
     auto it = logs_.find(q.channel);
     if (it != logs_.end()) {
-      const auto& events = it->second.events;
-      auto take = [&](const StoredEvent& e) {
-        if (q.start && e.timestamp < *q.start) return true;
-        if (q.end && e.timestamp > *q.end) return true;
-        out.push_back(e.json);
-        return out.size() < q.limit;
+      auto take = [&](const std::pair<int64_t, StoredEvent>& e) {
+        if (q.cursor && (q.forwards ? e.first <= *q.cursor : e.first >= *q.cursor)) return true;
+        if (q.start && e.second.timestamp < *q.start) return true;
+        if (q.end && e.second.timestamp > *q.end) return true;
+        if (page.events.size() == q.limit) return false;
+        page.events.push_back(e.second.json);
+        page.next = e.first;
+        return true;
       };
+      const auto& events = it->second.events;
+      bool more = false;
       if (q.forwards) {
-        for (auto e = events.begin(); e != events.end() && take(*e); ++e) {
+        for (auto e = events.begin(); e != events.end(); ++e) {
+          if (!take(*e)) {
+            more = true;
+            break;
+          }
         }
       } else {
-        for (auto e = events.rbegin(); e != events.rend() && take(*e); ++e) {
+        for (auto e = events.rbegin(); e != events.rend(); ++e) {
+          if (!take(*e)) {
+            more = true;
+            break;
+          }
         }
+      }
+      if (!more) page.next.reset();
+    }
+  }
+  done(std::move(page));
+}
+
+void MemoryStore::QueryActivities(std::string client_id, size_t limit, std::optional<TimeMs> since,
+                                  std::function<void(Result<std::vector<StoredActivity>>)> done) {
+  std::vector<StoredActivity> out;
+  {
+    std::lock_guard lock(mu_);
+    auto it = users_.find(client_id);
+    if (it != users_.end()) {
+      for (const auto& a : it->second.activities) {
+        if (out.size() >= limit || (since && a.timestamp < *since)) break;
+        out.push_back(a);
       }
     }
   }
   done(std::move(out));
+}
+
+void MemoryStore::GetUsers(std::vector<std::string> client_ids,
+                           std::function<void(Result<std::vector<UserRecord>>)> done) {
+  std::vector<UserRecord> out;
+  {
+    std::lock_guard lock(mu_);
+    for (const auto& id : client_ids) {
+      auto it = users_.find(id);
+      if (it != users_.end()) out.push_back(it->second.record);
+    }
+  }
+  done(std::move(out));
+}
+
+Result<std::optional<UserRecord>> MemoryStore::ReadUser(const std::string& client_id) {
+  std::lock_guard lock(mu_);
+  auto it = users_.find(client_id);
+  if (it == users_.end()) return std::optional<UserRecord>();
+  return std::optional<UserRecord>(it->second.record);
 }
 
 }  // namespace presenced::storage

@@ -1,6 +1,7 @@
-// MemoryStore: a bounded in-memory Store. History keeps the newest `events_per_channel` events of
-// each of the `channels` most recently written channels. Not durable. Thread-safe (one mutex:
-// writers are the engine thread, readers any thread; critical sections are short copies).
+// MemoryStore: a bounded in-memory Store, not durable. History keeps the newest
+// `events_per_channel` events of each of the `channels` most recently written channels; activity
+// keeps `activities_per_user` per user. Thread-safe (one mutex; every call is a short copy), and
+// answers queries at once on the caller's thread.
 #pragma once
 
 #include <deque>
@@ -15,22 +16,47 @@ namespace presenced::storage {
 
 class MemoryStore final : public Store {
  public:
-  explicit MemoryStore(size_t events_per_channel = 10000, size_t channels = 100000)
-      : events_per_channel_(events_per_channel), max_channels_(channels) {}
+  explicit MemoryStore(size_t events_per_channel = 10000, size_t channels = 100000,
+                       size_t activities_per_user = 1000, size_t users = 1000000)
+      : events_per_channel_(events_per_channel),
+        max_channels_(channels),
+        activities_per_user_(activities_per_user),
+        max_users_(users) {}
 
   void AppendEvent(StoredEvent event) override;
-  void QueryHistory(HistoryQuery query, std::function<void(HistoryResult)> done) override;
+  void AppendActivity(std::string client_id, StoredActivity activity) override;
+  void PutLastSeen(std::string client_id, TimeMs last_seen) override;
+  void PutUserStatus(UserRecord record, std::function<void(Status)> durable) override;
+  void QueryHistory(HistoryQuery query, std::function<void(Result<HistoryPage>)> done) override;
+  void QueryActivities(std::string client_id, size_t limit, std::optional<TimeMs> since,
+                       std::function<void(Result<std::vector<StoredActivity>>)> done) override;
+  void GetUsers(std::vector<std::string> client_ids,
+                std::function<void(Result<std::vector<UserRecord>>)> done) override;
+  Result<std::optional<UserRecord>> ReadUser(const std::string& client_id) override;
+  void Flush() override {}
+  StoreCounters counters() const override { return {}; }
 
  private:
   struct ChannelLog {
-    std::deque<StoredEvent> events;  // oldest first
+    std::deque<std::pair<int64_t, StoredEvent>> events;  // (position, event), oldest first
     std::list<std::string>::iterator lru;
   };
+  struct UserData {
+    UserRecord record;
+    std::deque<StoredActivity> activities;  // newest first
+  };
+  UserData& User(const std::string& client_id);
+
   const size_t events_per_channel_;
   const size_t max_channels_;
-  std::mutex mu_;
+  const size_t activities_per_user_;
+  const size_t max_users_;
+  mutable std::mutex mu_;
+  int64_t next_position_ = 1;
   std::unordered_map<std::string, ChannelLog> logs_;
   std::list<std::string> lru_;  // least recently written first
+  std::unordered_map<std::string, UserData> users_;
+  std::deque<std::string> user_order_;  // insertion order, for the bound
 };
 
 }  // namespace presenced::storage

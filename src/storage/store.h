@@ -1,11 +1,14 @@
-// Store: where presenced keeps what outlives a connection (presence history today; last seen,
-// manual status and activity with the durable store). One interface, several implementations:
-// MemoryStore (bounded, for tests and ephemeral deployments), SQLite (embedded default) and Redis
-// (clusters) behind it.
+// Store: what presenced keeps beyond a connection and beyond a restart: presence history, each
+// user's status set by hand, lastSeen, and activity records. One interface, several
+// implementations: SqliteStore (the embedded default, durable), MemoryStore (bounded, not durable;
+// tests and ephemeral deployments), and later a Redis one for clusters.
 //
-// Threading: Append* is called on the engine's thread and must never block on I/O. Query* may be
-// called from any thread; `done` runs on an unspecified thread (an implementation may answer
-// before returning), so it must only do thread-safe work.
+// Threading contract:
+// - Append*/Put* are called on the engine's thread and never wait for I/O: they queue.
+// - Query*/GetUsers may be called from any thread; `done` runs on an unspecified thread (the
+//   store's own, or the caller's when it answers at once) and must only do thread-safe work.
+//   Queries see every write queued before them (read-your-writes).
+// - ReadUser reads committed data synchronously; call it off the engine thread (I/O threads).
 #pragma once
 
 #include <cstdint>
@@ -17,6 +20,7 @@
 
 #include "common/clock.h"
 #include "common/error.h"
+#include "common/json_text.h"
 
 namespace presenced::storage {
 
@@ -32,16 +36,59 @@ struct HistoryQuery {
   std::optional<TimeMs> start;  // inclusive
   std::optional<TimeMs> end;    // inclusive
   size_t limit = 100;
-  bool forwards = false;  // false: newest first
+  bool forwards = false;          // false: newest first
+  std::optional<int64_t> cursor;  // continue after this position (from HistoryPage::next)
 };
 
-using HistoryResult = Result<std::vector<std::shared_ptr<const std::string>>>;
+struct HistoryPage {
+  std::vector<std::shared_ptr<const std::string>> events;
+  std::optional<int64_t> next;  // set when there may be more
+};
+
+struct StoredActivity {
+  std::string kind;
+  std::string channel;  // empty = none
+  JsonText data;
+  TimeMs timestamp = 0;
+  std::string connection_id;
+};
+
+// What survives a restart of one user.
+struct UserRecord {
+  std::string client_id;
+  std::string manual;  // "" (automatic), "away", "dnd" or "offline"
+  std::optional<std::string> text;
+  TimeMs last_seen = 0;  // 0 = never
+};
+
+struct StoreCounters {
+  uint64_t write_errors = 0;    // failed commits (disk full, I/O error); the batch is lost
+  uint64_t dropped_writes = 0;  // writes refused because the queue was full
+  uint64_t pending = 0;         // writes queued, not yet committed
+};
 
 class Store {
  public:
   virtual ~Store() = default;
+
   virtual void AppendEvent(StoredEvent event) = 0;
-  virtual void QueryHistory(HistoryQuery query, std::function<void(HistoryResult)> done) = 0;
+  virtual void AppendActivity(std::string client_id, StoredActivity activity) = 0;
+  virtual void PutLastSeen(std::string client_id, TimeMs last_seen) = 0;
+  // A status set by hand. `durable` runs once it is on disk (or failed).
+  virtual void PutUserStatus(UserRecord record, std::function<void(Status)> durable) = 0;
+
+  virtual void QueryHistory(HistoryQuery query, std::function<void(Result<HistoryPage>)> done) = 0;
+  // Newest first; `since` inclusive.
+  virtual void QueryActivities(std::string client_id, size_t limit, std::optional<TimeMs> since,
+                               std::function<void(Result<std::vector<StoredActivity>>)> done) = 0;
+  // The records of the users that have one, in no particular order.
+  virtual void GetUsers(std::vector<std::string> client_ids,
+                        std::function<void(Result<std::vector<UserRecord>>)> done) = 0;
+  virtual Result<std::optional<UserRecord>> ReadUser(const std::string& client_id) = 0;
+
+  // Blocks until every write queued so far is committed (graceful shutdown).
+  virtual void Flush() = 0;
+  virtual StoreCounters counters() const = 0;
 };
 
 }  // namespace presenced::storage

@@ -1,0 +1,527 @@
+#include "storage/sqlite_store.h"
+
+#include <fcntl.h>
+#include <sys/file.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+#include <filesystem>
+#include <future>
+
+namespace presenced::storage {
+
+namespace {
+
+Error DbError(sqlite3* db, const std::string& what) {
+  return MakeError(ErrorCode::kInternal, what + ": " + (db ? sqlite3_errmsg(db) : "no database"));
+}
+
+// A prepared statement, finalized on scope exit.
+class Stmt {
+ public:
+  Stmt(sqlite3* db, const char* sql) { rc_ = sqlite3_prepare_v2(db, sql, -1, &s_, nullptr); }
+  ~Stmt() { sqlite3_finalize(s_); }
+  Stmt(const Stmt&) = delete;
+  Stmt& operator=(const Stmt&) = delete;
+  bool ok() const { return rc_ == SQLITE_OK; }
+  sqlite3_stmt* get() const { return s_; }
+  Stmt& Bind(int i, int64_t v) {
+    sqlite3_bind_int64(s_, i, v);
+    return *this;
+  }
+  Stmt& Bind(int i, std::string_view v) {
+    sqlite3_bind_text(s_, i, v.data(), static_cast<int>(v.size()), SQLITE_TRANSIENT);
+    return *this;
+  }
+  Stmt& BindNull(int i) {
+    sqlite3_bind_null(s_, i);
+    return *this;
+  }
+  int Step() { return sqlite3_step(s_); }
+  void Reset() {
+    sqlite3_reset(s_);
+    sqlite3_clear_bindings(s_);
+  }
+  std::string Text(int col) const {
+    const auto* p = sqlite3_column_text(s_, col);
+    return p ? std::string(reinterpret_cast<const char*>(p),
+                           static_cast<size_t>(sqlite3_column_bytes(s_, col)))
+             : std::string();
+  }
+  bool IsNull(int col) const { return sqlite3_column_type(s_, col) == SQLITE_NULL; }
+  int64_t Int(int col) const { return sqlite3_column_int64(s_, col); }
+
+ private:
+  sqlite3_stmt* s_ = nullptr;
+  int rc_;
+};
+
+bool Exec(sqlite3* db, const char* sql) {
+  return sqlite3_exec(db, sql, nullptr, nullptr, nullptr) == SQLITE_OK;
+}
+
+// Schema migrations: kMigrations[i] takes the schema from version i to i + 1.
+const char* const kMigrations[] = {
+    R"sql(
+    CREATE TABLE events(
+      id INTEGER PRIMARY KEY,
+      channel TEXT NOT NULL,
+      serial INTEGER NOT NULL,
+      ts INTEGER NOT NULL,
+      body TEXT NOT NULL);
+    CREATE INDEX events_by_channel ON events(channel, id);
+    CREATE INDEX events_by_time ON events(ts);
+    CREATE TABLE users(
+      client_id TEXT PRIMARY KEY,
+      manual TEXT NOT NULL DEFAULT '',
+      text TEXT,
+      last_seen INTEGER NOT NULL DEFAULT 0) WITHOUT ROWID;
+    CREATE TABLE activities(
+      id INTEGER PRIMARY KEY,
+      client_id TEXT NOT NULL,
+      kind TEXT NOT NULL,
+      channel TEXT NOT NULL,
+      data TEXT NOT NULL,
+      ts INTEGER NOT NULL,
+      connection_id TEXT NOT NULL);
+    CREATE INDEX activities_by_user ON activities(client_id, id);
+    CREATE INDEX activities_by_time ON activities(ts);
+    )sql",
+};
+static_assert(std::size(kMigrations) == SqliteStore::kSchemaVersion);
+
+Result<std::optional<UserRecord>> ReadUserRow(sqlite3* db, const std::string& client_id) {
+  Stmt s(db, "SELECT manual, text, last_seen FROM users WHERE client_id = ?");
+  if (!s.ok()) return DbError(db, "read user");
+  s.Bind(1, client_id);
+  const int rc = s.Step();
+  if (rc == SQLITE_DONE) return std::optional<UserRecord>();
+  if (rc != SQLITE_ROW) return DbError(db, "read user");
+  UserRecord r;
+  r.client_id = client_id;
+  r.manual = s.Text(0);
+  if (!s.IsNull(1)) r.text = s.Text(1);
+  r.last_seen = s.Int(2);
+  return std::optional<UserRecord>(std::move(r));
+}
+
+}  // namespace
+
+// ----- Opening --------------------------------------------------------------------------------
+
+Result<std::unique_ptr<SqliteStore>> SqliteStore::Open(SqliteOptions options, const Clock& clock) {
+  sqlite3* db = nullptr;
+  const bool exists = std::filesystem::exists(options.path);
+  // An existing file is opened without create, and nothing is written until it has proved to be
+  // a presenced database of a schema this build understands.
+  int rc = sqlite3_open_v2(
+      options.path.c_str(), &db,
+      SQLITE_OPEN_READWRITE | (exists ? 0 : SQLITE_OPEN_CREATE) | SQLITE_OPEN_NOMUTEX, nullptr);
+  auto fail = [&](const std::string& why) -> Error {
+    Error e = MakeError(ErrorCode::kInternal, why);
+    sqlite3_close_v2(db);
+    return e;
+  };
+  if (rc != SQLITE_OK)
+    return fail("cannot open database " + options.path + ": " + sqlite3_errstr(rc));
+  sqlite3_busy_timeout(db, 5000);
+
+  int version = -1;
+  {
+    Stmt s(db, "PRAGMA user_version");
+    if (!s.ok() || s.Step() != SQLITE_ROW) {
+      return fail("database " + options.path +
+                  " is not a presenced database or is corrupt: " + sqlite3_errmsg(db));
+    }
+    version = static_cast<int>(s.Int(0));
+  }
+  {
+    // Reading the schema touches every schema page: a damaged file fails here.
+    Stmt s(db, "SELECT count(*) FROM sqlite_master");
+    if (!s.ok() || s.Step() != SQLITE_ROW) {
+      return fail("database " + options.path + " is corrupt: " + sqlite3_errmsg(db));
+    }
+  }
+  if (version > kSchemaVersion) {
+    return fail("database " + options.path + " has schema version " + std::to_string(version) +
+                ", newer than this presenced understands (" + std::to_string(kSchemaVersion) +
+                "); run a newer presenced");
+  }
+  if (!Exec(db, "PRAGMA journal_mode=WAL") || !Exec(db, "PRAGMA synchronous=NORMAL")) {
+    return fail("cannot enable WAL on " + options.path + ": " + sqlite3_errmsg(db));
+  }
+  for (int v = version; v < kSchemaVersion; ++v) {
+    const std::string sql = std::string("BEGIN;") + kMigrations[v] +
+                            "PRAGMA user_version=" + std::to_string(v + 1) + ";COMMIT;";
+    if (!Exec(db, sql.c_str())) {
+      const std::string why = sqlite3_errmsg(db);
+      Exec(db, "ROLLBACK");
+      return fail("cannot migrate " + options.path + " to schema " + std::to_string(v + 1) + ": " +
+                  why);
+    }
+  }
+  if (options.max_bytes > 0) {
+    const std::string sql =
+        "PRAGMA max_page_count=" + std::to_string(std::max<int64_t>(options.max_bytes / 4096, 16));
+    Exec(db, sql.c_str());
+  }
+
+  sqlite3* reader = nullptr;
+  rc = sqlite3_open_v2(options.path.c_str(), &reader, SQLITE_OPEN_READONLY | SQLITE_OPEN_NOMUTEX,
+                       nullptr);
+  if (rc != SQLITE_OK) {
+    sqlite3_close_v2(reader);
+    return fail("cannot open a reader on " + options.path);
+  }
+  sqlite3_busy_timeout(reader, 5000);
+  return std::unique_ptr<SqliteStore>(new SqliteStore(std::move(options), clock, db, reader));
+}
+
+SqliteStore::SqliteStore(SqliteOptions options, const Clock& clock, sqlite3* db, sqlite3* reader)
+    : options_(std::move(options)), clock_(clock), db_(db), reader_(reader) {
+  next_retention_ = clock_.NowMs() + options_.retention_interval_ms;
+  thread_ = std::thread([this] { Run(); });
+}
+
+SqliteStore::~SqliteStore() {
+  {
+    std::lock_guard lock(mu_);
+    stopping_ = true;
+  }
+  wake_.notify_one();
+  thread_.join();
+  sqlite3_close_v2(reader_);
+  sqlite3_close_v2(db_);
+}
+
+// ----- Queueing (any thread) -----------------------------------------------------------------
+
+void SqliteStore::Enqueue(Write w) {
+  {
+    std::lock_guard lock(mu_);
+    if (writes_.size() >= options_.max_pending) {
+      dropped_writes_.fetch_add(1, std::memory_order_relaxed);
+      return;
+    }
+    if (writes_.empty()) first_pending_ = std::chrono::steady_clock::now();
+    writes_.push_back(std::move(w));
+    pending_.fetch_add(1, std::memory_order_relaxed);
+    if (writes_.size() < options_.max_batch) return;  // the thread wakes on its flush timer
+  }
+  wake_.notify_one();
+}
+
+void SqliteStore::Submit(Task task) {
+  {
+    std::lock_guard lock(mu_);
+    tasks_.push_back(std::move(task));
+  }
+  wake_.notify_one();
+}
+
+void SqliteStore::AppendEvent(StoredEvent event) { Enqueue(std::move(event)); }
+
+void SqliteStore::AppendActivity(std::string client_id, StoredActivity activity) {
+  Enqueue(ActivityWrite{std::move(client_id), std::move(activity)});
+}
+
+void SqliteStore::PutLastSeen(std::string client_id, TimeMs last_seen) {
+  Enqueue(LastSeenWrite{std::move(client_id), last_seen});
+}
+
+void SqliteStore::PutUserStatus(UserRecord record, std::function<void(Status)> durable) {
+  {
+    // The write and its barrier go in together, so the barrier runs after the write's commit.
+    std::lock_guard lock(mu_);
+    if (writes_.empty()) first_pending_ = std::chrono::steady_clock::now();
+    writes_.push_back(StatusWrite{std::move(record)});
+    pending_.fetch_add(1, std::memory_order_relaxed);
+    tasks_.push_back([this, durable = std::move(durable)] {
+      durable(last_commit_ok_
+                  ? Status::Ok()
+                  : Status(MakeError(ErrorCode::kInternal, "status could not be stored")));
+    });
+  }
+  wake_.notify_one();
+}
+
+void SqliteStore::Flush() {
+  std::promise<void> done;
+  Submit([&] { done.set_value(); });
+  done.get_future().wait();
+}
+
+void SqliteStore::EnforceRetention() {
+  std::promise<void> done;
+  Submit([&] {
+    Retention();
+    done.set_value();
+  });
+  done.get_future().wait();
+}
+
+StoreCounters SqliteStore::counters() const {
+  return StoreCounters{write_errors_.load(std::memory_order_relaxed),
+                       dropped_writes_.load(std::memory_order_relaxed),
+                       pending_.load(std::memory_order_relaxed)};
+}
+
+// ----- The storage thread ---------------------------------------------------------------------
+
+void SqliteStore::Run() {
+  std::vector<Write> writes;
+  std::deque<Task> tasks;
+  const auto interval = std::chrono::milliseconds(options_.flush_interval_ms);
+  while (true) {
+    bool stop = false;
+    {
+      std::unique_lock lock(mu_);
+      auto ready = [&] {
+        return stopping_ || !tasks_.empty() || writes_.size() >= options_.max_batch ||
+               (!writes_.empty() && std::chrono::steady_clock::now() >= first_pending_ + interval);
+      };
+      if (!ready()) {
+        if (writes_.empty()) {
+          // Wake for retention even when idle.
+          wake_.wait_for(
+              lock, std::chrono::milliseconds(std::max<TimeMs>(options_.retention_interval_ms, 10)),
+              ready);
+        } else {
+          wake_.wait_until(lock, first_pending_ + interval, ready);
+        }
+      }
+      writes.swap(writes_);
+      tasks.swap(tasks_);
+      stop = stopping_;
+    }
+    if (!writes.empty()) {
+      Commit(writes);
+      pending_.fetch_sub(writes.size(), std::memory_order_relaxed);
+      writes.clear();
+    }
+    for (auto& t : tasks) t();
+    tasks.clear();
+    if (clock_.NowMs() >= next_retention_) {
+      Retention();
+      next_retention_ = clock_.NowMs() + options_.retention_interval_ms;
+    }
+    if (stop) {
+      std::lock_guard lock(mu_);
+      if (writes_.empty() && tasks_.empty()) return;
+    }
+  }
+}
+
+bool SqliteStore::Commit(std::vector<Write>& writes) {
+  Stmt event(db_, "INSERT INTO events(channel, serial, ts, body) VALUES(?, ?, ?, ?)");
+  Stmt activity(db_,
+                "INSERT INTO activities(client_id, kind, channel, data, ts, connection_id) "
+                "VALUES(?, ?, ?, ?, ?, ?)");
+  Stmt last_seen(db_,
+                 "INSERT INTO users(client_id, last_seen) VALUES(?, ?) "
+                 "ON CONFLICT(client_id) DO UPDATE SET last_seen = excluded.last_seen");
+  Stmt status(
+      db_,
+      "INSERT INTO users(client_id, manual, text) VALUES(?, ?, ?) "
+      "ON CONFLICT(client_id) DO UPDATE SET manual = excluded.manual, text = excluded.text");
+  bool ok = event.ok() && activity.ok() && last_seen.ok() && status.ok() && Exec(db_, "BEGIN");
+  for (size_t i = 0; ok && i < writes.size(); ++i) {
+    Write& w = writes[i];
+    int rc = SQLITE_DONE;
+    if (auto* e = std::get_if<StoredEvent>(&w)) {
+      event.Bind(1, e->channel).Bind(2, static_cast<int64_t>(e->serial)).Bind(3, e->timestamp);
+      event.Bind(4, *e->json);
+      rc = event.Step();
+      event.Reset();
+      touched_channels_.insert(e->channel);
+    } else if (auto* a = std::get_if<ActivityWrite>(&w)) {
+      activity.Bind(1, a->client_id).Bind(2, a->activity.kind).Bind(3, a->activity.channel);
+      activity.Bind(4, a->activity.data.text()).Bind(5, a->activity.timestamp);
+      activity.Bind(6, a->activity.connection_id);
+      rc = activity.Step();
+      activity.Reset();
+      touched_users_.insert(a->client_id);
+    } else if (auto* l = std::get_if<LastSeenWrite>(&w)) {
+      last_seen.Bind(1, l->client_id).Bind(2, l->last_seen);
+      rc = last_seen.Step();
+      last_seen.Reset();
+    } else if (auto* s = std::get_if<StatusWrite>(&w)) {
+      status.Bind(1, s->record.client_id).Bind(2, s->record.manual);
+      if (s->record.text) {
+        status.Bind(3, *s->record.text);
+      } else {
+        status.BindNull(3);
+      }
+      rc = status.Step();
+      status.Reset();
+    }
+    ok = rc == SQLITE_DONE;
+  }
+  if (ok) ok = Exec(db_, "COMMIT");
+  if (!ok) {
+    // Disk full or an I/O error: this batch is lost; live presence goes on. Counted in /metrics.
+    write_errors_.fetch_add(1, std::memory_order_relaxed);
+    Exec(db_, "ROLLBACK");
+  }
+  last_commit_ok_ = ok;
+  return ok;
+}
+
+void SqliteStore::Retention() {
+  const TimeMs now = clock_.NowMs();
+  Exec(db_, "BEGIN");
+  if (options_.history_max_age_ms > 0) {
+    Stmt s(db_, "DELETE FROM events WHERE ts < ?");
+    s.Bind(1, now - options_.history_max_age_ms).Step();
+  }
+  if (options_.activity_max_age_ms > 0) {
+    Stmt s(db_, "DELETE FROM activities WHERE ts < ?");
+    s.Bind(1, now - options_.activity_max_age_ms).Step();
+  }
+  if (options_.history_max_per_channel > 0) {
+    Stmt s(
+        db_,
+        "DELETE FROM events WHERE channel = ?1 AND id <= (SELECT id FROM events WHERE channel = ?1 "
+        "ORDER BY id DESC LIMIT 1 OFFSET ?2)");
+    for (const auto& ch : touched_channels_) {
+      s.Bind(1, ch).Bind(2, static_cast<int64_t>(options_.history_max_per_channel));
+      s.Step();
+      s.Reset();
+    }
+  }
+  if (options_.activity_max_per_user > 0) {
+    Stmt s(db_,
+           "DELETE FROM activities WHERE client_id = ?1 AND id <= (SELECT id FROM activities WHERE "
+           "client_id = ?1 ORDER BY id DESC LIMIT 1 OFFSET ?2)");
+    for (const auto& u : touched_users_) {
+      s.Bind(1, u).Bind(2, static_cast<int64_t>(options_.activity_max_per_user));
+      s.Step();
+      s.Reset();
+    }
+  }
+  if (!Exec(db_, "COMMIT")) {
+    write_errors_.fetch_add(1, std::memory_order_relaxed);
+    Exec(db_, "ROLLBACK");
+  }
+  touched_channels_.clear();
+  touched_users_.clear();
+}
+
+// ----- Queries (run on the storage thread) ---------------------------------------------------
+
+void SqliteStore::QueryHistory(HistoryQuery q, std::function<void(Result<HistoryPage>)> done) {
+  Submit([this, q = std::move(q), done = std::move(done)] {
+    const std::string sql =
+        std::string(
+            "SELECT id, body FROM events WHERE channel = ?1 AND ts >= ?2 AND ts <= ?3 AND id ") +
+        (q.forwards ? "> ?4 ORDER BY id ASC" : "< ?4 ORDER BY id DESC") + " LIMIT ?5";
+    Stmt s(db_, sql.c_str());
+    if (!s.ok()) return done(DbError(db_, "history"));
+    s.Bind(1, q.channel).Bind(2, q.start.value_or(INT64_MIN)).Bind(3, q.end.value_or(INT64_MAX));
+    s.Bind(4, q.cursor.value_or(q.forwards ? INT64_MIN : INT64_MAX));
+    s.Bind(5, static_cast<int64_t>(q.limit + 1));  // one more tells whether there is a next page
+    HistoryPage page;
+    int64_t last_id = 0;
+    bool more = false;
+    int rc;
+    while ((rc = s.Step()) == SQLITE_ROW) {
+      if (page.events.size() == q.limit) {
+        more = true;
+        break;
+      }
+      page.events.push_back(std::make_shared<const std::string>(s.Text(1)));
+      last_id = s.Int(0);
+    }
+    if (rc != SQLITE_ROW && rc != SQLITE_DONE) return done(DbError(db_, "history"));
+    if (more) page.next = last_id;
+    done(std::move(page));
+  });
+}
+
+void SqliteStore::QueryActivities(std::string client_id, size_t limit, std::optional<TimeMs> since,
+                                  std::function<void(Result<std::vector<StoredActivity>>)> done) {
+  Submit([this, client_id = std::move(client_id), limit, since, done = std::move(done)] {
+    Stmt s(db_,
+           "SELECT kind, channel, data, ts, connection_id FROM activities WHERE client_id = ? AND "
+           "ts >= ? ORDER BY id DESC LIMIT ?");
+    if (!s.ok()) return done(DbError(db_, "activity"));
+    s.Bind(1, client_id).Bind(2, since.value_or(INT64_MIN)).Bind(3, static_cast<int64_t>(limit));
+    std::vector<StoredActivity> out;
+    int rc;
+    while ((rc = s.Step()) == SQLITE_ROW) {
+      out.push_back(StoredActivity{s.Text(0), s.Text(1), JsonText::FromSerialized(s.Text(2)),
+                                   s.Int(3), s.Text(4)});
+    }
+    if (rc != SQLITE_DONE) return done(DbError(db_, "activity"));
+    done(std::move(out));
+  });
+}
+
+void SqliteStore::GetUsers(std::vector<std::string> client_ids,
+                           std::function<void(Result<std::vector<UserRecord>>)> done) {
+  Submit([this, ids = std::move(client_ids), done = std::move(done)] {
+    std::vector<UserRecord> out;
+    for (const auto& id : ids) {
+      auto r = ReadUserRow(db_, id);
+      if (!r.ok()) return done(r.error());
+      if (*r) out.push_back(std::move(**r));
+    }
+    done(std::move(out));
+  });
+}
+
+Result<std::optional<UserRecord>> SqliteStore::ReadUser(const std::string& client_id) {
+  std::lock_guard lock(reader_mu_);
+  return ReadUserRow(reader_, client_id);
+}
+
+// ----- Data directory -------------------------------------------------------------------------
+
+Result<std::unique_ptr<DataDir>> DataDir::Lock(const std::string& path) {
+  namespace fs = std::filesystem;
+  std::error_code ec;
+  const fs::path dir(path);
+  if (!fs::exists(dir, ec)) {
+    const fs::path parent = fs::absolute(dir, ec).parent_path();
+    if (!fs::is_directory(parent, ec)) {
+      return MakeError(
+          ErrorCode::kInternal,
+          "data directory " + path + " is missing and so is its parent " + parent.string());
+    }
+    if (!fs::create_directory(dir, ec) || ec) {
+      return MakeError(ErrorCode::kInternal,
+                       "cannot create data directory " + path + ": " + ec.message());
+    }
+    ::chmod(dir.c_str(), 0700);
+  }
+  if (!fs::is_directory(dir, ec)) {
+    return MakeError(ErrorCode::kInternal, "data directory " + path + " is not a directory");
+  }
+  if (::access(dir.c_str(), W_OK | X_OK) != 0) {
+    return MakeError(ErrorCode::kInternal,
+                     "data directory " + path + " is not writable: " + std::strerror(errno));
+  }
+  const std::string lock_path = (dir / "LOCK").string();
+  const int fd = ::open(lock_path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+  if (fd < 0) {
+    return MakeError(ErrorCode::kInternal, "data directory " + path +
+                                               " is not writable: cannot create " + lock_path +
+                                               ": " + std::strerror(errno));
+  }
+  if (::flock(fd, LOCK_EX | LOCK_NB) != 0) {
+    ::close(fd);
+    return MakeError(
+        ErrorCode::kInternal,
+        "data directory " + path + " is in use by another presenced (locked: " + lock_path + ")");
+  }
+  return std::unique_ptr<DataDir>(new DataDir(path, fd));
+}
+
+DataDir::~DataDir() {
+  ::flock(fd_, LOCK_UN);
+  ::close(fd_);
+}
+
+}  // namespace presenced::storage

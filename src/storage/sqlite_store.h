@@ -1,0 +1,124 @@
+// SqliteStore: the embedded, durable Store. One SQLite file in WAL mode, written by one storage
+// thread that commits queued writes in batches (group commit) at least every `flush_interval_ms`,
+// and serves queries after committing what was queued before them (read-your-writes). Retention
+// (age and count per channel / per user) runs on the same thread in the background.
+//
+// Threading: Append*/Put* only lock a queue (engine thread safe, never waits for disk). Queries run
+// on the storage thread. ReadUser uses its own read connection (WAL readers never block the
+// writer) and may be called from any thread. Destroying the store flushes and joins the thread.
+#pragma once
+
+#include <sqlite3.h>
+
+#include <atomic>
+#include <condition_variable>
+#include <deque>
+#include <memory>
+#include <mutex>
+#include <set>
+#include <thread>
+#include <variant>
+
+#include "storage/store.h"
+
+namespace presenced::storage {
+
+struct SqliteOptions {
+  std::string path;                         // the database file
+  TimeMs flush_interval_ms = 50;            // most a write waits before its commit
+  size_t max_batch = 20000;                 // writes per transaction
+  size_t max_pending = 1000000;             // queued writes; beyond: dropped and counted
+  TimeMs history_max_age_ms = 0;            // 0 = no age limit
+  size_t history_max_per_channel = 100000;  // 0 = no count limit
+  TimeMs activity_max_age_ms = 0;
+  size_t activity_max_per_user = 1000;
+  TimeMs retention_interval_ms = 60000;
+  int64_t max_bytes = 0;  // cap on the database size; 0 = none
+};
+
+class SqliteStore final : public Store {
+ public:
+  static constexpr int kSchemaVersion = 1;
+
+  // Opens or creates the database, checks and migrates its schema, and starts the storage thread.
+  // A file that is not a database, is corrupt, or has a newer schema is refused untouched.
+  static Result<std::unique_ptr<SqliteStore>> Open(SqliteOptions options, const Clock& clock);
+  ~SqliteStore() override;
+
+  void AppendEvent(StoredEvent event) override;
+  void AppendActivity(std::string client_id, StoredActivity activity) override;
+  void PutLastSeen(std::string client_id, TimeMs last_seen) override;
+  void PutUserStatus(UserRecord record, std::function<void(Status)> durable) override;
+  void QueryHistory(HistoryQuery query, std::function<void(Result<HistoryPage>)> done) override;
+  void QueryActivities(std::string client_id, size_t limit, std::optional<TimeMs> since,
+                       std::function<void(Result<std::vector<StoredActivity>>)> done) override;
+  void GetUsers(std::vector<std::string> client_ids,
+                std::function<void(Result<std::vector<UserRecord>>)> done) override;
+  Result<std::optional<UserRecord>> ReadUser(const std::string& client_id) override;
+  void Flush() override;
+  StoreCounters counters() const override;
+
+  // Runs retention now (it also runs every retention_interval_ms) and waits for it.
+  void EnforceRetention();
+
+ private:
+  struct ActivityWrite {
+    std::string client_id;
+    StoredActivity activity;
+  };
+  struct LastSeenWrite {
+    std::string client_id;
+    TimeMs last_seen;
+  };
+  struct StatusWrite {
+    UserRecord record;
+  };
+  using Write = std::variant<StoredEvent, ActivityWrite, LastSeenWrite, StatusWrite>;
+  using Task = std::function<void()>;
+
+  SqliteStore(SqliteOptions options, const Clock& clock, sqlite3* db, sqlite3* reader);
+  void Enqueue(Write w);
+  void Submit(Task task);
+  void Run();
+  // Commits `writes` in one transaction; false (and counted) when it failed.
+  bool Commit(std::vector<Write>& writes);
+  void Retention();
+
+  SqliteOptions options_;
+  const Clock& clock_;
+  sqlite3* db_;      // storage thread only
+  sqlite3* reader_;  // ReadUser, under reader_mu_
+  std::mutex reader_mu_;
+
+  std::mutex mu_;
+  std::condition_variable wake_;
+  std::vector<Write> writes_;
+  std::deque<Task> tasks_;
+  std::chrono::steady_clock::time_point first_pending_;
+  bool stopping_ = false;
+
+  std::atomic<uint64_t> write_errors_{0};
+  std::atomic<uint64_t> dropped_writes_{0};
+  std::atomic<uint64_t> pending_{0};
+  bool last_commit_ok_ = true;              // storage thread only
+  std::set<std::string> touched_channels_;  // storage thread only, for count retention
+  std::set<std::string> touched_users_;
+  TimeMs next_retention_ = 0;
+  std::thread thread_;
+};
+
+// The data directory: created when missing (its parent must exist), checked writable, and locked
+// for the life of the process so two servers never share it. Exit code advice in `code`.
+class DataDir {
+ public:
+  static Result<std::unique_ptr<DataDir>> Lock(const std::string& path);
+  ~DataDir();
+  const std::string& path() const { return path_; }
+
+ private:
+  DataDir(std::string path, int fd) : path_(std::move(path)), fd_(fd) {}
+  std::string path_;
+  int fd_;
+};
+
+}  // namespace presenced::storage

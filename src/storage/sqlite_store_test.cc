@@ -1,0 +1,274 @@
+// Behaviour shared by every Store (run against SqliteStore and MemoryStore), and the SQLite
+// store's durability and fault handling.
+#include "storage/sqlite_store.h"
+
+#include <gtest/gtest.h>
+
+#include <filesystem>
+#include <fstream>
+#include <future>
+
+#include "storage/memory_store.h"
+
+namespace presenced::storage {
+namespace {
+
+namespace fs = std::filesystem;
+
+class TempDir {
+ public:
+  TempDir() {
+    path_ = fs::temp_directory_path() /
+            ("presenced-store-" + std::to_string(::getpid()) + "-" + std::to_string(counter_++));
+    fs::remove_all(path_);
+    fs::create_directories(path_);
+  }
+  ~TempDir() { fs::remove_all(path_); }
+  std::string file(const std::string& name) const { return (path_ / name).string(); }
+  const fs::path& path() const { return path_; }
+
+ private:
+  static inline int counter_ = 0;
+  fs::path path_;
+};
+
+template <typename T, typename Fn>
+T Wait(Fn&& start) {
+  std::promise<T> p;
+  start([&](T v) { p.set_value(std::move(v)); });
+  return p.get_future().get();
+}
+
+HistoryPage History(Store& s, HistoryQuery q) {
+  auto r = Wait<Result<HistoryPage>>([&](auto done) { s.QueryHistory(std::move(q), done); });
+  EXPECT_TRUE(r.ok());
+  return r.ok() ? *r : HistoryPage{};
+}
+
+std::vector<std::string> Bodies(const HistoryPage& p) {
+  std::vector<std::string> out;
+  for (auto& e : p.events) out.push_back(*e);
+  return out;
+}
+
+void Add(Store& s, const std::string& ch, uint64_t serial, TimeMs t) {
+  s.AppendEvent({ch, serial, t, std::make_shared<const std::string>(std::to_string(serial))});
+}
+
+HistoryQuery Q(std::string ch, size_t limit = 100, bool forwards = false) {
+  HistoryQuery q;
+  q.channel = std::move(ch);
+  q.limit = limit;
+  q.forwards = forwards;
+  return q;
+}
+
+ManualClock g_clock(1700000000000);
+
+// ----- Every store ----------------------------------------------------------------------------
+
+class StoreTest : public ::testing::TestWithParam<std::string> {
+ protected:
+  void SetUp() override {
+    if (GetParam() == "memory") {
+      store_ = std::make_unique<MemoryStore>();
+    } else {
+      SqliteOptions o;
+      o.path = dir_.file("presenced.db");
+      auto s = SqliteStore::Open(o, g_clock);
+      ASSERT_TRUE(s.ok()) << s.error().message;
+      store_ = std::move(s).value();
+    }
+  }
+  TempDir dir_;
+  std::unique_ptr<Store> store_;
+};
+
+TEST_P(StoreTest, HistoryByTimeLimitDirectionAndCursor) {
+  for (uint64_t i = 1; i <= 5; ++i) Add(*store_, "a", i, static_cast<TimeMs>(i * 10));
+  Add(*store_, "b", 1, 10);
+  EXPECT_EQ(Bodies(History(*store_, Q("a"))), (std::vector<std::string>{"5", "4", "3", "2", "1"}));
+  HistoryQuery ranged = Q("a", 100, true);
+  ranged.start = 20;
+  ranged.end = 40;
+  EXPECT_EQ(Bodies(History(*store_, ranged)), (std::vector<std::string>{"2", "3", "4"}));
+
+  // Paging: each page continues where the last ended, and the last page has no cursor.
+  HistoryQuery page = Q("a", 2, false);
+  std::vector<std::string> all;
+  for (int n = 0; n < 5; ++n) {
+    HistoryPage p = History(*store_, page);
+    for (auto& b : Bodies(p)) all.push_back(b);
+    if (!p.next) break;
+    page.cursor = p.next;
+  }
+  EXPECT_EQ(all, (std::vector<std::string>{"5", "4", "3", "2", "1"}));
+  EXPECT_FALSE(History(*store_, Q("a", 5)).next.has_value());
+  EXPECT_TRUE(History(*store_, Q("nowhere")).events.empty());
+}
+
+TEST_P(StoreTest, ActivitiesNewestFirstWithLimitAndSince) {
+  for (int i = 0; i < 4; ++i) {
+    store_->AppendActivity(
+        "u", StoredActivity{"k" + std::to_string(i), i % 2 ? "room" : "",
+                            JsonText::FromSerialized("{\"i\":" + std::to_string(i) + "}"), 100 + i,
+                            "c1"});
+  }
+  auto r = Wait<Result<std::vector<StoredActivity>>>(
+      [&](auto done) { store_->QueryActivities("u", 3, 101, done); });
+  ASSERT_TRUE(r.ok());
+  ASSERT_EQ(r->size(), 3u);
+  EXPECT_EQ((*r)[0].kind, "k3");
+  EXPECT_EQ((*r)[0].channel, "room");
+  EXPECT_EQ((*r)[0].data.text(), "{\"i\":3}");
+  EXPECT_EQ((*r)[2].timestamp, 101);
+}
+
+TEST_P(StoreTest, UsersKeepStatusTextAndLastSeen) {
+  std::promise<Status> durable;
+  store_->PutUserStatus(UserRecord{"ann", "dnd", std::string("Focus"), 0},
+                        [&](Status s) { durable.set_value(s); });
+  EXPECT_TRUE(durable.get_future().get().ok());
+  store_->PutLastSeen("ann", 1234);
+  store_->PutLastSeen("bob", 99);
+  store_->Flush();
+  auto ann = store_->ReadUser("ann");
+  ASSERT_TRUE(ann.ok() && ann->has_value());
+  EXPECT_EQ((*ann)->manual, "dnd");
+  EXPECT_EQ((*ann)->text, "Focus");
+  EXPECT_EQ((*ann)->last_seen, 1234);
+  auto users = Wait<Result<std::vector<UserRecord>>>([&](auto done) {
+    store_->GetUsers({"bob", "nobody", "ann"}, done);
+  });
+  ASSERT_TRUE(users.ok());
+  EXPECT_EQ(users->size(), 2u);
+  EXPECT_FALSE(store_->ReadUser("nobody")->has_value());
+}
+
+INSTANTIATE_TEST_SUITE_P(Stores, StoreTest, ::testing::Values("sqlite", "memory"));
+
+// ----- SQLite ---------------------------------------------------------------------------------
+
+TEST(SqliteStoreTest, SurvivesReopen) {
+  TempDir dir;
+  SqliteOptions o;
+  o.path = dir.file("presenced.db");
+  {
+    auto s = SqliteStore::Open(o, g_clock);
+    ASSERT_TRUE(s.ok());
+    Add(**s, "a", 1, 10);
+    (*s)->PutLastSeen("ann", 77);
+  }  // destruction flushes
+  auto s = SqliteStore::Open(o, g_clock);
+  ASSERT_TRUE(s.ok());
+  EXPECT_EQ(Bodies(History(**s, Q("a"))), std::vector<std::string>{"1"});
+  EXPECT_EQ((*(*s)->ReadUser("ann"))->last_seen, 77);
+}
+
+TEST(SqliteStoreTest, QueriesSeeWritesQueuedBeforeThem) {
+  TempDir dir;
+  SqliteOptions o;
+  o.path = dir.file("presenced.db");
+  o.flush_interval_ms = 60000;  // no timed flush: only the query forces the commit
+  auto s = SqliteStore::Open(o, g_clock);
+  ASSERT_TRUE(s.ok());
+  Add(**s, "a", 1, 10);
+  EXPECT_EQ(History(**s, Q("a")).events.size(), 1u);
+}
+
+TEST(SqliteStoreTest, RetentionByCountAndAge) {
+  TempDir dir;
+  SqliteOptions o;
+  o.path = dir.file("presenced.db");
+  o.history_max_per_channel = 3;
+  o.activity_max_per_user = 2;
+  o.history_max_age_ms = 1000;
+  auto s = SqliteStore::Open(o, g_clock);
+  ASSERT_TRUE(s.ok());
+  const TimeMs now = g_clock.NowMs();
+  Add(**s, "old", 1, now - 5000);
+  for (uint64_t i = 1; i <= 6; ++i) Add(**s, "a", i, now);
+  for (int i = 0; i < 5; ++i)
+    (*s)->AppendActivity("u", StoredActivity{"k", "", JsonText(), now, "c"});
+  (*s)->EnforceRetention();
+  EXPECT_EQ(Bodies(History(**s, Q("a", 100, true))), (std::vector<std::string>{"4", "5", "6"}));
+  EXPECT_TRUE(History(**s, Q("old")).events.empty());
+  auto acts = Wait<Result<std::vector<StoredActivity>>>(
+      [&](auto done) { (*s)->QueryActivities("u", 100, std::nullopt, done); });
+  EXPECT_EQ(acts->size(), 2u);
+}
+
+TEST(SqliteStoreTest, RefusesAFileThatIsNotADatabaseAndLeavesItUntouched) {
+  TempDir dir;
+  const std::string path = dir.file("presenced.db");
+  const std::string junk(8192, 'x');
+  std::ofstream(path) << junk;
+  SqliteOptions o;
+  o.path = path;
+  auto s = SqliteStore::Open(o, g_clock);
+  ASSERT_FALSE(s.ok());
+  EXPECT_NE(s.error().message.find("not a presenced database"), std::string::npos)
+      << s.error().message;
+  std::ifstream in(path);
+  std::string after((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  EXPECT_EQ(after, junk);
+  EXPECT_FALSE(fs::exists(path + "-wal"));
+}
+
+TEST(SqliteStoreTest, RefusesANewerSchema) {
+  TempDir dir;
+  SqliteOptions o;
+  o.path = dir.file("presenced.db");
+  {
+    sqlite3* db;
+    sqlite3_open(o.path.c_str(), &db);
+    sqlite3_exec(db, "PRAGMA user_version=99", nullptr, nullptr, nullptr);
+    sqlite3_close(db);
+  }
+  auto s = SqliteStore::Open(o, g_clock);
+  ASSERT_FALSE(s.ok());
+  EXPECT_NE(s.error().message.find("newer"), std::string::npos);
+}
+
+TEST(SqliteStoreTest, AFullDiskIsCountedAndLaterWritesStillWork) {
+  TempDir dir;
+  SqliteOptions o;
+  o.path = dir.file("presenced.db");
+  o.max_bytes = 256 * 1024;
+  o.history_max_per_channel = 0;
+  auto s = SqliteStore::Open(o, g_clock);
+  ASSERT_TRUE(s.ok());
+  const std::string big(4000, 'z');
+  for (int batch = 0; batch < 20; ++batch) {
+    for (int i = 0; i < 20; ++i) {
+      (*s)->AppendEvent({"a", 1, 1, std::make_shared<const std::string>(big)});
+    }
+    (*s)->Flush();
+  }
+  EXPECT_GT((*s)->counters().write_errors, 0u);
+  // What was stored before the disk filled is still there, and the store still answers.
+  EXPECT_FALSE(History(**s, Q("a", 1)).events.empty());
+  (*s)->PutLastSeen("ann", 5);
+  (*s)->Flush();
+}
+
+TEST(DataDirTest, CreatesLocksAndRefuses) {
+  TempDir dir;
+  const std::string data = dir.file("data");
+  auto first = DataDir::Lock(data);
+  ASSERT_TRUE(first.ok()) << first.error().message;
+  auto second = DataDir::Lock(data);
+  ASSERT_FALSE(second.ok());
+  EXPECT_NE(second.error().message.find("in use"), std::string::npos);
+  first->reset();
+  EXPECT_TRUE(DataDir::Lock(data).ok());
+
+  EXPECT_FALSE(DataDir::Lock(dir.file("missing/data")).ok());
+  std::ofstream(dir.file("file")) << "x";
+  auto not_dir = DataDir::Lock(dir.file("file"));
+  ASSERT_FALSE(not_dir.ok());
+  EXPECT_NE(not_dir.error().message.find("not a directory"), std::string::npos);
+}
+
+}  // namespace
+}  // namespace presenced::storage
