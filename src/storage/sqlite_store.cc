@@ -205,10 +205,13 @@ void SqliteStore::Enqueue(Write w) {
       dropped_writes_.fetch_add(1, std::memory_order_relaxed);
       return;
     }
-    if (writes_.empty()) first_pending_ = std::chrono::steady_clock::now();
+    const bool first = writes_.empty();
+    if (first) first_pending_ = std::chrono::steady_clock::now();
     writes_.push_back(std::move(w));
     pending_.fetch_add(1, std::memory_order_relaxed);
-    if (writes_.size() < options_.max_batch) return;  // the thread wakes on its flush timer
+    // Wake the thread for the first write (to arm its flush timer) and for a full batch; in
+    // between, it wakes on that timer.
+    if (!first && writes_.size() < options_.max_batch) return;
   }
   wake_.notify_one();
 }
@@ -278,18 +281,17 @@ void SqliteStore::Run() {
     bool stop = false;
     {
       std::unique_lock lock(mu_);
-      auto ready = [&] {
-        return stopping_ || !tasks_.empty() || writes_.size() >= options_.max_batch ||
-               (!writes_.empty() && std::chrono::steady_clock::now() >= first_pending_ + interval);
-      };
-      if (!ready()) {
-        if (writes_.empty()) {
-          // Wake for retention even when idle.
-          wake_.wait_for(
-              lock, std::chrono::milliseconds(std::max<TimeMs>(options_.retention_interval_ms, 10)),
-              ready);
+      // Sleep until there is work: a task, a full batch, the oldest write's flush deadline, or
+      // retention. Every notify re-evaluates, so the first write arms the flush timer.
+      while (!stopping_ && tasks_.empty() && writes_.size() < options_.max_batch) {
+        const auto now = std::chrono::steady_clock::now();
+        if (!writes_.empty()) {
+          if (now >= first_pending_ + interval) break;
+          wake_.wait_until(lock, first_pending_ + interval);
         } else {
-          wake_.wait_until(lock, first_pending_ + interval, ready);
+          const TimeMs until_retention = next_retention_ - clock_.NowMs();
+          if (until_retention <= 0) break;
+          wake_.wait_for(lock, std::chrono::milliseconds(until_retention));
         }
       }
       writes.swap(writes_);

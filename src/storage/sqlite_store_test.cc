@@ -176,6 +176,32 @@ TEST(SqliteStoreTest, QueriesSeeWritesQueuedBeforeThem) {
   EXPECT_EQ(History(**s, Q("a")).events.size(), 1u);
 }
 
+TEST(SqliteStoreTest, WritesAreCommittedWithinTheFlushIntervalWithoutAQuery) {
+  TempDir dir;
+  SqliteOptions o;
+  o.path = dir.file("presenced.db");
+  o.flush_interval_ms = 20;
+  o.retention_interval_ms = 600000;  // the idle wait is long: the first write must wake the thread
+  auto s = SqliteStore::Open(o, g_clock);
+  ASSERT_TRUE(s.ok());
+  (*s)->Flush();  // the thread is now idle, waiting for retention
+  Add(**s, "a", 1, 10);
+  const auto start = std::chrono::steady_clock::now();
+  while ((*s)->counters().pending != 0) {
+    ASSERT_LT(std::chrono::steady_clock::now() - start, std::chrono::seconds(5));
+    std::this_thread::yield();
+  }
+  // Committed, as another connection sees.
+  sqlite3* db;
+  ASSERT_EQ(sqlite3_open(o.path.c_str(), &db), SQLITE_OK);
+  sqlite3_stmt* st;
+  sqlite3_prepare_v2(db, "SELECT count(*) FROM events", -1, &st, nullptr);
+  ASSERT_EQ(sqlite3_step(st), SQLITE_ROW);
+  EXPECT_EQ(sqlite3_column_int(st, 0), 1);
+  sqlite3_finalize(st);
+  sqlite3_close(db);
+}
+
 TEST(SqliteStoreTest, RetentionByCountAndAge) {
   TempDir dir;
   SqliteOptions o;

@@ -38,8 +38,8 @@ def make_token(secret, claims, alg="HS256"):
 class Server:
     """One presenced process with its own data directory."""
 
-    def __init__(self, **settings):
-        self.data_dir = tempfile.mkdtemp(prefix="presenced-test-")
+    def __init__(self, data_dir=None, **settings):
+        self.data_dir = data_dir or tempfile.mkdtemp(prefix="presenced-test-")
         env = dict(os.environ)
         env.update({
             "PRESENCED_LISTEN": "127.0.0.1:0",
@@ -106,6 +106,30 @@ class Server:
             self.proc.wait()
         self.proc.stdout.close()
         self.proc.stderr.close()
+
+
+def run_failing(data_dir, **settings):
+    """Starts presenced expecting it to refuse to start; returns (exit code, stderr)."""
+    env = dict(os.environ)
+    env.update({"PRESENCED_LISTEN": "127.0.0.1:0", "PRESENCED_DATA_DIR": data_dir,
+                "PRESENCED_LOG_LEVEL": "warn"})
+    for key, value in settings.items():
+        env["PRESENCED_" + key.upper()] = str(value)
+    p = subprocess.run([BINARY], env=env, capture_output=True, text=True, timeout=TIMEOUT)
+    return p.returncode, p.stderr
+
+
+def wait_until(predicate, timeout=TIMEOUT, interval=0.02):
+    """Polls `predicate` until it is true (returns as soon as it is); fails after `timeout`."""
+    import time
+    end = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > end:
+            raise AssertionError("condition not met within %.1fs" % timeout)
+        time.sleep(interval)
 
 
 class Client:
