@@ -73,15 +73,19 @@ class SqliteStore final : public Store {
   struct StatusWrite {
     UserRecord record;
   };
-  using Write = std::variant<StoredEvent, ActivityWrite, LastSeenWrite, StatusWrite>;
+  // Events are the bulk of all writes and have their own queue of small elements; the rest share
+  // one. Both are committed together.
+  using Write = std::variant<ActivityWrite, LastSeenWrite, StatusWrite>;
   using Task = std::function<void()>;
 
   SqliteStore(SqliteOptions options, const Clock& clock, sqlite3* db, sqlite3* reader);
-  void Enqueue(Write w);
+  // Adds to a queue under the lock; false when the queue is full (counted as dropped).
+  template <typename Fn>
+  void Enqueue(Fn&& push);
   void Submit(Task task);
   void Run();
   // Commits `writes` in one transaction; false (and counted) when it failed.
-  bool Commit(std::vector<Write>& writes);
+  bool Commit(std::deque<StoredEvent>& events, std::vector<Write>& writes);
   void Retention();
 
   SqliteOptions options_;
@@ -92,6 +96,7 @@ class SqliteStore final : public Store {
 
   std::mutex mu_;
   std::condition_variable wake_;
+  std::deque<StoredEvent> events_;
   std::vector<Write> writes_;
   std::deque<Task> tasks_;
   std::chrono::steady_clock::time_point first_pending_;
