@@ -29,6 +29,7 @@ run: release
 
 bench: release
 	$(REL_DIR)/bench/engine_bench --benchmark_min_time=0.5
+	$(REL_DIR)/bench/storage_bench
 
 format:
 	clang-format -i $$(git ls-files '*.h' '*.cc')
