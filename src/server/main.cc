@@ -128,6 +128,9 @@ int Serve(Config config) {
     so.activity_max_per_user = static_cast<size_t>(config.activity_max_per_user);
     so.retention_interval_ms = config.retention_interval_ms;
     so.max_bytes = config.storage_max_bytes;
+    so.on_error = [](const std::string& why) {
+      spdlog::error("event=storage_write_failed reason=\"{}\"", why);
+    };
     auto opened = storage::SqliteStore::Open(so, clock);
     if (!opened.ok()) {
       spdlog::critical("event=startup_failed reason=\"{}\"", opened.error().message);

@@ -379,6 +379,10 @@ bool SqliteStore::Commit(std::deque<StoredEvent>& events, std::vector<Write>& wr
   if (!ok) {
     // Disk full or an I/O error: this batch is lost; live presence goes on. Counted in /metrics.
     write_errors_.fetch_add(1, std::memory_order_relaxed);
+    if (options_.on_error) {
+      options_.on_error("commit of " + std::to_string(events.size() + writes.size()) +
+                        " writes failed: " + sqlite3_errmsg(db_));
+    }
     Exec(db_, "ROLLBACK");
   }
   last_commit_ok_ = ok;

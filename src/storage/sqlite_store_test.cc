@@ -4,6 +4,7 @@
 
 #include <gtest/gtest.h>
 
+#include <atomic>
 #include <filesystem>
 #include <fstream>
 #include <future>
@@ -262,6 +263,11 @@ TEST(SqliteStoreTest, AFullDiskIsCountedAndLaterWritesStillWork) {
   o.path = dir.file("presenced.db");
   o.max_bytes = 256 * 1024;
   o.history_max_per_channel = 0;
+  std::atomic<int> reported{0};
+  o.on_error = [&](const std::string& why) {
+    EXPECT_NE(why.find("full"), std::string::npos) << why;
+    ++reported;
+  };
   auto s = SqliteStore::Open(o, g_clock);
   ASSERT_TRUE(s.ok());
   const std::string big(4000, 'z');
@@ -272,6 +278,7 @@ TEST(SqliteStoreTest, AFullDiskIsCountedAndLaterWritesStillWork) {
     (*s)->Flush();
   }
   EXPECT_GT((*s)->counters().write_errors, 0u);
+  EXPECT_EQ(static_cast<uint64_t>(reported.load()), (*s)->counters().write_errors);
   // What was stored before the disk filled is still there, and the store still answers.
   EXPECT_FALSE(History(**s, Q("a", 1)).events.empty());
   (*s)->PutLastSeen("ann", 5);
