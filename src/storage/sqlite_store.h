@@ -35,6 +35,8 @@ struct SqliteOptions {
   size_t activity_max_per_user = 1000;
   TimeMs retention_interval_ms = 60000;
   int64_t max_bytes = 0;  // cap on the database size; 0 = none
+  // Told about every failed commit (on the storage thread), e.g. to log it.
+  std::function<void(const std::string&)> on_error;
 };
 
 class SqliteStore final : public Store {
