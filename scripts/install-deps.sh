@@ -9,6 +9,9 @@ packages=(
   libboost1.81-dev libboost-url1.81-dev libssl-dev libjwt-dev libspdlog-dev libtomlplusplus-dev libcli11-dev
   python3 python3-websockets
 )
+# Node.js (18 or newer) and npm for the JS client; Debian's packages when none is installed.
+command -v node >/dev/null 2>&1 || packages+=(nodejs)
+command -v npm >/dev/null 2>&1 || packages+=(npm)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

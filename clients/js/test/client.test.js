@@ -1,0 +1,210 @@
+import { test, before, after } from "node:test";
+import assert from "node:assert/strict";
+import { PresenceClient, PresenceError } from "../dist/index.js";
+import { startServer, unique, waitFor } from "./helpers.js";
+
+let server;
+const clients = [];
+
+before(async () => {
+  server = await startServer({ heartbeat_ms: 300, remain_present_for_ms: 2000, away_after_ms: 60000, offline_after_ms: 120000 });
+});
+after(async () => {
+  for (const c of clients) await c.close().catch(() => {});
+  await server.stop();
+});
+
+function connect(clientId, opts = {}) {
+  const c = new PresenceClient({ url: server.url, token: server.token(clientId, opts.channels), reconnectBaseMs: 50, ...opts });
+  clients.push(c);
+  return c;
+}
+
+test("channel presence: enter, update, merge, leave, get, occupancy, history, local set", async () => {
+  const ch = unique();
+  const alice = connect("alice", { device: "laptop" });
+  const watcher = connect("watcher");
+  const events = [];
+  const stop = await watcher.channel(ch).presence.subscribe((e) => events.push(e));
+  await alice.waitForConnected();
+  const m = await alice.channel(ch).presence.enter({ mood: "happy" });
+  assert.equal(m.clientId, "alice");
+  await alice.channel(ch).presence.update({ typing: true }, { merge: true });
+  await waitFor(() => events.length === 2, 8000, "two events");
+  assert.deepEqual(events.map((e) => e.action), ["enter", "update"]);
+  assert.deepEqual(watcher.channel(ch).presence.members()[0].data, { mood: "happy", typing: true });
+  const got = await watcher.channel(ch).presence.get({ clientId: "alice" });
+  assert.equal(got.length, 1);
+  assert.deepEqual(await watcher.channel(ch).presence.occupancy(), { members: 1, clients: 1 });
+  await alice.channel(ch).presence.leave({ bye: true });
+  await waitFor(() => events.length === 3);
+  assert.equal(events[2].reason, "left");
+  assert.equal(watcher.channel(ch).presence.members().length, 0);
+  const page = await watcher.channel(ch).presence.history({ direction: "forwards", limit: 2 });
+  assert.deepEqual(page.events.map((e) => e.action), ["enter", "update"]);
+  assert.ok(page.next !== undefined);
+  // Serials are strictly increasing and gapless for the subscriber.
+  for (let i = 1; i < events.length; i++) assert.equal(events[i].serial, events[i - 1].serial + 1);
+  await stop();
+});
+
+test("action filters and several listeners", async () => {
+  const ch = unique();
+  const a = connect(unique("u"));
+  const w = connect(unique("w"));
+  const leaves = [];
+  const all = [];
+  await w.channel(ch).presence.subscribe(["leave"], (e) => leaves.push(e));
+  await w.channel(ch).presence.subscribe((e) => all.push(e));
+  await a.channel(ch).presence.enter(1);
+  await a.channel(ch).presence.leave();
+  await waitFor(() => all.length === 2 && leaves.length === 1);
+  assert.equal(leaves[0].action, "leave");
+});
+
+test("errors reject with the protocol's code", async () => {
+  const a = connect("erin", { channels: ["team-*"] });
+  await assert.rejects(a.channel("team-x").presence.update(1), (e) => e instanceof PresenceError && e.code === "not_present");
+  await assert.rejects(a.channel("secret").presence.enter(1), (e) => e.code === "forbidden");
+  await assert.rejects(a.request("nope"), (e) => e.code === "bad_request");
+});
+
+test("multi-device: one user, two members, status synced to both devices", async () => {
+  const ch = unique();
+  const uid = unique("dana");
+  const laptop = connect(uid, { device: "laptop" });
+  const phone = connect(uid, { device: "phone" });
+  await laptop.channel(ch).presence.enter("l");
+  await phone.channel(ch).presence.enter("p");
+  assert.deepEqual(await laptop.channel(ch).presence.occupancy(), { members: 2, clients: 1 });
+  const seen = [];
+  laptop.on("statusChange", (id, from, to) => seen.push([id, from, to]));
+  const s = await phone.status.set("dnd", "Focus");
+  assert.equal(s.status, "dnd");
+  await waitFor(() => seen.length === 1, 8000, "status push on the other device");
+  assert.deepEqual(seen[0], [uid, "online", "dnd"]);
+  const devices = await laptop.devices();
+  assert.deepEqual(devices.map((d) => d.device).sort(), ["laptop", "phone"]);
+});
+
+test("status, watch, online/offline, activity, who", async () => {
+  const ch = unique();
+  const uid = unique("fay");
+  const observer = connect(unique("obs"));
+  const pushes = [];
+  const online = [];
+  const offline = [];
+  observer.on("online", (id) => online.push(id));
+  observer.on("offline", (id) => offline.push(id));
+  const unwatch = await observer.status.watch([uid], (p) => pushes.push(p));
+  const fay = connect(uid);
+  await fay.channel(ch).presence.enter();
+  await waitFor(() => online.includes(uid), 8000, "online");
+  await fay.activity.record("message", { channel: ch, data: { n: 1 } });
+  const acts = await observer.activity.list({ clientId: uid });
+  assert.equal(acts[0].kind, "message");
+  assert.deepEqual((await observer.who(ch)).map((u) => u.clientId), [uid]);
+  assert.equal((await observer.status.get([uid]))[0].status, "online");
+  await fay.close();
+  await waitFor(() => offline.includes(uid), 8000, "offline");
+  assert.ok(pushes.length >= 2);
+  await unwatch();
+});
+
+test("a quick reconnect resumes: no leave/enter, missed events delivered once", async () => {
+  const ch = unique();
+  const mover = connect(unique("mover"), { remainPresentForMs: 5000 });
+  const other = connect(unique("other"));
+  const watcherEvents = [];
+  await other.channel(ch).presence.subscribe((e) => watcherEvents.push(e));
+  const moverEvents = [];
+  await mover.channel(ch).presence.subscribe((e) => moverEvents.push(e));
+  await mover.channel(ch).presence.enter("here");
+  await waitFor(() => watcherEvents.length === 1 && moverEvents.length === 1);
+  const before = mover.info.connectionId;
+  mover.dropConnection();
+  await waitFor(() => mover.state !== "connected", 8000, "drop noticed");
+  await other.channel(ch).presence.enter("while-away");
+  await mover.waitForConnected();
+  assert.equal(mover.info.resumed, true);
+  assert.equal(mover.info.connectionId, before);
+  await waitFor(() => moverEvents.length === 2, 8000, "missed event");
+  assert.equal(moverEvents[1].member.data, "while-away");
+  assert.deepEqual(watcherEvents.map((e) => e.action), ["enter", "enter"]); // no leave for the mover
+  const serials = moverEvents.map((e) => e.serial);
+  assert.equal(new Set(serials).size, serials.length);
+});
+
+test("after the grace period: re-enters and catches up without duplicates", async () => {
+  const ch = unique();
+  const uid = unique("late");
+  const late = connect(uid, { remainPresentForMs: 200, reconnectBaseMs: 1500, reconnectMaxMs: 1500 });
+  const other = connect(unique("peer"));
+  const seen = [];
+  await late.channel(ch).presence.subscribe((e) => seen.push(e));
+  const watcher = [];
+  await other.channel(ch).presence.subscribe((e) => watcher.push(e));
+  await late.channel(ch).presence.enter({ v: 1 });
+  await waitFor(() => watcher.length === 1);
+  late.dropConnection();
+  // The server gives up after 200 ms (leave, timeout); the client comes back later, fresh.
+  await waitFor(() => watcher.some((e) => e.action === "leave" && e.reason === "timeout"), 8000, "timeout leave");
+  await waitFor(() => late.state === "connected" && late.info.resumed === false, 10000, "fresh connection");
+  await waitFor(() => watcher.filter((e) => e.action === "enter").length === 2, 8000, "re-enter");
+  assert.deepEqual(watcher[2].member.data, { v: 1 });
+  await waitFor(() => seen.length === 3, 8000, "catch-up");
+  assert.deepEqual(seen.map((e) => e.action), ["enter", "leave", "enter"]);
+  const serials = seen.map((e) => e.serial);
+  assert.equal(new Set(serials).size, 3);
+  assert.equal(late.channel(ch).presence.members().length, 1);
+});
+
+test("authCallback supplies a fresh token on every connect without losing presence", async () => {
+  const ch = unique();
+  const uid = unique("cb");
+  let calls = 0;
+  const c = new PresenceClient({ url: server.url, authCallback: async () => (calls++, server.token(uid)), remainPresentForMs: 5000, reconnectBaseMs: 50 });
+  clients.push(c);
+  await c.channel(ch).presence.enter("x");
+  c.dropConnection();
+  await waitFor(() => calls === 2 && c.state === "connected", 8000, "reconnect with a new token");
+  assert.equal(c.info.resumed, true);
+  assert.equal((await c.channel(ch).presence.get()).length, 1);
+});
+
+test("TTL presence: value() drops expired entries, onChange fires, validate applies", async () => {
+  const ch = unique();
+  const a = connect(unique("hb"));
+  const b = connect(unique("viewer"));
+  const pa = a.presence(ch);
+  const pb = b.presence(ch, { validate: (d) => {
+    if (typeof d !== "object" || d === null || typeof d.cursor !== "number") throw new Error("invalid");
+    return { cursor: d.cursor * 2 };
+  } });
+  const changes = [];
+  pb.onChange((v) => changes.push(v));
+  await pa.heartbeat({ cursor: 21 }, 400);
+  await waitFor(() => pb.value().size === 1, 8000, "entry");
+  const [entry] = pb.value().values();
+  assert.deepEqual(entry.data, { cursor: 42 });
+  assert.ok(entry.expiresAtMs > Date.now());
+  assert.equal(pb.value(entry.expiresAtMs).size, 0); // expired locally, whatever the server says
+  await waitFor(() => changes.length > 0 && changes[changes.length - 1].size === 0, 8000, "expiry");
+  await pa.heartbeat({ bad: true }, 5000);
+  await waitFor(() => b.channel(ch).presence.members().length === 1);
+  assert.equal(pb.value().size, 0); // invalid data is not shown
+  await pa.leave();
+});
+
+test("the README example runs and shows who is here", async () => {
+  const { execFile } = await import("node:child_process");
+  const { fileURLToPath } = await import("node:url");
+  const script = fileURLToPath(new URL("../../../examples/who-is-here.mjs", import.meta.url));
+  const out = await new Promise((resolve, reject) => {
+    execFile(process.execPath, [script], {
+      env: { ...process.env, PRESENCED_URL: server.url, PRESENCED_TOKEN: server.token("example-user"), PRESENCED_CHANNEL: unique(), EXIT_AFTER_MS: "300" },
+      timeout: 10000,
+    }, (err, stdout) => (err ? reject(err) : resolve(stdout)));
+  });
+  assert.match(out, /example-user online on 1 device\(s\), active: laptop/);
+});
