@@ -210,7 +210,12 @@ export class PresenceClient {
       requestTimeoutMs: 10000,
       ...options,
     };
-    void this.open();
+    void this.open().catch((e) => this.onOpenFailed(e));
+  }
+
+  private onOpenFailed(e: unknown): void {
+    this.emit("error", new PresenceError("internal", "cannot open a connection: " + String(e)));
+    this.scheduleReconnect();
   }
 
   // ----- Events --------------------------------------------------------------------------------
@@ -339,7 +344,7 @@ export class PresenceClient {
     if (this.closing) return;
     const delay = Math.min(this.opts.reconnectMaxMs, this.opts.reconnectBaseMs * 2 ** this.attempts);
     this.attempts++;
-    this.reconnectTimer = setTimeout(() => void this.open(), jitter(delay));
+    this.reconnectTimer = setTimeout(() => void this.open().catch((e) => this.onOpenFailed(e)), jitter(delay));
   }
 
   private failPending(code: string, message: string): void {
@@ -441,7 +446,13 @@ export class PresenceClient {
         reject(new PresenceError("timeout", op + " got no reply in " + this.opts.requestTimeoutMs + " ms"));
       }, this.opts.requestTimeoutMs);
       this.pending.set(id, { resolve, reject, timer });
-      socket.send(JSON.stringify({ ...fields, op, id }));
+      try {
+        socket.send(JSON.stringify({ ...fields, op, id }));
+      } catch (e) {
+        this.pending.delete(id);
+        clearTimeout(timer);
+        reject(new PresenceError("disconnected", "cannot send: " + String(e)));
+      }
     });
   }
 

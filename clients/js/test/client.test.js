@@ -208,3 +208,12 @@ test("the README example runs and shows who is here", async () => {
   });
   assert.match(out, /example-user online on 1 device\(s\), active: laptop/);
 });
+
+test("a bad URL is reported as an error event, never thrown", async () => {
+  const errors = [];
+  const c = new PresenceClient({ url: "not a url", token: "x", reconnectBaseMs: 10000 });
+  c.on("error", (e) => errors.push(e));
+  await waitFor(() => errors.length === 1, 8000, "error event");
+  assert.equal(errors[0].code, "internal");
+  await c.close();
+});
