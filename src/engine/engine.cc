@@ -171,7 +171,12 @@ Status Engine::ValidateData(const JsonText& data) const {
 }
 
 Status Engine::ValidateTtl(std::optional<TimeMs> ttl_ms) {
+  // Bounded so now + ttl can never overflow: a year is longer than any presence should last.
+  constexpr TimeMs kMaxTtlMs = 366LL * 24 * 3600 * 1000;
   if (ttl_ms && *ttl_ms <= 0) return MakeError(ErrorCode::kBadRequest, "ttlMs must be positive");
+  if (ttl_ms && *ttl_ms > kMaxTtlMs) {
+    return MakeError(ErrorCode::kBadRequest, "ttlMs must be at most " + std::to_string(kMaxTtlMs));
+  }
   return Status::Ok();
 }
 

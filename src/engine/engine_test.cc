@@ -428,6 +428,7 @@ TEST_F(ChannelTest, BadTtlIsRejected) {
   auto a = Connect("alice");
   EXPECT_EQ(engine_.Enter(a, "room", std::nullopt, 0).error().code, ErrorCode::kBadRequest);
   EXPECT_EQ(engine_.Enter(a, "room", std::nullopt, -5).error().code, ErrorCode::kBadRequest);
+  EXPECT_EQ(engine_.Enter(a, "room", std::nullopt, INT64_MAX).error().code, ErrorCode::kBadRequest);
   EXPECT_TRUE(sink_.events.empty());
 }
 

@@ -33,7 +33,8 @@ class Server::Impl {
       : options(std::move(options)),
         service(service),
         metrics(metrics),
-        acceptor(ioc),
+        acceptor(asio::make_strand(ioc)),
+        accept_retry(acceptor.get_executor()),
         signals(ioc) {}
 
   void Accept();
@@ -44,7 +45,8 @@ class Server::Impl {
   Service& service;
   protocol::Metrics& metrics;
   asio::io_context ioc;
-  tcp::acceptor acceptor;
+  tcp::acceptor acceptor;  // on its own strand: accept handlers and close() never race
+  asio::steady_timer accept_retry;
   asio::signal_set signals;
   std::atomic<uint64_t> next_session{1};
   std::atomic<size_t> open_sockets{0};
@@ -86,6 +88,31 @@ class Session : public std::enable_shared_from_this<Session> {
                  self->CloseWith(code, reason, abrupt ? kAbrupt : kClean);
                });
   }
+  // Ends the session if it has not become a WebSocket (graceful shutdown).
+  void PostCutIfHttp() {
+    if (auto self = weak_from_this().lock()) {
+      asio::post(stream_.get_executor(), [self] {
+        if (!self->websocket_) self->Finish();
+      });
+    }
+  }
+
+  // Lets the session read again once the engine has caught up with what it sent (backpressure).
+  void OnProcessed(size_t bytes) {
+    const size_t before = inflight_bytes_.fetch_sub(bytes, std::memory_order_acq_rel);
+    if (before - bytes < LowWater() && before >= LowWater()) {
+      if (auto self = weak_from_this().lock()) {
+        asio::post(stream_.get_executor(), [self] {
+          if (self->paused_ && !self->closing_ && !self->done_ &&
+              self->inflight_bytes_.load(std::memory_order_acquire) < self->LowWater()) {
+            self->paused_ = false;
+            self->ReadFrames();
+          }
+        });
+      }
+    }
+  }
+
   // Closes the socket at once, for Server::Stop.
   void PostCut() {
     if (auto self = weak_from_this().lock()) {
@@ -238,7 +265,12 @@ class Session : public std::enable_shared_from_this<Session> {
             return self->EndAbruptly();
           }
           self->last_rx_ = SteadyClock::now();
-          if (self->ProcessInput()) self->ReadFrames();
+          if (!self->ProcessInput()) return;
+          if (self->inflight_bytes_.load(std::memory_order_acquire) >= self->HighWater()) {
+            self->paused_ = true;  // resumed by OnProcessed
+            return;
+          }
+          self->ReadFrames();
         });
   }
 
@@ -259,9 +291,15 @@ class Session : public std::enable_shared_from_this<Session> {
       }
       switch (m.opcode) {
         case ws::Opcode::kText:
-        case ws::Opcode::kBinary:
-          server_.service.OnMessage(id_, std::move(m.payload), SteadyClock::now());
+        case ws::Opcode::kBinary: {
+          const size_t bytes = m.payload.size() + 64;  // + per-message overhead
+          inflight_bytes_.fetch_add(bytes, std::memory_order_acq_rel);
+          server_.service.OnMessage(id_, std::move(m.payload), SteadyClock::now(),
+                                    [weak = weak_from_this(), bytes] {
+                                      if (auto self = weak.lock()) self->OnProcessed(bytes);
+                                    });
           break;
+        }
         case ws::Opcode::kPing:
           Push(Outgoing{ws::EncodeFrame(ws::Opcode::kPong, m.payload), nullptr});
           break;
@@ -269,9 +307,15 @@ class Session : public std::enable_shared_from_this<Session> {
           break;
         case ws::Opcode::kClose: {
           uint16_t code = ws::kCloseNormal;
-          if (m.payload.size() >= 2) {
+          if (m.payload.size() == 1) {
+            code = ws::kCloseProtocolError;
+          } else if (m.payload.size() >= 2) {
             code = static_cast<uint16_t>((static_cast<uint8_t>(m.payload[0]) << 8) |
                                          static_cast<uint8_t>(m.payload[1]));
+            // Echo only codes a peer may send (RFC 6455 7.4); anything else is a protocol error.
+            const bool valid = (code >= 1000 && code <= 1003) || (code >= 1007 && code <= 1011) ||
+                               (code >= 3000 && code <= 4999);
+            if (!valid) code = ws::kCloseProtocolError;
           }
           CloseWith(code, "", kClean);
           keep_reading = false;
@@ -287,7 +331,9 @@ class Session : public std::enable_shared_from_this<Session> {
 
   void ArmHeartbeat() {
     const auto interval = std::chrono::milliseconds(server_.options.heartbeat_ms);
-    const auto next = std::min(last_ping_ + interval, last_rx_ + 2 * interval);
+    // While closing no pings are sent, so only the silence deadline matters.
+    const auto next = closing_ ? last_rx_ + 2 * interval
+                               : std::min(last_ping_ + interval, last_rx_ + 2 * interval);
     heartbeat_.expires_at(next);
     heartbeat_.async_wait([self = shared_from_this()](beast::error_code ec) {
       if (ec || self->done_) return;
@@ -298,6 +344,8 @@ class Session : public std::enable_shared_from_this<Session> {
   void OnHeartbeat() {
     const auto now = SteadyClock::now();
     const auto interval = std::chrono::milliseconds(server_.options.heartbeat_ms);
+    // Not reading (backpressure) is the server's doing, not the client's silence.
+    if (paused_) last_rx_ = now;
     if (now - last_rx_ >= 2 * interval) return EndAbruptly();  // silent for two intervals
     if (now - last_ping_ >= interval && !closing_) {
       last_ping_ = now;
@@ -412,6 +460,13 @@ class Session : public std::enable_shared_from_this<Session> {
   std::vector<asio::const_buffer> buffers_;
   size_t out_bytes_ = 0;
   bool writing_ = false;
+  // Bytes of messages handed to the service and not yet processed by the engine thread. Above
+  // HighWater the session stops reading (TCP backpressure) until it falls below LowWater, so a
+  // flooding client cannot grow the engine's inbox without bound.
+  std::atomic<size_t> inflight_bytes_{0};
+  bool paused_ = false;
+  size_t HighWater() const { return 16 * server_.options.max_frame_bytes; }
+  size_t LowWater() const { return 8 * server_.options.max_frame_bytes; }
 };
 
 void Server::Impl::Register(const std::shared_ptr<Session>& s) {
@@ -429,16 +484,22 @@ void Server::Impl::Accept() {
   acceptor.async_accept(asio::make_strand(ioc), [this](beast::error_code ec, tcp::socket socket) {
     if (ec) {
       if (ec == asio::error::operation_aborted || !acceptor.is_open()) return;
-      return Accept();
+      // Out of file descriptors or similar: retry after a pause instead of spinning.
+      accept_retry.expires_after(std::chrono::milliseconds(100));
+      accept_retry.async_wait([this](beast::error_code wait_ec) {
+        if (!wait_ec) Accept();
+      });
+      return;
     }
     if (open_sockets.load(std::memory_order_relaxed) >= options.max_connections) {
       // Over the limit: a short 503 and close, without reading the request.
       metrics.connections_refused.fetch_add(1, std::memory_order_relaxed);
-      static const std::string kBusy =
-          "HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/json\r\nConnection: "
-          "close\r\n"
-          "Content-Length: 77\r\n\r\n"
+      static const std::string kBody =
           R"({"error":{"code":"limit_exceeded","message":"too many connections, retry"}})";
+      static const std::string kBusy =
+          "HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/json\r\n"
+          "Connection: close\r\nContent-Length: " +
+          std::to_string(kBody.size()) + "\r\n\r\n" + kBody;
       beast::error_code ignored;
       asio::write(socket, asio::buffer(kBusy), ignored);
       socket.shutdown(tcp::socket::shutdown_both, ignored);
@@ -506,11 +567,15 @@ void Server::Run() {
 }
 
 void Server::StopAccepting() {
-  asio::post(impl_->ioc, [this] {
+  asio::post(impl_->acceptor.get_executor(), [this] {
     beast::error_code ec;
     impl_->acceptor.close(ec);
+    impl_->accept_retry.cancel();
     impl_->signals.cancel(ec);
   });
+  // Sockets still in their HTTP phase would otherwise finish an upgrade after the shutdown began.
+  std::lock_guard lock(impl_->mu);
+  for (Session* s : impl_->sessions) s->PostCutIfHttp();
 }
 
 bool Server::WaitForSessions(std::chrono::milliseconds timeout) {
@@ -527,9 +592,10 @@ void Server::Stop() {
       s->PostCut();
     }
   }
-  asio::post(impl_->ioc, [this] {
+  asio::post(impl_->acceptor.get_executor(), [this] {
     beast::error_code ec;
     impl_->acceptor.close(ec);
+    impl_->accept_retry.cancel();
     impl_->signals.cancel(ec);
   });
   impl_->ioc.stop();

@@ -44,8 +44,11 @@ class Service {
                           std::function<void(protocol::HttpResponse)> done) = 0;
   virtual void OnOpen(protocol::SessionId session, protocol::ConnectRequest request,
                       std::shared_ptr<protocol::Peer> peer) = 0;
+  // A text message. `processed` must be called (from any thread) once the message has been
+  // handled; until then its bytes count against the session's in-flight bound.
   virtual void OnMessage(protocol::SessionId session, std::string text,
-                         std::chrono::steady_clock::time_point received) = 0;
+                         std::chrono::steady_clock::time_point received,
+                         std::function<void()> processed) = 0;
   // The session ended; `clean` after a close frame (either side), false for an abrupt drop.
   // Reported exactly once per opened session.
   virtual void OnClose(protocol::SessionId session, bool clean) = 0;

@@ -56,13 +56,16 @@ MessageReader::Result MessageReader::Next(std::string_view data, Message& out, s
     } else if (in_message_) {
       return Fail(kCloseProtocolError, "new message inside a fragmented one");
     }
-    // Refuse an oversize message as soon as its size is known, before buffering it.
-    const uint64_t total = (IsControl(opcode) ? 0 : partial_.size()) + length;
-    if (!IsControl(opcode) && total > max_message_bytes_) {
+    // Refuse an oversize message as soon as its size is known, before buffering it. No sum here
+    // may wrap: `length` comes from the peer.
+    if (length >> 63) return Fail(kCloseProtocolError, "frame length has its top bit set");
+    if (!IsControl(opcode) &&
+        (partial_.size() > max_message_bytes_ || length > max_message_bytes_ - partial_.size())) {
       return Fail(kCloseTooBig,
                   "message larger than " + std::to_string(max_message_bytes_) + " bytes");
     }
-    if (data.size() - pos < header + 4 + length) return Result::kNeedMore;
+    const size_t available = data.size() - pos;
+    if (available < header + 4 || available - header - 4 < length) return Result::kNeedMore;
 
     const char* mask = data.data() + pos + header;
     const char* payload = mask + 4;

@@ -100,6 +100,28 @@ TEST(WsCodecTest, RefusesOversizeUnmaskedAndMalformedFrames) {
   }
 }
 
+// A raw masked frame header claiming `length` bytes (64-bit form), without its payload.
+std::string HugeHeader(Opcode op, uint64_t length, bool fin) {
+  std::string f;
+  f.push_back(static_cast<char>((fin ? 0x80 : 0) | static_cast<uint8_t>(op)));
+  f.push_back(static_cast<char>(0x80 | 127));
+  for (int i = 7; i >= 0; --i) f.push_back(static_cast<char>((length >> (8 * i)) & 0xff));
+  f.append("\x01\x02\x03\x04", 4);
+  return f;
+}
+
+TEST(WsCodecTest, LengthsThatWouldWrapAreRefusedNotAllocated) {
+  for (uint64_t length : {~0ULL, (1ULL << 63), (1ULL << 63) - 1, ~0ULL - 2}) {
+    MessageReader reader(100);
+    Message m;
+    size_t used = 0;
+    // A 1-byte first fragment, then a continuation claiming a huge length.
+    std::string wire = ClientFrame(Opcode::kText, "a", false) +
+                       HugeHeader(Opcode::kContinuation, length, true) + "xxxxxxxxxxxxxxxx";
+    EXPECT_EQ(reader.Next(wire, m, used), MessageReader::Result::kError) << length;
+  }
+}
+
 TEST(WsCodecTest, EncodesLengthsInAllThreeForms) {
   EXPECT_EQ(FrameHeader(Opcode::kText, 5), std::string("\x81\x05", 2));
   EXPECT_EQ(FrameHeader(Opcode::kText, 300), std::string("\x81\x7e\x01\x2c", 4));

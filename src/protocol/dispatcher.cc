@@ -148,6 +148,10 @@ void Dispatcher::PersistSettings(const std::string& client_id,
 // ----- Sessions -------------------------------------------------------------------------------
 
 void Dispatcher::Open(SessionId id, ConnectRequest request, std::shared_ptr<Peer> peer) {
+  if (shutting_down_) {
+    peer->Close(1001, "server shutting down");
+    return;
+  }
   const TimeMs remain = std::clamp<TimeMs>(
       request.remain_present_for_ms.value_or(options_.default_remain_present_for_ms), 0,
       options_.max_remain_present_for_ms);
@@ -254,6 +258,7 @@ void Dispatcher::Closed(SessionId id, bool clean) {
 }
 
 void Dispatcher::Shutdown() {
+  shutting_down_ = true;
   engine_.Shutdown();
   PersistLastSeen();
   for (auto& [id, s] : sessions_) s.peer->Close(1001, "server shutting down");

@@ -110,6 +110,7 @@ class Dispatcher final : public engine::EventSink {
   std::unordered_map<engine::ConnectionHandle, SessionId> by_handle_;
   std::vector<std::string> offline_users_;  // went offline during the current call
   TimeMs next_checkpoint_ = 0;
+  bool shutting_down_ = false;  // after Shutdown, new sessions are refused (1001)
 };
 
 // Parses a WebSocket upgrade target (`/v1/ws?token=...&device=...&resume=...&remainPresentForMs=`)

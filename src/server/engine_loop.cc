@@ -7,6 +7,9 @@ namespace presenced::server {
 void EngineLoop::Post(std::function<void()> task) {
   {
     std::lock_guard lock(mu_);
+    // After Stop nothing runs any more: the task is dropped here, on the caller's thread, while
+    // whatever it holds (a session) is still valid.
+    if (stopped_) return;
     inbox_.push_back(std::move(task));
   }
   wake_.notify_one();
@@ -32,7 +35,10 @@ void EngineLoop::Run() {
       } else {
         wake_.wait(lock, ready);
       }
-      if (stopping_ && inbox_.empty()) return;
+      if (stopping_ && inbox_.empty()) {
+        stopped_ = true;
+        return;
+      }
       tasks.swap(inbox_);
     }
     for (auto& task : tasks) task();

@@ -20,7 +20,7 @@ class EngineLoop {
   EngineLoop(protocol::Dispatcher& dispatcher, const Clock& clock)
       : dispatcher_(dispatcher), clock_(clock) {}
 
-  // Thread-safe.
+  // Thread-safe. Tasks posted after Run has returned are dropped (destroyed at once).
   void Post(std::function<void()> task);
   // Runs until Stop(); call on the engine thread.
   void Run();
@@ -34,6 +34,7 @@ class EngineLoop {
   std::condition_variable wake_;
   std::vector<std::function<void()>> inbox_;
   bool stopping_ = false;
+  bool stopped_ = false;  // Run has returned: Post drops tasks
 };
 
 }  // namespace presenced::server

@@ -60,9 +60,12 @@ class Service final : public net::Service {
     });
   }
   void OnMessage(protocol::SessionId id, std::string text,
-                 std::chrono::steady_clock::time_point received) override {
-    loop_.Post(
-        [this, id, text = std::move(text), received] { dispatcher_.Message(id, text, received); });
+                 std::chrono::steady_clock::time_point received,
+                 std::function<void()> processed) override {
+    loop_.Post([this, id, text = std::move(text), received, processed = std::move(processed)] {
+      dispatcher_.Message(id, text, received);
+      processed();
+    });
   }
   void OnClose(protocol::SessionId id, bool clean) override {
     loop_.Post([this, id, clean] { dispatcher_.Closed(id, clean); });

@@ -2,6 +2,7 @@
 import asyncio
 import json
 import socket
+import struct
 import time
 import unittest
 import uuid
@@ -325,6 +326,21 @@ class LifecycleTest(ServerTest):
         self.assertGreater(time.monotonic() - t0, 0.5)
         raw.close()
 
+    async def test_close_codes_are_echoed_only_when_valid(self):
+        for sent, expected in [(1000, 1000), (4001, 4001), (1005, 1002), (999, 1002), (5000, 1002)]:
+            raw = RawClient(self.server, self.server.token(unique("closer")))
+            raw.read_frame()
+            raw.send_frame(struct.pack("!H", sent), opcode=8)
+
+            def close_reply():
+                while True:
+                    opcode, payload = raw.read_frame()
+                    if opcode == 8:
+                        return struct.unpack("!H", payload[:2])[0]
+            code = await asyncio.get_running_loop().run_in_executor(None, close_reply)
+            self.assertEqual(code, expected, sent)
+            raw.close()
+
     async def test_pong_keeps_a_connection_alive(self):
         c = await self.connect()
         raw = RawClient(self.server, self.server.token(unique("ponger")))
@@ -489,8 +505,18 @@ class LimitTest(ServerTest):
             for _ in range(40):
                 socks.append(socket.create_connection(("127.0.0.1", self.server.port)))
             s = socket.create_connection(("127.0.0.1", self.server.port))
-            data = s.recv(4096)
+            s.settimeout(TIMEOUT)
+            data = b""
+            while True:
+                chunk = s.recv(4096)
+                if not chunk:
+                    break
+                data += chunk
             self.assertIn(b"503", data.split(b"\r\n")[0])
+            head, body = data.split(b"\r\n\r\n", 1)
+            length = int([l for l in head.split(b"\r\n") if l.lower().startswith(b"content-length")][0].split(b":")[1])
+            self.assertEqual(length, len(body))
+            self.assertEqual(json.loads(body)["error"]["code"], "limit_exceeded")
             s.close()
         finally:
             for s in socks:
