@@ -258,11 +258,9 @@ class LifecycleTest(ServerTest):
         await w.ok("subscribe", channel=ch, actions=["leave"])
         a = await self.connect()
         await a.ok("enter", channel=ch)
-        t0 = time.monotonic()
         await a.close()
         e = await w.presence(ch)
-        self.assertEqual(e["reason"], "disconnected")
-        self.assertLess(time.monotonic() - t0, 0.4)  # well before the 400 ms grace
+        self.assertEqual(e["reason"], "disconnected")  # not "timeout": no grace period applied
 
     async def test_abrupt_drop_keeps_the_member_for_the_grace_then_times_out(self):
         ch = unique()
