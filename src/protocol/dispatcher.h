@@ -30,8 +30,8 @@ struct DispatcherOptions {
   TimeMs heartbeat_ms = 15000;
   TimeMs default_remain_present_for_ms = 15000;
   TimeMs max_remain_present_for_ms = 300000;
-  double rate_per_second = 50;             // sustained requests per connection
-  double rate_burst = 100;                 // bucket size
+  double rate_per_second = 2000;           // sustained requests per connection
+  double rate_burst = 5000;                // bucket size
   std::string epoch;                       // identifies this run of the server
   std::string api_key;                     // for REST
   TimeMs last_seen_checkpoint_ms = 10000;  // how often connected users' lastSeen is stored

@@ -224,20 +224,27 @@ Status ApplyEnvironment(Config& config) {
 
 Status Validate(const Config& c) {
   if (!SplitListen(c.listen).ok()) return SplitListen(c.listen).error();
-  if (c.remain_present_for_ms > c.max_remain_present_for_ms) {
-    return MakeError(ErrorCode::kBadRequest,
-                     "remain_present_for_ms must not exceed max_remain_present_for_ms");
-  }
-  if (c.away_after_ms > c.offline_after_ms) {
-    return MakeError(ErrorCode::kBadRequest, "away_after_ms must not exceed offline_after_ms");
-  }
   if (c.storage != "sqlite" && c.storage != "memory") {
     return MakeError(ErrorCode::kBadRequest, "storage must be sqlite or memory, got " + c.storage);
   }
-  if (c.max_data_bytes > c.max_frame_bytes) {
-    return MakeError(ErrorCode::kBadRequest, "max_data_bytes must not exceed max_frame_bytes");
-  }
   return Status::Ok();
+}
+
+std::vector<std::string> Reconcile(Config& c) {
+  // Settings that contradict each other are brought in line rather than refused, so that setting
+  // one of them (a lower maximum, a smaller frame) never stops the server from starting.
+  std::vector<std::string> notes;
+  if (c.remain_present_for_ms > c.max_remain_present_for_ms) {
+    notes.push_back("remain_present_for_ms lowered to max_remain_present_for_ms (" +
+                    std::to_string(c.max_remain_present_for_ms) + ")");
+    c.remain_present_for_ms = c.max_remain_present_for_ms;
+  }
+  if (c.away_after_ms > c.offline_after_ms) {
+    notes.push_back("offline_after_ms raised to away_after_ms (" + std::to_string(c.away_after_ms) +
+                    ")");
+    c.offline_after_ms = c.away_after_ms;
+  }
+  return notes;
 }
 
 Result<std::pair<std::string, uint16_t>> SplitListen(const std::string& listen) {

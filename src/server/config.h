@@ -35,8 +35,8 @@ struct Config {
   int64_t handshake_timeout_ms = 10000;
   int64_t max_http_body_bytes = 65536;
   int64_t max_outbound_bytes = 8 << 20;
-  double rate_per_second = 50;
-  double rate_burst = 100;
+  double rate_per_second = 2000;
+  double rate_burst = 5000;
 
   int64_t max_channels_per_connection = 200;
   int64_t max_members_per_channel = 100000;
@@ -71,8 +71,10 @@ Status ApplySetting(Config& config, const std::string& key, const std::string& v
 Status ApplyTomlFile(Config& config, const std::string& path);
 // Reads PRESENCED_* variables.
 Status ApplyEnvironment(Config& config);
-// Cross-setting checks (bounds, order).
+// Checks that can only be refused (the listen address, the storage kind).
 Status Validate(const Config& config);
+// Brings settings that contradict each other in line; returns what it changed, to log.
+std::vector<std::string> Reconcile(Config& config);
 
 // Splits "host:port".
 Result<std::pair<std::string, uint16_t>> SplitListen(const std::string& listen);

@@ -54,6 +54,10 @@ TEST(ConfigTest, ValidatesAcrossSettings) {
   Config c;
   EXPECT_TRUE(Validate(c).ok());
   c.remain_present_for_ms = c.max_remain_present_for_ms + 1;
+  EXPECT_TRUE(Validate(c).ok());  // reconciled, not refused
+  EXPECT_EQ(Reconcile(c).size(), 1u);
+  EXPECT_EQ(c.remain_present_for_ms, c.max_remain_present_for_ms);
+  c.storage = "floppy";
   EXPECT_FALSE(Validate(c).ok());
   c = Config();
   c.listen = "nohost";

@@ -278,6 +278,8 @@ int Main(int argc, char** argv) {
   auto level = spdlog::level::from_str(config.log_level);
   spdlog::set_level(level);
   spdlog::set_pattern("%Y-%m-%dT%H:%M:%S.%e%z level=%l %v");
+  for (const auto& note : Reconcile(config))
+    spdlog::warn("event=config_adjusted note=\"{}\"", note);
 
   if (token->parsed()) {
     std::vector<std::string> created;
