@@ -40,6 +40,49 @@ std::optional<int64_t> AsInt(const json::value& v) {
   return std::nullopt;
 }
 
+// A status change as both `status.set` and `PUT /v1/users/{id}/status` carry it.
+struct StatusFields {
+  std::optional<Presence> status;
+  std::optional<std::optional<std::string>> text;  // absent = unchanged; nullopt inside = clear
+};
+
+Result<StatusFields> ParseStatusFields(const json::object& o) {
+  StatusFields f;
+  if (const json::value* st = o.if_contains("status")) {
+    if (!st->is_string()) return BadRequest("status must be a string");
+    f.status = engine::ParsePresence(st->as_string());
+    if (!f.status) return BadRequest("status must be online, away, dnd or offline");
+  }
+  if (const json::value* t = o.if_contains("text")) {
+    if (t->is_null()) {
+      f.text = std::optional<std::string>();
+    } else if (t->is_string()) {
+      f.text = std::optional<std::string>(std::string(t->as_string()));
+    } else {
+      return BadRequest("text must be a string or null");
+    }
+  }
+  return f;
+}
+
+// `"members":[...],"serial":N,"epoch":S` (the fields of `get` and REST presence).
+void AppendSnapshotFields(std::string& out, const engine::Snapshot& snap, std::string_view epoch) {
+  out += R"("members":)";
+  AppendMembers(out, snap.members);
+  out += R"(,"serial":)";
+  AppendUint(out, snap.serial);
+  out += R"(,"epoch":)";
+  AppendQuoted(out, epoch);
+}
+
+// `"members":N,"clients":N`.
+void AppendOccupancyFields(std::string& out, const engine::Occupancy& o) {
+  out += R"("members":)";
+  AppendUint(out, o.members);
+  out += R"(,"clients":)";
+  AppendUint(out, o.clients);
+}
+
 }  // namespace
 
 // Typed access to the fields of one request object; every failure is a bad_request naming the
@@ -87,6 +130,7 @@ class Dispatcher::Request {
     return out;
   }
   const json::value* Get(std::string_view key) const { return o_.if_contains(key); }
+  const json::object& object() const { return o_; }
 
  private:
   const json::object& o_;
@@ -117,6 +161,14 @@ void Dispatcher::Tick() {
 std::optional<TimeMs> Dispatcher::NextDeadline() const {
   auto engine = engine_.NextDeadline();
   return engine ? std::min(*engine, next_checkpoint_) : next_checkpoint_;
+}
+
+void Dispatcher::Remember(const storage::UserRecord& stored) {
+  if (engine_.KnowsUser(stored.client_id)) return;  // the engine's own state is newer
+  engine::Engine::UserSettings settings;
+  settings.manual = engine::ParsePresence(stored.manual).value_or(Presence::kOnline);
+  settings.text = stored.text;
+  engine_.RestoreUser(stored.client_id, std::move(settings), stored.last_seen);
 }
 
 void Dispatcher::PersistLastSeen() {
@@ -156,13 +208,7 @@ void Dispatcher::Open(SessionId id, ConnectRequest request, std::shared_ptr<Peer
       request.remain_present_for_ms.value_or(options_.default_remain_present_for_ms), 0,
       options_.max_remain_present_for_ms);
 
-  if (request.stored_user && !engine_.KnowsUser(request.client_id)) {
-    const storage::UserRecord& r = *request.stored_user;
-    engine::Engine::UserSettings settings;
-    settings.manual = engine::ParsePresence(r.manual).value_or(Presence::kOnline);
-    settings.text = r.text;
-    engine_.RestoreUser(request.client_id, std::move(settings), r.last_seen);
-  }
+  if (request.stored_user) Remember(*request.stored_user);
 
   engine::Attached attached;
   bool resumed = false;
@@ -400,13 +446,8 @@ Result<std::string> Dispatcher::Handle(Session& s, std::string_view op, Request&
       return MakeError(ch->empty() ? ErrorCode::kBadRequest : ErrorCode::kTooLarge,
                        "bad channel name");
     }
-    engine::Snapshot snap = engine_.Get(*ch, {*client, *conn});
-    out += R"(,"members":)";
-    AppendMembers(out, snap.members);
-    out += R"(,"serial":)";
-    AppendUint(out, snap.serial);
-    out += R"(,"epoch":)";
-    AppendQuoted(out, options_.epoch);
+    out += ',';
+    AppendSnapshotFields(out, engine_.Get(*ch, {*client, *conn}), options_.epoch);
     (void)engine_.Touch(h);
     return out;
   }
@@ -457,11 +498,8 @@ Result<std::string> Dispatcher::Handle(Session& s, std::string_view op, Request&
   if (op == "occupancy") {
     auto ch = channel_of();
     if (!ch.ok()) return ch.error();
-    engine::Occupancy o = engine_.GetOccupancy(*ch);
-    out += R"(,"members":)";
-    AppendUint(out, o.members);
-    out += R"(,"clients":)";
-    AppendUint(out, o.clients);
+    out += ',';
+    AppendOccupancyFields(out, engine_.GetOccupancy(*ch));
     (void)engine_.Touch(h);
     return out;
   }
@@ -473,24 +511,9 @@ Result<std::string> Dispatcher::Handle(Session& s, std::string_view op, Request&
     return out;
   }
   if (op == "status.set") {
-    std::optional<Presence> status;
-    if (r.Has("status")) {
-      auto st = r.String("status");
-      if (!st.ok()) return st.error();
-      status = engine::ParsePresence(*st);
-      if (!status) return BadRequest("status must be online, away, dnd or offline");
-    }
-    std::optional<std::optional<std::string>> text;
-    if (const json::value* t = r.Get("text")) {
-      if (t->is_null()) {
-        text = std::optional<std::string>();
-      } else if (t->is_string()) {
-        text = std::optional<std::string>(std::string(t->as_string()));
-      } else {
-        return BadRequest("text must be a string or null");
-      }
-    }
-    auto v = engine_.SetStatus(h, status, std::move(text));
+    auto fields = ParseStatusFields(r.object());
+    if (!fields.ok()) return fields.error();
+    auto v = engine_.SetStatus(h, fields->status, std::move(fields->text));
     if (!v.ok()) return v.error();
     // A status set by hand is on disk before the reply goes out.
     std::string frame = ReplyOkPrefix(id) + R"(,"status":)";
@@ -866,22 +889,14 @@ void Dispatcher::Http(const HttpRequest& req, std::function<void(HttpResponse)> 
       engine::MemberFilter filter;
       if (auto c = query.find("clientId"); c != query.end()) filter.client_id = c->second;
       if (auto c = query.find("connectionId"); c != query.end()) filter.connection_id = c->second;
-      engine::Snapshot snap = engine_.Get(name, filter);
-      std::string body = R"({"members":)";
-      AppendMembers(body, snap.members);
-      body += R"(,"serial":)";
-      AppendUint(body, snap.serial);
-      body += R"(,"epoch":)";
-      AppendQuoted(body, options_.epoch);
+      std::string body = "{";
+      AppendSnapshotFields(body, engine_.Get(name, filter), options_.epoch);
       body += '}';
       return done(HttpResponse{200, std::move(body)});
     }
     if (seg[3] == "occupancy") {
-      engine::Occupancy o = engine_.GetOccupancy(name);
-      std::string body = R"({"members":)";
-      AppendUint(body, o.members);
-      body += R"(,"clients":)";
-      AppendUint(body, o.clients);
+      std::string body = "{";
+      AppendOccupancyFields(body, engine_.GetOccupancy(name));
       body += '}';
       return done(HttpResponse{200, std::move(body)});
     }
@@ -900,33 +915,11 @@ void Dispatcher::Http(const HttpRequest& req, std::function<void(HttpResponse)> 
   boost::system::error_code ec;
   json::value v = json::parse(req.body, ec);
   if (ec || !v.is_object()) return done(ErrorResponse(BadRequest("body must be a JSON object")));
-  const json::object& o = v.as_object();
-  std::optional<Presence> status;
-  if (const json::value* st = o.if_contains("status")) {
-    if (!st->is_string()) return done(ErrorResponse(BadRequest("status must be a string")));
-    status = engine::ParsePresence(st->as_string());
-    if (!status) {
-      return done(ErrorResponse(BadRequest("status must be online, away, dnd or offline")));
-    }
-  }
-  std::optional<std::optional<std::string>> text;
-  if (const json::value* t = o.if_contains("text")) {
-    if (t->is_null()) {
-      text = std::optional<std::string>();
-    } else if (t->is_string()) {
-      text = std::optional<std::string>(std::string(t->as_string()));
-    } else {
-      return done(ErrorResponse(BadRequest("text must be a string or null")));
-    }
-  }
-  if (req.stored_user && !engine_.KnowsUser(name)) {
-    // Keep what the store remembers (lastSeen, the other half of status/text) before changing it.
-    engine::Engine::UserSettings settings;
-    settings.manual = engine::ParsePresence(req.stored_user->manual).value_or(Presence::kOnline);
-    settings.text = req.stored_user->text;
-    engine_.RestoreUser(name, std::move(settings), req.stored_user->last_seen);
-  }
-  auto r = engine_.SetStatusOf(name, status, std::move(text));
+  auto fields = ParseStatusFields(v.as_object());
+  if (!fields.ok()) return done(ErrorResponse(fields.error()));
+  // Keep what the store remembers (lastSeen, the other half of status/text) before changing it.
+  if (req.stored_user) Remember(*req.stored_user);
+  auto r = engine_.SetStatusOf(name, fields->status, std::move(fields->text));
   if (!r.ok()) return done(ErrorResponse(r.error()));
   std::string body;
   AppendStatus(body, *r);

@@ -98,6 +98,8 @@ class Dispatcher final : public engine::EventSink {
                   std::function<void(Result<std::string>)> done);
   // Stores the user's status set by hand; `durable` runs when it is on disk.
   void PersistSettings(const std::string& client_id, std::function<void(Status)> durable);
+  // Gives the engine what the store remembers of a user it does not hold.
+  void Remember(const storage::UserRecord& stored);
   // Stores lastSeen of users whose last connection ended during the call just made.
   void PersistLastSeen();
 
