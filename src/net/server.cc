@@ -82,6 +82,16 @@ class Session : public std::enable_shared_from_this<Session> {
                  self->Enqueue(std::move(m));
                });
   }
+  void PostSendBatch(std::vector<std::shared_ptr<const std::string>> messages) {
+    asio::post(stream_.get_executor(),
+               [self = shared_from_this(), m = std::move(messages)]() mutable {
+                 // Queue them all, then start one write that carries the lot.
+                 self->batching_ = true;
+                 for (auto& message : m) self->Enqueue(std::move(message));
+                 self->batching_ = false;
+                 if (!self->writing_) self->Write();
+               });
+  }
   void PostClose(uint16_t code, std::string reason, bool abrupt) {
     asio::post(stream_.get_executor(),
                [self = shared_from_this(), code, reason = std::move(reason), abrupt] {
@@ -226,6 +236,9 @@ class Session : public std::enable_shared_from_this<Session> {
     explicit PeerImpl(std::weak_ptr<Session> s) : session_(std::move(s)) {}
     void Send(std::shared_ptr<const std::string> message) override {
       if (auto s = session_.lock()) s->PostSend(std::move(message));
+    }
+    void SendBatch(std::vector<std::shared_ptr<const std::string>> messages) override {
+      if (auto s = session_.lock()) s->PostSendBatch(std::move(messages));
     }
     void Close(uint16_t code, std::string reason, bool abrupt) override {
       if (auto s = session_.lock()) s->PostClose(code, std::move(reason), abrupt);
@@ -373,7 +386,7 @@ class Session : public std::enable_shared_from_this<Session> {
   void Push(Outgoing o) {
     out_bytes_ += o.size();
     queue_.push_back(std::move(o));
-    if (!writing_) Write();
+    if (!writing_ && !batching_) Write();
   }
 
   // Writes everything queued in one gather write (coalescing frames into as few syscalls as the
@@ -460,6 +473,7 @@ class Session : public std::enable_shared_from_this<Session> {
   std::vector<asio::const_buffer> buffers_;
   size_t out_bytes_ = 0;
   bool writing_ = false;
+  bool batching_ = false;  // queuing a batch: write once at its end
   // Bytes of messages handed to the service and not yet processed by the engine thread. Above
   // HighWater the session stops reading (TCP backpressure) until it falls below LowWater, so a
   // flooding client cannot grow the engine's inbox without bound.

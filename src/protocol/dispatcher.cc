@@ -201,7 +201,7 @@ void Dispatcher::PersistSettings(const std::string& client_id,
 
 void Dispatcher::Open(SessionId id, ConnectRequest request, std::shared_ptr<Peer> peer) {
   if (shutting_down_) {
-    peer->Close(1001, "server shutting down");
+    ClosePeer(peer, 1001, "server shutting down");
     return;
   }
   const TimeMs remain = std::clamp<TimeMs>(
@@ -227,7 +227,7 @@ void Dispatcher::Open(SessionId id, ConnectRequest request, std::shared_ptr<Peer
         if (old != by_handle_.end()) {
           auto s = sessions_.find(old->second);
           if (s != sessions_.end()) {
-            s->second.peer->Close(4000, "resumed on another connection");
+            ClosePeer(s->second.peer, 4000, "resumed on another connection");
             sessions_.erase(s);
           }
           by_handle_.erase(old);
@@ -238,8 +238,8 @@ void Dispatcher::Open(SessionId id, ConnectRequest request, std::shared_ptr<Peer
   if (!resumed) {
     auto r = engine_.Attach(request.client_id, request.device, remain);
     if (!r.ok()) {
-      peer->Send(std::make_shared<const std::string>(ReplyError(std::nullopt, r.error())));
-      peer->Close(1008, r.error().message);
+      Queue(peer, std::make_shared<const std::string>(ReplyError(std::nullopt, r.error())));
+      ClosePeer(peer, 1008, r.error().message);
       return;
     }
     attached = *r;
@@ -307,13 +307,31 @@ void Dispatcher::Shutdown() {
   shutting_down_ = true;
   engine_.Shutdown();
   PersistLastSeen();
+  FlushOutbound();  // every leave goes out before its socket's close frame
   for (auto& [id, s] : sessions_) s.peer->Close(1001, "server shutting down");
   sessions_.clear();
   by_handle_.clear();
 }
 
 void Dispatcher::Reply(Session& s, std::string frame) {
-  s.peer->Send(std::make_shared<const std::string>(std::move(frame)));
+  Queue(s.peer, std::make_shared<const std::string>(std::move(frame)));
+}
+
+void Dispatcher::Queue(const std::shared_ptr<Peer>& peer,
+                       std::shared_ptr<const std::string> frame) {
+  Outbox& box = outbox_[peer.get()];
+  if (!box.peer) box.peer = peer;
+  box.frames.push_back(std::move(frame));
+}
+
+void Dispatcher::FlushOutbound() {
+  for (auto& [raw, box] : outbox_) box.peer->SendBatch(std::move(box.frames));
+  outbox_.clear();
+}
+
+void Dispatcher::ClosePeer(const std::shared_ptr<Peer>& peer, uint16_t code, std::string reason) {
+  FlushOutbound();
+  peer->Close(code, std::move(reason));
 }
 
 void Dispatcher::SendTo(engine::ConnectionHandle handle,
@@ -322,7 +340,7 @@ void Dispatcher::SendTo(engine::ConnectionHandle handle,
   if (it == by_handle_.end()) return;
   auto s = sessions_.find(it->second);
   if (s == sessions_.end()) return;
-  s->second.peer->Send(frame);
+  Queue(s->second.peer, frame);
   metrics_.deliveries_total.fetch_add(1, std::memory_order_relaxed);
 }
 

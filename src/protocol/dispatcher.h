@@ -60,6 +60,9 @@ class Dispatcher final : public engine::EventSink {
   // Runs due engine deadlines and the lastSeen checkpoint.
   void Tick();
   std::optional<TimeMs> NextDeadline() const;
+  // Hands every frame queued since the last call to its session, one batch per session. The
+  // owner calls it after each round of work, so a burst of events costs one hand-off per socket.
+  void FlushOutbound();
   const engine::Engine& engine() const { return engine_; }
   size_t session_count() const { return sessions_.size(); }
 
@@ -84,6 +87,9 @@ class Dispatcher final : public engine::EventSink {
   class Request;
 
   void Reply(Session& s, std::string frame);
+  void Queue(const std::shared_ptr<Peer>& peer, std::shared_ptr<const std::string> frame);
+  // Closes a peer after everything already queued for it.
+  void ClosePeer(const std::shared_ptr<Peer>& peer, uint16_t code, std::string reason);
   void SendTo(engine::ConnectionHandle handle, const std::shared_ptr<const std::string>& frame);
   bool TakeToken(Session& s);
   Result<std::string> Handle(Session& s, std::string_view op, Request& r, int64_t id, bool& async);
@@ -113,6 +119,11 @@ class Dispatcher final : public engine::EventSink {
   std::vector<std::string> offline_users_;  // went offline during the current call
   TimeMs next_checkpoint_ = 0;
   bool shutting_down_ = false;  // after Shutdown, new sessions are refused (1001)
+  struct Outbox {
+    std::shared_ptr<Peer> peer;
+    std::vector<std::shared_ptr<const std::string>> frames;
+  };
+  std::unordered_map<Peer*, Outbox> outbox_;
 };
 
 // Parses a WebSocket upgrade target (`/v1/ws?token=...&device=...&resume=...&remainPresentForMs=`)

@@ -22,6 +22,8 @@ class Peer {
   virtual ~Peer() = default;
   // Queues one text message. The same buffer may be queued to many peers.
   virtual void Send(std::shared_ptr<const std::string> message) = 0;
+  // Queues several messages, in order, with one hand-off to the session.
+  virtual void SendBatch(std::vector<std::shared_ptr<const std::string>> messages) = 0;
   // Sends a close frame after what is already queued, then ends the session. The session's end is
   // reported back as clean unless `abrupt`, in which case the grace period applies.
   virtual void Close(uint16_t code, std::string reason, bool abrupt = false) = 0;

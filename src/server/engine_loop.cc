@@ -11,6 +11,9 @@ void EngineLoop::Post(std::function<void()> task) {
     // whatever it holds (a session) is still valid.
     if (stopped_) return;
     inbox_.push_back(std::move(task));
+    // The loop drains the whole inbox each round, so only the first task of a round needs to
+    // wake it; later ones ride along (no futex call per message).
+    if (inbox_.size() > 1) return;
   }
   wake_.notify_one();
 }
@@ -44,6 +47,7 @@ void EngineLoop::Run() {
     for (auto& task : tasks) task();
     tasks.clear();
     dispatcher_.Tick();
+    dispatcher_.FlushOutbound();
   }
 }
 
