@@ -354,7 +354,12 @@ int Generate(const Options& o) {
       return;
     }
     // presenced: only presence events count (the sender's own reply carries the data too).
-    if (o.target == "presenced" && p.compare(0, 18, R"({"type":"presence")") != 0) return;
+    // (and of those only updates: a leave repeats the member's last data, e.g. members of an
+    // earlier run timing out, and must not count as a delivery)
+    if (o.target == "presenced" && (p.compare(0, 18, R"({"type":"presence")") != 0 ||
+                                    p.find(R"("action":"update")") == std::string::npos)) {
+      return;
+    }
     const int64_t ts = FindInt(p, R"("ts":)");
     if (ts < 0) return;
     const int64_t sender = FindInt(p, R"("c":)");
