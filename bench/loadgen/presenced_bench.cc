@@ -61,8 +61,10 @@ std::string B64Url(const unsigned char* p, size_t n) {
 
 std::string Token(const std::string& secret, const std::string& sub) {
   const std::string head = R"({"alg":"HS256","typ":"JWT"})";
-  const std::string body = R"({"sub":")" + sub + R"(","exp":)" + std::to_string(time(nullptr) + 3600) + "}";
-  std::string signing = B64Url(reinterpret_cast<const unsigned char*>(head.data()), head.size()) + "." +
+  const std::string body =
+      R"({"sub":")" + sub + R"(","exp":)" + std::to_string(time(nullptr) + 3600) + "}";
+  std::string signing = B64Url(reinterpret_cast<const unsigned char*>(head.data()), head.size()) +
+                        "." +
                         B64Url(reinterpret_cast<const unsigned char*>(body.data()), body.size());
   unsigned char mac[32];
   unsigned int len = 0;
@@ -96,7 +98,8 @@ void AppendServerFrame(std::string& out, const char* payload, size_t n, uint8_t 
     out.push_back(static_cast<char>(n & 0xff));
   } else {
     out.push_back(static_cast<char>(127));
-    for (int i = 7; i >= 0; --i) out.push_back(static_cast<char>((static_cast<uint64_t>(n) >> (8 * i)) & 0xff));
+    for (int i = 7; i >= 0; --i)
+      out.push_back(static_cast<char>((static_cast<uint64_t>(n) >> (8 * i)) & 0xff));
   }
   out.append(payload, n);
 }
@@ -224,8 +227,9 @@ int ServeFloor(int port) {
           c.channel = q == std::string::npos ? "default" : c.in.substr(q + 8, e - q - 8);
           c.in.erase(0, end + 4);
           // A fixed Sec-WebSocket-Accept: the generator does not check it.
-          c.out += "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
-                   "Sec-WebSocket-Accept: floor\r\n\r\n";
+          c.out +=
+              "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+              "Sec-WebSocket-Accept: floor\r\n\r\n";
           const std::string hello = R"({"type":"connected"})";
           AppendServerFrame(c.out, hello.data(), hello.size());
           c.upgraded = true;
@@ -314,8 +318,9 @@ int Generate(const Options& o) {
     c.last_seq.assign(static_cast<size_t>(k), -1);
     const std::string channel = "bench-" + std::to_string(i / k);
     const std::string id = "b" + std::to_string(i);
-    std::string path = o.target == "presenced" ? "/v1/ws?token=" + Token(o.secret, id) + "&device=bench"
-                                               : "/ws?channel=" + channel + "&u=" + id;
+    std::string path = o.target == "presenced"
+                           ? "/v1/ws?token=" + Token(o.secret, id) + "&device=bench"
+                           : "/ws?channel=" + channel + "&u=" + id;
     c.out = "GET " + path +
             " HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
             "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n";
@@ -344,7 +349,8 @@ int Generate(const Options& o) {
 
   auto handle_frame = [&](Client& c, const std::string& p, int64_t now) {
     if (c.state == 1) {
-      if (p.find(R"("type":"reply")") != std::string::npos || p.find(R"("type":"connected")") != std::string::npos) {
+      if (p.find(R"("type":"reply")") != std::string::npos ||
+          p.find(R"("type":"connected")") != std::string::npos) {
         if (p.find(R"("type":"reply")") != std::string::npos) --c.replies_needed;
         if (c.replies_needed <= 0) {
           c.state = 2;
@@ -422,7 +428,8 @@ int Generate(const Options& o) {
         size_t h = c.in.find("\r\n\r\n");
         if (h == std::string::npos) continue;
         if (c.in.compare(0, 12, "HTTP/1.1 101") != 0) {
-          fprintf(stderr, "upgrade refused: %.*s\n", static_cast<int>(std::min<size_t>(h, 200)), c.in.c_str());
+          fprintf(stderr, "upgrade refused: %.*s\n", static_cast<int>(std::min<size_t>(h, 200)),
+                  c.in.c_str());
           return 1;
         }
         pos = h + 4;
@@ -455,20 +462,23 @@ int Generate(const Options& o) {
   const uint64_t expected = measured_sent * static_cast<uint64_t>(k);
   const int64_t lost = static_cast<int64_t>(expected) - static_cast<int64_t>(measured_received);
   const double deliveries_per_s = static_cast<double>(measured_received) / o.duration;
-  printf("%s target=%s conns=%d channel=%d rate=%.0f upd/s deliveries/s=%.0f p50=%.2fms p99=%.2fms "
-         "p99.9=%.2fms max=%.2fms lost=%lld dup=%llu\n",
-         o.label.c_str(), o.target.c_str(), o.conns, k, o.rate, deliveries_per_s, pct(0.5), pct(0.99), pct(0.999),
-         static_cast<double>(max_ns) / 1e6, static_cast<long long>(lost), static_cast<unsigned long long>(dup));
+  printf(
+      "%s target=%s conns=%d channel=%d rate=%.0f upd/s deliveries/s=%.0f p50=%.2fms p99=%.2fms "
+      "p99.9=%.2fms max=%.2fms lost=%lld dup=%llu\n",
+      o.label.c_str(), o.target.c_str(), o.conns, k, o.rate, deliveries_per_s, pct(0.5), pct(0.99),
+      pct(0.999), static_cast<double>(max_ns) / 1e6, static_cast<long long>(lost),
+      static_cast<unsigned long long>(dup));
   if (!o.json.empty()) {
     FILE* f = fopen(o.json.c_str(), "w");
     if (f) {
       fprintf(f,
               "{\"label\":\"%s\",\"target\":\"%s\",\"conns\":%d,\"channelSize\":%d,\"rate\":%.0f,"
-              "\"deliveriesPerSecond\":%.0f,\"p50Ms\":%.3f,\"p99Ms\":%.3f,\"p999Ms\":%.3f,\"maxMs\":%.3f,"
+              "\"deliveriesPerSecond\":%.0f,\"p50Ms\":%.3f,\"p99Ms\":%.3f,\"p999Ms\":%.3f,"
+              "\"maxMs\":%.3f,"
               "\"lost\":%lld,\"duplicated\":%llu}\n",
-              o.label.c_str(), o.target.c_str(), o.conns, k, o.rate, deliveries_per_s, pct(0.5), pct(0.99),
-              pct(0.999), static_cast<double>(max_ns) / 1e6, static_cast<long long>(lost),
-              static_cast<unsigned long long>(dup));
+              o.label.c_str(), o.target.c_str(), o.conns, k, o.rate, deliveries_per_s, pct(0.5),
+              pct(0.99), pct(0.999), static_cast<double>(max_ns) / 1e6,
+              static_cast<long long>(lost), static_cast<unsigned long long>(dup));
       fclose(f);
     }
   }
@@ -483,16 +493,26 @@ int main(int argc, char** argv) {
     std::string a = argv[i];
     auto next = [&]() -> std::string { return i + 1 < argc ? argv[++i] : ""; };
     if (a == "--serve-floor") return ServeFloor(std::atoi(next().c_str()));
-    if (a == "--target") o.target = next();
-    else if (a == "--port") o.port = std::atoi(next().c_str());
-    else if (a == "--secret") o.secret = next();
-    else if (a == "--conns") o.conns = std::atoi(next().c_str());
-    else if (a == "--channel-size") o.channel_size = std::atoi(next().c_str());
-    else if (a == "--rate") o.rate = std::atof(next().c_str());
-    else if (a == "--duration") o.duration = std::atof(next().c_str());
-    else if (a == "--warmup") o.warmup = std::atof(next().c_str());
-    else if (a == "--json") o.json = next();
-    else if (a == "--label") o.label = next();
+    if (a == "--target")
+      o.target = next();
+    else if (a == "--port")
+      o.port = std::atoi(next().c_str());
+    else if (a == "--secret")
+      o.secret = next();
+    else if (a == "--conns")
+      o.conns = std::atoi(next().c_str());
+    else if (a == "--channel-size")
+      o.channel_size = std::atoi(next().c_str());
+    else if (a == "--rate")
+      o.rate = std::atof(next().c_str());
+    else if (a == "--duration")
+      o.duration = std::atof(next().c_str());
+    else if (a == "--warmup")
+      o.warmup = std::atof(next().c_str());
+    else if (a == "--json")
+      o.json = next();
+    else if (a == "--label")
+      o.label = next();
     else {
       fprintf(stderr, "unknown argument %s\n", a.c_str());
       return 2;
