@@ -8,6 +8,19 @@ using engine::MemberView;
 using engine::PresenceEvent;
 using engine::StatusView;
 
+namespace {
+// `[e1,e2,...]` with each element written by `append`.
+template <typename T, typename Fn>
+void AppendArray(std::string& out, std::span<const T> items, Fn append) {
+  out.push_back('[');
+  for (size_t i = 0; i < items.size(); ++i) {
+    if (i) out.push_back(',');
+    append(out, items[i]);
+  }
+  out.push_back(']');
+}
+}  // namespace
+
 void AppendMember(std::string& out, const MemberView& m) {
   out += R"({"clientId":)";
   AppendQuoted(out, m.client_id);
@@ -27,12 +40,7 @@ void AppendMember(std::string& out, const MemberView& m) {
 }
 
 void AppendMembers(std::string& out, std::span<const MemberView> members) {
-  out.push_back('[');
-  for (size_t i = 0; i < members.size(); ++i) {
-    if (i) out.push_back(',');
-    AppendMember(out, members[i]);
-  }
-  out.push_back(']');
+  AppendArray(out, members, AppendMember);
 }
 
 void AppendEvent(std::string& out, const PresenceEvent& e) {
@@ -53,12 +61,7 @@ void AppendEvent(std::string& out, const PresenceEvent& e) {
 }
 
 void AppendEvents(std::string& out, std::span<const PresenceEvent> events) {
-  out.push_back('[');
-  for (size_t i = 0; i < events.size(); ++i) {
-    if (i) out.push_back(',');
-    AppendEvent(out, events[i]);
-  }
-  out.push_back(']');
+  AppendArray(out, events, AppendEvent);
 }
 
 namespace {
@@ -83,12 +86,44 @@ void AppendStatus(std::string& out, const StatusView& s) {
 }
 
 void AppendStatuses(std::string& out, std::span<const StatusView> statuses) {
-  out.push_back('[');
-  for (size_t i = 0; i < statuses.size(); ++i) {
-    if (i) out.push_back(',');
-    AppendStatus(out, statuses[i]);
-  }
-  out.push_back(']');
+  AppendArray(out, statuses, AppendStatus);
+}
+
+void AppendDevice(std::string& out, const engine::DeviceView& d) {
+  out += R"({"connectionId":)";
+  AppendQuoted(out, d.connection_id);
+  out += R"(,"device":)";
+  AppendQuoted(out, d.device);
+  out += R"(,"status":")";
+  out += engine::PresenceName(d.status);
+  out += R"(","lastSeen":)";
+  AppendInt(out, d.last_seen);
+  out += R"(,"active":)";
+  AppendBool(out, d.active);
+  out.push_back('}');
+}
+
+void AppendDevices(std::string& out, std::span<const engine::DeviceView> devices) {
+  AppendArray(out, devices, AppendDevice);
+}
+
+void AppendActivity(std::string& out, const storage::StoredActivity& a) {
+  out += R"({"kind":)";
+  AppendQuoted(out, a.kind);
+  out += R"(,"channel":)";
+  AppendOptional(out,
+                 a.channel.empty() ? std::nullopt : std::optional<std::string_view>(a.channel));
+  out += R"(,"data":)";
+  out += a.data.text();
+  out += R"(,"timestamp":)";
+  AppendInt(out, a.timestamp);
+  out += R"(,"connectionId":)";
+  AppendQuoted(out, a.connection_id);
+  out.push_back('}');
+}
+
+void AppendActivities(std::string& out, std::span<const storage::StoredActivity> activities) {
+  AppendArray(out, activities, AppendActivity);
 }
 
 std::string EventFrame(const PresenceEvent& e) {

@@ -10,6 +10,7 @@
 
 #include "common/error.h"
 #include "engine/types.h"
+#include "storage/store.h"
 
 namespace presenced::protocol {
 
@@ -21,6 +22,11 @@ void AppendEvents(std::string& out, std::span<const engine::PresenceEvent> event
 // The STATUS object.
 void AppendStatus(std::string& out, const engine::StatusView& s);
 void AppendStatuses(std::string& out, std::span<const engine::StatusView> statuses);
+// Elements of the `devices` and `activity.get` replies.
+void AppendDevice(std::string& out, const engine::DeviceView& d);
+void AppendDevices(std::string& out, std::span<const engine::DeviceView> devices);
+void AppendActivity(std::string& out, const storage::StoredActivity& a);
+void AppendActivities(std::string& out, std::span<const storage::StoredActivity> activities);
 
 std::string EventFrame(const engine::PresenceEvent& e);
 std::string StatusFrame(const engine::StatusChange& change);

@@ -52,6 +52,24 @@ TEST(CodecTest, StatusPushHasPreviousAndTheStatusFields) {
   EXPECT_TRUE(v["activeDevice"].is_null());
 }
 
+TEST(CodecTest, DevicesAndActivities) {
+  engine::DeviceView d{"c1", "phone", engine::Presence::kAway, 5, true};
+  std::string out;
+  AppendDevices(out, std::span<const engine::DeviceView>(&d, 1));
+  auto dv = boost::json::parse(out).as_array()[0].as_object();
+  EXPECT_EQ(dv["device"], "phone");
+  EXPECT_EQ(dv["status"], "away");
+  EXPECT_EQ(dv["active"], true);
+  storage::StoredActivity a{"typing", "", JsonText::FromSerialized("[1]"), 7, "c1"};
+  out.clear();
+  AppendActivities(out, std::span<const storage::StoredActivity>(&a, 1));
+  auto av = boost::json::parse(out).as_array()[0].as_object();
+  EXPECT_EQ(av["kind"], "typing");
+  EXPECT_TRUE(av["channel"].is_null());
+  EXPECT_EQ(av["data"].as_array()[0], 1);
+  EXPECT_EQ(av["connectionId"], "c1");
+}
+
 TEST(CodecTest, ErrorReplies) {
   auto v = boost::json::parse(ReplyError(3, MakeError(ErrorCode::kNotPresent, "no"))).as_object();
   EXPECT_EQ(v["id"], 3);

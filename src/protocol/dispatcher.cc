@@ -598,24 +598,9 @@ Result<std::string> Dispatcher::Handle(Session& s, std::string_view op, Request&
             peer->Send(std::make_shared<const std::string>(ReplyError(id, list.error())));
             return;
           }
-          std::string frame = ReplyOkPrefix(id) + R"(,"activities":[)";
-          for (size_t i = 0; i < list->size(); ++i) {
-            const auto& a = (*list)[i];
-            if (i) frame += ',';
-            frame += R"({"kind":)";
-            AppendQuoted(frame, a.kind);
-            frame += R"(,"channel":)";
-            AppendOptional(frame, a.channel.empty() ? std::nullopt
-                                                    : std::optional<std::string_view>(a.channel));
-            frame += R"(,"data":)";
-            frame += a.data.text();
-            frame += R"(,"timestamp":)";
-            AppendInt(frame, a.timestamp);
-            frame += R"(,"connectionId":)";
-            AppendQuoted(frame, a.connection_id);
-            frame += '}';
-          }
-          frame += "]}";
+          std::string frame = ReplyOkPrefix(id) + R"(,"activities":)";
+          AppendActivities(frame, *list);
+          frame += '}';
           peer->Send(std::make_shared<const std::string>(std::move(frame)));
         });
     return out;
@@ -624,23 +609,8 @@ Result<std::string> Dispatcher::Handle(Session& s, std::string_view op, Request&
     auto client = r.OptString("clientId");
     if (!client.ok()) return client.error();
     auto list = engine_.Devices(client->value_or(s.client_id), s.client_id);
-    out += R"(,"devices":[)";
-    for (size_t i = 0; i < list.size(); ++i) {
-      const auto& d = list[i];
-      if (i) out += ',';
-      out += R"({"connectionId":)";
-      AppendQuoted(out, d.connection_id);
-      out += R"(,"device":)";
-      AppendQuoted(out, d.device);
-      out += R"(,"status":")";
-      out += engine::PresenceName(d.status);
-      out += R"(","lastSeen":)";
-      AppendInt(out, d.last_seen);
-      out += R"(,"active":)";
-      AppendBool(out, d.active);
-      out += '}';
-    }
-    out += ']';
+    out += R"(,"devices":)";
+    AppendDevices(out, list);
     (void)engine_.Touch(h);
     return out;
   }
