@@ -80,7 +80,8 @@ struct Engine::User {
   std::vector<Connection*> watchers;
   // Channels where this user has members, with how many (for distinct-client counts).
   std::vector<std::pair<Channel*, uint32_t>> channel_counts;
-  std::deque<ActivityRecord> activities;  // newest first
+  // Oldest first; a vector, since a deque allocates ~600 B even while empty.
+  std::vector<ActivityRecord> activities;
   bool idle_listed = false;
   std::list<User*>::iterator idle_it;
   uint64_t visit_mark = 0;
@@ -967,10 +968,14 @@ Status Engine::RecordActivity(ConnectionHandle handle, std::string_view kind,
   if (Status s = ValidateData(data); !s) return s;
   Activity(*c);
   User& user = *c->user;
-  user.activities.push_front(ActivityRecord{std::string(kind), std::string(channel),
-                                            std::move(data), now_, c->identity->connection_id});
-  while (user.activities.size() > config_.activities_per_user) user.activities.pop_back();
-  sink_.OnActivity(user.client_id, user.activities.front());
+  user.activities.push_back(ActivityRecord{std::string(kind), std::string(channel),
+                                           std::move(data), now_, c->identity->connection_id});
+  if (user.activities.size() > config_.activities_per_user) {
+    user.activities.erase(user.activities.begin(),
+                          user.activities.end() -
+                              static_cast<std::ptrdiff_t>(config_.activities_per_user));
+  }
+  sink_.OnActivity(user.client_id, user.activities.back());
   return Status::Ok();
 }
 
@@ -980,7 +985,8 @@ std::vector<ActivityRecord> Engine::GetActivities(std::string_view client_id, si
   std::vector<ActivityRecord> out;
   User* user = FindUser(client_id);
   if (user == nullptr) return out;
-  for (const ActivityRecord& a : user->activities) {
+  for (auto it = user->activities.rbegin(); it != user->activities.rend(); ++it) {
+    const ActivityRecord& a = *it;
     if (out.size() >= limit || (since && a.timestamp < *since)) break;
     out.push_back(a);
   }

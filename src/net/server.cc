@@ -140,12 +140,14 @@ class Session : public std::enable_shared_from_this<Session> {
 
   // ----- HTTP ---------------------------------------------------------------------------------
   void ReadRequest() {
-    parser_.emplace();
-    parser_->body_limit(server_.options.max_http_body_bytes);
-    parser_->header_limit(16 * 1024);
+    if (!http_) http_ = std::make_unique<HttpState>();
+    auto& parser = http_->parser;
+    parser.emplace();
+    parser->body_limit(server_.options.max_http_body_bytes);
+    parser->header_limit(16 * 1024);
     stream_.expires_after(std::chrono::milliseconds(server_.options.handshake_timeout_ms));
     http::async_read(
-        stream_, buffer_, *parser_,
+        stream_, http_->buffer, *parser,
         [self = shared_from_this()](beast::error_code ec, size_t) { self->OnRequest(ec); });
   }
 
@@ -156,7 +158,7 @@ class Session : public std::enable_shared_from_this<Session> {
           "application/json", false);
     }
     if (ec) return Finish();  // timeout, EOF, malformed: nothing to answer
-    auto& req = parser_->get();
+    auto& req = http_->parser->get();
     protocol::HttpRequest r;
     r.method = std::string(req.method_string());
     r.target = std::string(req.target());
@@ -258,43 +260,73 @@ class Session : public std::enable_shared_from_this<Session> {
     last_rx_ = SteadyClock::now();
     last_ping_ = last_rx_;
     // Bytes that arrived with the upgrade request belong to the WebSocket stream.
-    inbuf_.assign(static_cast<const char*>(buffer_.data().data()), buffer_.size());
-    buffer_.consume(buffer_.size());
+    const auto& buffer = http_->buffer;
+    const std::string early(static_cast<const char*>(buffer.data().data()), buffer.size());
+    // The HTTP phase's state is not needed any more: an idle WebSocket keeps no buffer at all.
+    http_.reset();
+    beast::error_code ec;
+    stream_.socket().non_blocking(true, ec);
     server_.service.OnOpen(id_, std::move(connect_), std::make_shared<PeerImpl>(weak_from_this()));
     ArmHeartbeat();
-    if (!ProcessInput()) return;
+    if (!ProcessBytes(early.data(), early.size())) return;
     ReadFrames();
   }
 
+  // Waits until the socket is readable, then reads into the I/O thread's buffer: a session holds
+  // only the bytes of an incomplete frame, not a read buffer of its own.
   void ReadFrames() {
-    const size_t old = inbuf_.size();
-    inbuf_.resize(old + 16384);
-    stream_.socket().async_read_some(
-        asio::buffer(inbuf_.data() + old, 16384),
-        [self = shared_from_this(), old](beast::error_code ec, size_t n) {
-          self->inbuf_.resize(old + n);
-          if (ec) {
-            // EOF or reset without a close frame: an abrupt drop.
-            return self->EndAbruptly();
-          }
-          self->last_rx_ = SteadyClock::now();
-          if (!self->ProcessInput()) return;
-          if (self->inflight_bytes_.load(std::memory_order_acquire) >= self->HighWater()) {
-            self->paused_ = true;  // resumed by OnProcessed
-            return;
-          }
-          self->ReadFrames();
-        });
+    stream_.socket().async_wait(tcp::socket::wait_read,
+                                [self = shared_from_this()](beast::error_code ec) {
+                                  // An error here (reset) is an abrupt drop.
+                                  if (ec) return self->EndAbruptly();
+                                  self->ReadAvailable();
+                                });
   }
 
-  // Parses buffered bytes into messages; false when the session is closing.
-  bool ProcessInput() {
-    size_t offset = 0;
+  void ReadAvailable() {
+    thread_local std::vector<char> buf(64 * 1024);
+    for (int round = 0; round < 4; ++round) {
+      beast::error_code ec;
+      const size_t n = stream_.socket().read_some(asio::buffer(buf), ec);
+      if (ec == asio::error::would_block || ec == asio::error::try_again) break;
+      // EOF or reset without a close frame: an abrupt drop.
+      if (ec) return EndAbruptly();
+      last_rx_ = SteadyClock::now();
+      if (!ProcessBytes(buf.data(), n)) return;
+      if (inflight_bytes_.load(std::memory_order_acquire) >= HighWater()) {
+        paused_ = true;  // resumed by OnProcessed
+        return;
+      }
+      if (n < buf.size()) break;
+    }
+    ReadFrames();
+  }
+
+  // Parses what arrived together with what was left of an incomplete frame; false when the
+  // session is closing.
+  bool ProcessBytes(const char* data, size_t n) {
+    size_t used = 0;
+    bool more;
+    if (inbuf_.empty()) {
+      more = ProcessInput(std::string_view(data, n), used);
+      if (more) inbuf_.assign(data + used, n - used);
+    } else {
+      inbuf_.append(data, n);
+      more = ProcessInput(inbuf_, used);
+      inbuf_.erase(0, used);
+    }
+    if (inbuf_.empty()) std::string().swap(inbuf_);
+    return more;
+  }
+
+  // Parses bytes into messages; `used` is how many it consumed.
+  bool ProcessInput(std::string_view input, size_t& offset) {
+    offset = 0;
     bool keep_reading = true;
     while (keep_reading && !closing_) {
       ws::Message m;
       size_t used = 0;
-      auto r = reader_.Next(std::string_view(inbuf_).substr(offset), m, used);
+      auto r = reader_.Next(input.substr(offset), m, used);
       offset += used;
       if (r == ws::MessageReader::Result::kNeedMore) break;
       if (r == ws::MessageReader::Result::kError) {
@@ -338,7 +370,6 @@ class Session : public std::enable_shared_from_this<Session> {
           break;
       }
     }
-    inbuf_.erase(0, offset);
     return keep_reading && !closing_;
   }
 
@@ -397,11 +428,12 @@ class Session : public std::enable_shared_from_this<Session> {
     batch_.clear();
     buffers_.clear();
     size_t bytes = 0;
-    while (!queue_.empty() && batch_.size() < 512 && bytes < (1 << 20)) {
-      bytes += queue_.front().size();
-      batch_.push_back(std::move(queue_.front()));
-      queue_.pop_front();
+    size_t taken = 0;
+    while (taken < queue_.size() && batch_.size() < 512 && bytes < (1 << 20)) {
+      bytes += queue_[taken].size();
+      batch_.push_back(std::move(queue_[taken++]));
     }
+    queue_.erase(queue_.begin(), queue_.begin() + static_cast<std::ptrdiff_t>(taken));
     for (const Outgoing& o : batch_) {
       buffers_.emplace_back(asio::buffer(o.header));
       if (o.payload) buffers_.emplace_back(asio::buffer(*o.payload));
@@ -410,10 +442,22 @@ class Session : public std::enable_shared_from_this<Session> {
                       [self = shared_from_this(), bytes](beast::error_code ec, size_t) {
                         self->writing_ = false;
                         self->out_bytes_ -= std::min(self->out_bytes_, bytes);
+                        self->ReleaseWritten();
                         if (ec) return self->EndAbruptly();
                         if (!self->queue_.empty()) return self->Write();
                         if (self->closing_) self->Finish();
                       });
+  }
+
+  // Drops the written messages; an idle session keeps no queue capacity.
+  void ReleaseWritten() {
+    batch_.clear();
+    buffers_.clear();
+    if (queue_.empty()) {
+      std::vector<Outgoing>().swap(batch_);
+      std::vector<asio::const_buffer>().swap(buffers_);
+      std::vector<Outgoing>().swap(queue_);
+    }
   }
 
   // Sends a close frame after what is queued, then ends the session.
@@ -452,8 +496,12 @@ class Session : public std::enable_shared_from_this<Session> {
   beast::tcp_stream stream_;
   Server::Impl& server_;
   asio::steady_timer heartbeat_;
-  beast::flat_buffer buffer_;
-  std::optional<http::request_parser<http::string_body>> parser_;
+  // Only while the connection speaks HTTP: freed at the upgrade.
+  struct HttpState {
+    beast::flat_buffer buffer;
+    std::optional<http::request_parser<http::string_body>> parser;
+  };
+  std::unique_ptr<HttpState> http_;
   bool keep_alive_ = false;
   protocol::ConnectRequest connect_;
   std::shared_ptr<std::string> handshake_;
@@ -468,7 +516,7 @@ class Session : public std::enable_shared_from_this<Session> {
   std::string inbuf_;
   SteadyClock::time_point last_rx_;
   SteadyClock::time_point last_ping_;
-  std::deque<Outgoing> queue_;
+  std::vector<Outgoing> queue_;  // a deque would allocate even while empty
   std::vector<Outgoing> batch_;
   std::vector<asio::const_buffer> buffers_;
   size_t out_bytes_ = 0;
