@@ -28,8 +28,7 @@ run: release
 	exec $(REL_DIR)/src/server/presenced
 
 bench: release
-	$(REL_DIR)/bench/engine_bench --benchmark_min_time=0.5
-	$(REL_DIR)/bench/storage_bench
+	python3 bench/suite.py $(BENCH_ARGS)
 
 format:
 	clang-format -i $$(git ls-files '*.h' '*.cc')

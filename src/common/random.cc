@@ -3,6 +3,7 @@
 #include <sys/random.h>
 
 #include <cerrno>
+#include <algorithm>
 #include <cstdlib>
 #include <vector>
 
@@ -44,9 +45,17 @@ std::string RandomId(RandomSource& random, size_t length) {
   static constexpr size_t kSize = sizeof(kAlphabet) - 1;  // 62
   std::string out;
   out.reserve(length);
-  uint8_t b = 0;
+  // Bytes are drawn in batches (one system call per identifier, not one per character); a
+  // rejected byte is rare (8 in 256), so one batch with some slack nearly always suffices.
+  uint8_t raw[64];
+  size_t pos = sizeof raw, have = 0;
   while (out.size() < length) {
-    random.Fill(std::span<uint8_t>(&b, 1));
+    if (pos == have) {
+      have = std::min(sizeof raw, length - out.size() + 8);
+      random.Fill(std::span<uint8_t>(raw, have));
+      pos = 0;
+    }
+    const uint8_t b = raw[pos++];
     if (b >= 248) continue;  // 248 = 4 * 62: rejecting the rest keeps the choice uniform
     out.push_back(kAlphabet[b % kSize]);
   }
