@@ -48,7 +48,7 @@ std::string RandomId(RandomSource& random, size_t length) {
   // Bytes are drawn in batches (one system call per identifier, not one per character); a
   // rejected byte is rare (8 in 256), so one batch with some slack nearly always suffices.
   uint8_t raw[64];
-  size_t pos = sizeof raw, have = 0;
+  size_t pos = 0, have = 0;
   while (out.size() < length) {
     if (pos == have) {
       have = std::min(sizeof raw, length - out.size() + 8);
