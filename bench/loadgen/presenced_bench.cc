@@ -711,6 +711,7 @@ class Generator {
         }
         return;
       case Mode::kDevices:
+        if (c.dropped) return;  // closing: only survivors observe
         return DeviceEvent(c, p, now);
       default:
         return;
@@ -757,12 +758,12 @@ class Generator {
       ++unexpected_leaves_;
       return;
     }
-    const bool abrupt = it->second;
+    const auto [abrupt, dropped_at] = it->second;
     const bool reason_ok = p.find(abrupt ? R"("reason":"timeout")"
                                          : R"("reason":"disconnected")") != std::string::npos;
     if (!reason_ok) ++wrong_reason_;
     (abrupt ? abrupt_hist_ : clean_hist_)
-        .Add(now - drop_at_ - (abrupt ? o_.grace_ms * 1000000LL : 0));
+        .Add(now - dropped_at - (abrupt ? o_.grace_ms * 1000000LL : 0));
   }
 
   // Advances the workload's schedule; true when it is over.
@@ -816,8 +817,10 @@ class Generator {
 
   void SendUpdate(size_t i) {
     Client& c = clients_[i];
-    const std::string body = R"({"ts":)" + std::to_string(NowNs()) + R"(,"c":)" +
-                             std::to_string(i) + R"(,"s":)" + std::to_string(sent_) + "}";
+    // The update counts as measured by the same timestamp its deliveries are judged by.
+    const int64_t ts = NowNs();
+    const std::string body = R"({"ts":)" + std::to_string(ts) + R"(,"c":)" + std::to_string(i) +
+                             R"(,"s":)" + std::to_string(sent_) + "}";
     switch (o_.target) {
       case Target::kPresenced:
         AppendClientFrame(c.out, R"({"op":"update","id":3,"channel":")" +
@@ -834,7 +837,7 @@ class Generator {
         break;
     }
     if (c.fd >= 0) Flush(c.fd, c.out);
-    if (NowNs() >= measure_from_) ++measured_sent_;
+    if (ts >= measure_from_) ++measured_sent_;
     ++sent_;
   }
 
@@ -852,7 +855,7 @@ class Generator {
       Client& c = clients_[static_cast<size_t>(i)];
       if (c.fd < 0) continue;
       c.dropped = true;
-      dropped_[c.connection_id] = abrupt;
+      dropped_[c.connection_id] = {abrupt, NowNs()};
       if (abrupt) {
         epoll_ctl(ep_, EPOLL_CTL_DEL, c.fd, nullptr);
         close(c.fd);
@@ -969,7 +972,8 @@ class Generator {
   uint64_t expected_leaves_ = 0, wrong_reason_ = 0, unexpected_leaves_ = 0, false_offline_ = 0;
   long rss_before_ = -1;
   Histogram hist_, connect_hist_, abrupt_hist_, clean_hist_;
-  std::unordered_map<std::string, bool> dropped_;  // connectionId -> abrupt
+  // connectionId -> (abrupt, when the generator dropped or closed it)
+  std::unordered_map<std::string, std::pair<bool, int64_t>> dropped_;
 };
 
 }  // namespace
