@@ -8,6 +8,7 @@ packages=(
   libgtest-dev libgmock-dev libbenchmark-dev
   libboost1.81-dev libboost-url1.81-dev libssl-dev libjwt-dev libspdlog-dev libtomlplusplus-dev libcli11-dev
   python3 python3-websockets
+  chromium  # for the dashboard's browser tests (dashboard/test); no browser is downloaded
 )
 # Node.js (18 or newer) and npm for the JS client; Debian's packages when none is installed.
 command -v node >/dev/null 2>&1 || packages+=(nodejs)

@@ -60,6 +60,7 @@ struct Engine::Connection {
   TimeMs remain_present_for = 0;
   TimeMs last_active = 0;
   TimeMs dropped_at = 0;
+  TimeMs last_synced = 0;  // when a status push of its own user last went to it (0 = never)
   bool in_grace = false;
   TimerQueue::TimerId grace_timer = TimerQueue::kNoTimer;
   TimerQueue::TimerId idle_timer = TimerQueue::kNoTimer;
@@ -76,6 +77,7 @@ struct Engine::User {
   TimeMs last_disconnect = 0;
   TimeMs frozen_last_seen = 0;  // lastSeen while appearing offline
   Presence published = Presence::kOffline;
+  TimeMs published_at = 0;               // when `published` or the text last changed
   std::vector<Connection*> connections;  // live or in grace, in attach order
   std::vector<Connection*> watchers;
   // Channels where this user has members, with how many (for distinct-client counts).
@@ -626,6 +628,23 @@ Occupancy Engine::GetOccupancy(std::string_view channel_name) {
   return Occupancy{channel->members.size(), channel->clients};
 }
 
+std::vector<ChannelSummary> Engine::ListChannels(std::string_view after, size_t limit) {
+  Begin();
+  std::vector<ChannelSummary> out;
+  out.reserve(std::min(limit, channels_.size()));
+  for (const auto& [name, channel] : channels_) {
+    if (channel->members.empty() || std::string_view(name) <= after) continue;
+    out.push_back(ChannelSummary{name, Occupancy{channel->members.size(), channel->clients}});
+  }
+  // The map is unordered: sort by name, keep the first page.
+  const size_t keep = std::min(limit, out.size());
+  std::partial_sort(
+      out.begin(), out.begin() + static_cast<std::ptrdiff_t>(keep), out.end(),
+      [](const ChannelSummary& a, const ChannelSummary& b) { return a.channel < b.channel; });
+  out.resize(keep);
+  return out;
+}
+
 Result<Subscribed> Engine::Subscribe(ConnectionHandle handle, std::string_view channel_name,
                                      ActionMask actions, std::optional<uint64_t> since) {
   Begin();
@@ -820,9 +839,12 @@ void Engine::RefreshUser(User& user, bool text_changed) {
   if (now_status == user.published && !text_changed) return;
   StatusChange change{ViewOf(user), user.published};
   user.published = now_status;
+  user.published_at = now_;
   recipients_.clear();
-  for (const Connection* c : user.connections) {
-    if (!c->in_grace) recipients_.push_back(c->handle);
+  for (Connection* c : user.connections) {
+    if (c->in_grace) continue;
+    recipients_.push_back(c->handle);
+    c->last_synced = now_;
   }
   for (const Connection* c : user.watchers) {
     if (!c->in_grace && c->user != &user) recipients_.push_back(c->handle);
@@ -968,12 +990,12 @@ Status Engine::RecordActivity(ConnectionHandle handle, std::string_view kind,
   if (Status s = ValidateData(data); !s) return s;
   Activity(*c);
   User& user = *c->user;
-  user.activities.push_back(ActivityRecord{std::string(kind), std::string(channel),
-                                           std::move(data), now_, c->identity->connection_id});
+  user.activities.push_back(ActivityRecord{std::string(kind), std::string(channel), std::move(data),
+                                           now_, c->identity->connection_id});
   if (user.activities.size() > config_.activities_per_user) {
-    user.activities.erase(user.activities.begin(),
-                          user.activities.end() -
-                              static_cast<std::ptrdiff_t>(config_.activities_per_user));
+    user.activities.erase(
+        user.activities.begin(),
+        user.activities.end() - static_cast<std::ptrdiff_t>(config_.activities_per_user));
   }
   sink_.OnActivity(user.client_id, user.activities.back());
   return Status::Ok();
@@ -991,6 +1013,35 @@ std::vector<ActivityRecord> Engine::GetActivities(std::string_view client_id, si
     out.push_back(a);
   }
   return out;
+}
+
+SyncReport Engine::SyncStatus(std::string_view client_id) {
+  Begin();
+  SyncReport report;
+  User* user = FindUser(client_id);
+  if (user == nullptr) {
+    report.status.client_id = client_id;
+    return report;
+  }
+  report.status = ViewOf(*user);
+  recipients_.clear();
+  for (Connection* c : user->connections) {
+    if (c->in_grace) continue;
+    recipients_.push_back(c->handle);
+    c->last_synced = now_;
+  }
+  // The same status again: `previous` equals `status`, which tells clients it is a resync.
+  if (!recipients_.empty())
+    sink_.OnStatus(StatusChange{report.status, user->published}, recipients_);
+  for (const Connection* c : user->connections) {
+    SyncedDevice d;
+    d.connection_id = c->identity->connection_id;
+    d.device = c->identity->device;
+    d.in_sync = !c->in_grace && c->last_synced >= user->published_at;
+    if (c->last_synced != 0) d.last_synced_at = c->last_synced;
+    report.devices.push_back(d);
+  }
+  return report;
 }
 
 std::vector<DeviceView> Engine::Devices(std::string_view client_id, std::string_view viewer) {

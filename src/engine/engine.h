@@ -120,6 +120,8 @@ class Engine {
   Status Leave(ConnectionHandle connection, std::string_view channel, std::optional<JsonText> data);
   Snapshot Get(std::string_view channel, const MemberFilter& filter = {});
   Occupancy GetOccupancy(std::string_view channel);
+  // Channels with members, by name; at most `limit`, starting after `after` (paging).
+  std::vector<ChannelSummary> ListChannels(std::string_view after, size_t limit);
   // Subscribes (or changes the filter of an existing subscription). With `since`, returns the
   // events after it when all are still held; otherwise a snapshot.
   Result<Subscribed> Subscribe(ConnectionHandle connection, std::string_view channel,
@@ -146,6 +148,9 @@ class Engine {
                                             std::optional<TimeMs> since);
   // The user's connections; empty for a user who appears offline unless `viewer` is that user.
   std::vector<DeviceView> Devices(std::string_view client_id, std::string_view viewer);
+  // Pushes the user's current status to each of the user's live connections (`/presence sync`)
+  // and reports which devices hold it.
+  SyncReport SyncStatus(std::string_view client_id);
   // Users whose status is not offline; with `channel`, only users with a member there.
   std::vector<StatusView> Who(std::optional<std::string_view> channel);
 

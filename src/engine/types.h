@@ -10,6 +10,7 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include "common/clock.h"
 #include "common/json_text.h"
@@ -98,6 +99,24 @@ struct DeviceView {
 struct Occupancy {
   uint64_t members = 0;
   uint64_t clients = 0;
+};
+
+struct ChannelSummary {
+  std::string_view channel;
+  Occupancy occupancy;
+};
+
+// One device of a user after `/presence sync`.
+struct SyncedDevice {
+  std::string_view connection_id;
+  std::string_view device;
+  bool in_sync = false;                  // holds the user's current status
+  std::optional<TimeMs> last_synced_at;  // when a status push last reached it
+};
+
+struct SyncReport {
+  StatusView status;
+  std::vector<SyncedDevice> devices;
 };
 
 }  // namespace presenced::engine

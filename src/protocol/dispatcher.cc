@@ -7,8 +7,10 @@
 #include <charconv>
 #include <cmath>
 
+#include "dashboard/assets.h"
 #include "protocol/auth.h"
 #include "protocol/codec.h"
+#include "protocol/commands.h"
 #include "protocol/json_out.h"
 
 namespace presenced::protocol {
@@ -322,11 +324,13 @@ void Dispatcher::Queue(const std::shared_ptr<Peer>& peer,
   Outbox& box = outbox_[peer.get()];
   if (!box.peer) box.peer = peer;
   box.frames.push_back(std::move(frame));
+  ++outbox_frames_;
 }
 
 void Dispatcher::FlushOutbound() {
   for (auto& [raw, box] : outbox_) box.peer->SendBatch(std::move(box.frames));
   outbox_.clear();
+  outbox_frames_ = 0;
 }
 
 void Dispatcher::ClosePeer(const std::shared_ptr<Peer>& peer, uint16_t code, std::string reason) {
@@ -626,6 +630,16 @@ Result<std::string> Dispatcher::Handle(Session& s, std::string_view op, Request&
     (void)engine_.Touch(h);
     return out;
   }
+  if (op == "command") {
+    auto text = r.String("text");
+    if (!text.ok()) return text.error();
+    (void)engine_.Touch(h);
+    auto fields = RunCommand(s.client_id, h, *text, [peer = s.peer, id](std::string later) {
+      peer->Send(std::make_shared<const std::string>(ReplyOkPrefix(id) + "," + later + "}"));
+    });
+    if (!fields) async = true;
+    return fields ? "," + *fields : out;
+  }
   return BadRequest("unknown op " + std::string(op));
 }
 
@@ -838,6 +852,13 @@ void Dispatcher::Http(const HttpRequest& req, std::function<void(HttpResponse)> 
   auto method_not_allowed = [&] {
     done(ErrorResponse(MakeError(ErrorCode::kMethodNotAllowed, "method not allowed")));
   };
+  if (req.method == "GET" && (seg.empty() || (seg.size() == 2 && seg[0] == "dashboard"))) {
+    // The web dashboard's files need no key: the page asks for it and sends it on each call.
+    const std::string path = seg.empty() ? "/index.html" : "/" + seg[1];
+    if (const dashboard::Asset* a = dashboard::FindAsset(path)) {
+      return done(HttpResponse{200, std::string(a->body), std::string(a->content_type)});
+    }
+  }
   if (seg == std::vector<std::string>{"v1", "healthz"}) {
     if (req.method != "GET") return method_not_allowed();
     return done(HttpResponse{200, R"({"ok":true})"});
@@ -854,6 +875,8 @@ void Dispatcher::Http(const HttpRequest& req, std::function<void(HttpResponse)> 
              sc.pending};
     return done(HttpResponse{200, metrics_.Render(g), "text/plain; version=0.0.4"});
   }
+
+  if (HttpMore(req, seg, query, done)) return;
 
   const bool channel_route = seg.size() == 4 && seg[0] == "v1" && seg[1] == "channels" &&
                              (seg[3] == "presence" || seg[3] == "history" || seg[3] == "occupancy");
@@ -940,18 +963,6 @@ void Dispatcher::HttpHistory(std::string channel,
                       });
 }
 
-std::optional<std::string> StatusRouteUser(std::string_view target) {
-  auto parsed = boost::urls::parse_origin_form(target);
-  if (!parsed) return std::nullopt;
-  std::vector<std::string> seg;
-  for (auto s : parsed->segments()) seg.emplace_back(s);
-  if (seg.size() == 4 && seg[0] == "v1" && seg[1] == "users" && seg[3] == "status" &&
-      !seg[2].empty()) {
-    return seg[2];
-  }
-  return std::nullopt;
-}
-
 // ----- Upgrade --------------------------------------------------------------------------------
 
 Result<ConnectRequest> ParseUpgrade(std::string_view target, std::string_view secret, TimeMs now,
@@ -986,6 +997,403 @@ Result<ConnectRequest> ParseUpgrade(std::string_view target, std::string_view se
   req.client_id = claims->client_id;
   req.channel_patterns = std::move(claims->channels);
   return req;
+}
+
+// ----- Chat commands ----------------------------------------------------------------------------
+
+namespace {
+
+std::string Ago(TimeMs t, TimeMs now) {
+  const int64_t s = std::max<int64_t>(0, (now - t) / 1000);
+  if (s < 10) return "just now";
+  if (s < 60) return std::to_string(s) + "s ago";
+  if (s < 3600) return std::to_string(s / 60) + "m ago";
+  if (s < 86400) return std::to_string(s / 3600) + "h ago";
+  return std::to_string(s / 86400) + "d ago";
+}
+
+std::string ClockTime(TimeMs t) {  // HH:MM:SS UTC
+  const int64_t s = (t / 1000) % 86400;
+  char b[16];
+  snprintf(b, sizeof b, "%02d:%02d:%02d", static_cast<int>(s / 3600), static_cast<int>(s / 60 % 60),
+           static_cast<int>(s % 60));
+  return b;
+}
+
+std::string Quote(std::string_view s) { return "\"" + std::string(s) + "\""; }
+
+// "alice is away ("lunch") - active on phone - last seen 5m ago", from a STATUS object.
+std::string StatusSentence(const json::object& st, TimeMs now) {
+  std::string out = std::string(st.at("clientId").as_string()) + " is " +
+                    std::string(st.at("status").as_string());
+  if (const json::value* t = st.if_contains("text"); t && t->is_string()) {
+    out += " (" + Quote(t->as_string()) + ")";
+  }
+  if (const json::value* d = st.if_contains("activeDevice"); d && d->is_string()) {
+    out += " - active on " + std::string(d->as_string());
+  }
+  if (const json::value* l = st.if_contains("lastSeen"); l && l->is_int64()) {
+    out += " - last seen " + Ago(l->as_int64(), now);
+  }
+  return out;
+}
+
+// `"text":S,"data":D` (the fields of every command reply).
+std::string CommandFields(std::string_view text, std::string_view data) {
+  std::string out = R"("text":)";
+  AppendQuoted(out, text);
+  out += R"(,"data":)";
+  out += data;
+  return out;
+}
+
+std::string CommandListJson() {
+  std::string out = "[";
+  for (const CommandHelp& h : CommandHelpList()) {
+    if (out.size() > 1) out += ',';
+    out += R"({"usage":)";
+    AppendQuoted(out, h.usage);
+    out += R"(,"description":)";
+    AppendQuoted(out, h.description);
+    out += '}';
+  }
+  return out + "]";
+}
+
+std::string CommandError(std::string_view code, std::string_view message) {
+  std::string data = R"({"error":{"code":)";
+  AppendQuoted(data, code);
+  data += R"(,"message":)";
+  AppendQuoted(data, message);
+  data += "}}";
+  return data;
+}
+
+}  // namespace
+
+std::optional<std::string> Dispatcher::RunCommand(const std::string& client_id,
+                                                  engine::ConnectionHandle handle,
+                                                  std::string_view line,
+                                                  std::function<void(std::string)> later) {
+  const Command cmd = ParseCommand(line);
+  const TimeMs now = clock_.NowMs();
+  switch (cmd.kind) {
+    case CommandKind::kInvalid: {
+      std::string data = CommandError("bad_command", cmd.problem);
+      data.pop_back();  // reopen the object to add the command list
+      data += R"(,"commands":)" + CommandListJson() + "}";
+      return CommandFields("Sorry, " + cmd.problem + ".\n" + HelpText(), data);
+    }
+    case CommandKind::kHelp:
+      return CommandFields(HelpText(), R"({"commands":)" + CommandListJson() + "}");
+    case CommandKind::kSelf:
+      StatusesOf({client_id}, [now, later = std::move(later)](Result<std::string> statuses) {
+        if (!statuses.ok()) {
+          return later(CommandFields("Could not read your status: " + statuses.error().message,
+                                     CommandError("internal", statuses.error().message)));
+        }
+        const std::string one = statuses->substr(1, statuses->size() - 2);
+        later(CommandFields(StatusSentence(json::parse(one).as_object(), now), one));
+      });
+      return std::nullopt;
+    case CommandKind::kWho: {
+      const auto users = engine_.Who(cmd.channel);
+      std::string data = R"({"channel":)";
+      AppendOptional(data, cmd.channel);
+      data += R"(,"users":)";
+      AppendStatuses(data, users);
+      data += '}';
+      const std::string where = cmd.channel ? " in " + *cmd.channel : "";
+      if (users.empty()) return CommandFields("Nobody is online" + where + ".", data);
+      std::string text = std::to_string(users.size()) + " online" + where + ": ";
+      const size_t shown = std::min<size_t>(users.size(), 20);
+      for (size_t i = 0; i < shown; ++i) {
+        if (i) text += ", ";
+        text += users[i].client_id;
+        if (users[i].status != Presence::kOnline)
+          text += " (" + std::string(PresenceName(users[i].status)) + ")";
+      }
+      if (shown < users.size()) text += " and " + std::to_string(users.size() - shown) + " more";
+      return CommandFields(text, data);
+    }
+    case CommandKind::kActivity:
+      store_.QueryActivities(
+          client_id, 10, std::nullopt,
+          [later = std::move(later)](Result<std::vector<storage::StoredActivity>> list) {
+            if (!list.ok()) {
+              return later(CommandFields("Could not read your activity: " + list.error().message,
+                                         CommandError("internal", list.error().message)));
+            }
+            std::string data = R"({"activities":)";
+            AppendActivities(data, *list);
+            data += '}';
+            if (list->empty()) return later(CommandFields("No recent activity.", data));
+            std::string text = "Recent activity:";
+            for (const auto& a : *list) {
+              text += "\n  " + ClockTime(a.timestamp) + " " + a.kind;
+              if (!a.channel.empty()) text += " in " + a.channel;
+            }
+            later(CommandFields(text, data));
+          });
+      return std::nullopt;
+    case CommandKind::kSetStatus:
+    case CommandKind::kSetText: {
+      std::optional<Presence> status;
+      std::optional<std::optional<std::string>> text;
+      if (cmd.kind == CommandKind::kSetStatus) {
+        status = cmd.status;
+      } else {
+        text = cmd.text;
+      }
+      auto v = handle != 0 ? engine_.SetStatus(handle, status, std::move(text))
+                           : engine_.SetStatusOf(client_id, status, std::move(text));
+      if (!v.ok()) {
+        return CommandFields("Could not set your status: " + v.error().message,
+                             CommandError(ErrorCodeName(v.error().code), v.error().message));
+      }
+      std::string data;
+      AppendStatus(data, *v);
+      std::string reply;
+      if (cmd.kind == CommandKind::kSetText) {
+        reply = cmd.text ? "Status text set to " + Quote(*cmd.text) + "." : "Status text cleared.";
+      } else if (cmd.status == Presence::kOnline) {
+        reply = "Status set to automatic: you are " + std::string(PresenceName(v->status)) + ".";
+      } else if (cmd.status == Presence::kOffline) {
+        reply = "You now appear offline.";
+      } else {
+        reply = "Status set to " + std::string(PresenceName(*status)) + ".";
+      }
+      // Set by hand: on disk before the reply, as for status.set.
+      PersistSettings(client_id, [later = std::move(later),
+                                  fields = CommandFields(reply, data)](Status st) mutable {
+        if (!st.ok()) {
+          return later(CommandFields("Could not save your status: " + st.error().message,
+                                     CommandError("internal", st.error().message)));
+        }
+        later(std::move(fields));
+      });
+      return std::nullopt;
+    }
+    case CommandKind::kDevices: {
+      const auto devices = engine_.Devices(client_id, client_id);
+      std::string data = R"({"devices":)";
+      AppendDevices(data, devices);
+      data += '}';
+      if (devices.empty()) return CommandFields("No devices connected.", data);
+      std::string text =
+          std::to_string(devices.size()) + (devices.size() == 1 ? " device: " : " devices: ");
+      for (size_t i = 0; i < devices.size(); ++i) {
+        const auto& d = devices[i];
+        if (i) text += ", ";
+        text += std::string(d.device) + " (" + (d.active ? "active, " : "") +
+                std::string(PresenceName(d.status)) + ", last seen " + Ago(d.last_seen, now) + ")";
+      }
+      return CommandFields(text, data);
+    }
+    case CommandKind::kSync: {
+      const engine::SyncReport report = engine_.SyncStatus(client_id);
+      size_t in_sync = 0;
+      std::optional<TimeMs> last;
+      std::string per = "[";
+      for (const auto& d : report.devices) {
+        if (d.in_sync) ++in_sync;
+        if (d.last_synced_at) last = std::max(last.value_or(0), *d.last_synced_at);
+        if (per.size() > 1) per += ',';
+        per += R"({"connectionId":)";
+        AppendQuoted(per, d.connection_id);
+        per += R"(,"device":)";
+        AppendQuoted(per, d.device);
+        per += R"(,"inSync":)";
+        AppendBool(per, d.in_sync);
+        per += R"(,"lastSyncedAt":)";
+        AppendOptionalInt(per, d.last_synced_at);
+        per += '}';
+      }
+      per += ']';
+      std::string data = R"({"status":)";
+      AppendStatus(data, report.status);
+      data += R"(,"devices":)" + std::to_string(report.devices.size()) + R"(,"inSync":)" +
+              std::to_string(in_sync) + R"(,"lastSyncedAt":)";
+      AppendOptionalInt(data, last);
+      data += R"(,"perDevice":)" + per + "}";
+      if (report.devices.empty()) {
+        return CommandFields("Nothing to sync: none of your devices is connected.", data);
+      }
+      std::string text = "Synced " + std::string(PresenceName(report.status.status)) + " to " +
+                         std::to_string(in_sync) + " of " + std::to_string(report.devices.size()) +
+                         (report.devices.size() == 1 ? " device" : " devices");
+      text += last ? ", at " + ClockTime(*last) + " UTC." : ".";
+      for (const auto& d : report.devices) {
+        if (d.in_sync) continue;
+        text += "\n  " + std::string(d.device) + " is reconnecting; last synced " +
+                (d.last_synced_at ? Ago(*d.last_synced_at, now) : std::string("never")) + ".";
+      }
+      return CommandFields(text, data);
+    }
+  }
+  return CommandFields(HelpText(), "null");
+}
+
+// ----- REST beyond the core contract ------------------------------------------------------------
+
+bool Dispatcher::HttpMore(const HttpRequest& req, const std::vector<std::string>& seg,
+                          const std::unordered_map<std::string, std::string>& query,
+                          std::function<void(HttpResponse)>& done) {
+  const bool channels = seg == std::vector<std::string>{"v1", "channels"};
+  const bool who = seg == std::vector<std::string>{"v1", "who"};
+  const bool commands = seg == std::vector<std::string>{"v1", "commands"};
+  const bool tokens = seg == std::vector<std::string>{"v1", "tokens"};
+  const bool user_route = seg.size() == 4 && seg[0] == "v1" && seg[1] == "users" &&
+                          (seg[3] == "devices" || seg[3] == "activity");
+  if (!channels && !who && !commands && !tokens && !user_route) return false;
+  auto fail = [&](const Error& e) {
+    done(ErrorResponse(e));
+    return true;
+  };
+  if (!BearerMatches(req.authorization, options_.api_key)) {
+    return fail(MakeError(ErrorCode::kUnauthorized, "missing or wrong API key"));
+  }
+  const std::string wanted = commands || tokens ? "POST" : "GET";
+  if (req.method != wanted)
+    return fail(MakeError(ErrorCode::kMethodNotAllowed, "method not allowed"));
+  auto query_string = [&](const char* key) -> std::optional<std::string_view> {
+    auto it = query.find(key);
+    if (it == query.end()) return std::nullopt;
+    return std::string_view(it->second);
+  };
+
+  if (channels) {
+    auto limit = QueryInt(query, "limit");
+    if (!limit.ok()) return fail(limit.error());
+    const int64_t n = limit->value_or(1000);
+    if (n < 1) return fail(BadRequest("limit must be at least 1"));
+    const size_t page = static_cast<size_t>(std::min<int64_t>(n, 10000));
+    const auto list = engine_.ListChannels(query_string("after").value_or(""), page + 1);
+    std::string body = R"({"channels":[)";
+    for (size_t i = 0; i < std::min(page, list.size()); ++i) {
+      if (i) body += ',';
+      body += R"({"channel":)";
+      AppendQuoted(body, list[i].channel);
+      body += ',';
+      AppendOccupancyFields(body, list[i].occupancy);
+      body += '}';
+    }
+    body += ']';
+    if (list.size() > page) {  // more: the name to continue after
+      body += R"(,"next":)";
+      AppendQuoted(body, list[page - 1].channel);
+    }
+    body += '}';
+    done(HttpResponse{200, std::move(body)});
+    return true;
+  }
+  if (who) {
+    const auto users = engine_.Who(query_string("channel"));
+    std::string body = R"({"users":)";
+    AppendStatuses(body, users);
+    body += '}';
+    done(HttpResponse{200, std::move(body)});
+    return true;
+  }
+  if (user_route) {
+    const std::string& id = seg[2];
+    if (id.empty()) return fail(BadRequest("empty name in path"));
+    if (seg[3] == "devices") {
+      std::string body = R"({"devices":)";
+      AppendDevices(body, engine_.Devices(id, id));
+      body += '}';
+      done(HttpResponse{200, std::move(body)});
+      return true;
+    }
+    auto limit = QueryInt(query, "limit");
+    if (!limit.ok()) return fail(limit.error());
+    if (*limit && **limit < 1) return fail(BadRequest("limit must be at least 1"));
+    auto since = QueryInt(query, "since");
+    if (!since.ok()) return fail(since.error());
+    store_.QueryActivities(
+        id, static_cast<size_t>(std::min<int64_t>(limit->value_or(50), 1000)), *since,
+        [done = std::move(done)](Result<std::vector<storage::StoredActivity>> list) {
+          if (!list.ok()) return done(ErrorResponse(list.error()));
+          std::string body = R"({"activities":)";
+          AppendActivities(body, *list);
+          body += '}';
+          done(HttpResponse{200, std::move(body)});
+        });
+    return true;
+  }
+
+  boost::system::error_code ec;
+  json::value v = json::parse(req.body, ec);
+  if (ec || !v.is_object()) return fail(BadRequest("body must be a JSON object"));
+  const json::object& o = v.as_object();
+  const json::value* client = o.if_contains("clientId");
+  if (client == nullptr || !client->is_string() || client->as_string().empty()) {
+    return fail(BadRequest("clientId must be a non-empty string"));
+  }
+  const std::string client_id(client->as_string());
+  if (client_id.size() > options_.engine.limits.max_id_bytes) {
+    return fail(MakeError(ErrorCode::kTooLarge, "clientId too long"));
+  }
+
+  if (commands) {
+    const json::value* text = o.if_contains("text");
+    if (text == nullptr || !text->is_string()) {
+      return fail(BadRequest("text must be a string"));
+    }
+    if (req.stored_user) Remember(*req.stored_user);
+    auto finish = [done](std::string fields) { done(HttpResponse{200, "{" + fields + "}"}); };
+    if (auto now = RunCommand(client_id, 0, text->as_string(), finish)) finish(std::move(*now));
+    PersistLastSeen();
+    return true;
+  }
+
+  // tokens
+  std::optional<std::vector<std::string>> patterns;
+  if (const json::value* c = o.if_contains("channels")) {
+    if (!c->is_array()) return fail(BadRequest("channels must be an array"));
+    patterns.emplace();
+    for (const auto& p : c->as_array()) {
+      if (!p.is_string()) return fail(BadRequest("channels must hold strings"));
+      patterns->emplace_back(p.as_string());
+    }
+  }
+  int64_t ttl_ms = 3600 * 1000;
+  if (const json::value* t = o.if_contains("ttlMs")) {
+    if (!t->is_int64() || t->as_int64() < 1000 || t->as_int64() > 30LL * 86400 * 1000) {
+      return fail(BadRequest("ttlMs must be an integer from 1000 to 2592000000"));
+    }
+    ttl_ms = t->as_int64();
+  }
+  const TimeMs now = clock_.NowMs();
+  auto token = MintToken(options_.jwt_secret, client_id, ttl_ms / 1000, patterns, now);
+  if (!token.ok()) return fail(token.error());
+  std::string body = R"({"token":)";
+  AppendQuoted(body, *token);
+  body += R"(,"expiresAt":)";
+  AppendInt(body, now / 1000 * 1000 + ttl_ms / 1000 * 1000);
+  body += '}';
+  done(HttpResponse{200, std::move(body)});
+  return true;
+}
+
+std::optional<std::string> HttpRouteUser(const HttpRequest& req) {
+  auto parsed = boost::urls::parse_origin_form(req.target);
+  if (!parsed) return std::nullopt;
+  std::vector<std::string> seg;
+  for (auto s : parsed->segments()) seg.emplace_back(s);
+  if (req.method == "PUT" && seg.size() == 4 && seg[0] == "v1" && seg[1] == "users" &&
+      seg[3] == "status" && !seg[2].empty()) {
+    return seg[2];
+  }
+  if (req.method == "POST" && seg == std::vector<std::string>{"v1", "commands"}) {
+    boost::system::error_code ec;
+    json::value v = json::parse(req.body, ec);
+    if (ec || !v.is_object()) return std::nullopt;
+    const json::value* c = v.as_object().if_contains("clientId");
+    if (c != nullptr && c->is_string() && !c->as_string().empty())
+      return std::string(c->as_string());
+  }
+  return std::nullopt;
 }
 
 }  // namespace presenced::protocol

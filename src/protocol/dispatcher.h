@@ -34,6 +34,7 @@ struct DispatcherOptions {
   double rate_burst = 5000;                // bucket size
   std::string epoch;                       // identifies this run of the server
   std::string api_key;                     // for REST
+  std::string jwt_secret;                  // for POST /v1/tokens
   TimeMs last_seen_checkpoint_ms = 10000;  // how often connected users' lastSeen is stored
 };
 
@@ -63,6 +64,8 @@ class Dispatcher final : public engine::EventSink {
   // Hands every frame queued since the last call to its session, one batch per session. The
   // owner calls it after each round of work, so a burst of events costs one hand-off per socket.
   void FlushOutbound();
+  // Frames queued since the last FlushOutbound.
+  size_t pending_frames() const { return outbox_frames_; }
   const engine::Engine& engine() const { return engine_; }
   size_t session_count() const { return sessions_.size(); }
 
@@ -102,6 +105,17 @@ class Dispatcher final : public engine::EventSink {
   // store (asynchronously). `done` gets them in the order of `ids`.
   void StatusesOf(const std::vector<std::string>& ids,
                   std::function<void(Result<std::string>)> done);
+  // Runs a chat command (`/presence ...`) for `client_id`; `handle` is the calling connection (0
+  // from REST). Returns the reply's fields (`"text":..,"data":..`) when it has them at once;
+  // otherwise calls `later` with them, possibly on the storage thread.
+  std::optional<std::string> RunCommand(const std::string& client_id,
+                                        engine::ConnectionHandle handle, std::string_view line,
+                                        std::function<void(std::string)> later);
+  // The REST routes beyond the core contract (channel list, who, devices, activity, commands,
+  // tokens). False when the request is for none of them.
+  bool HttpMore(const HttpRequest& req, const std::vector<std::string>& seg,
+                const std::unordered_map<std::string, std::string>& query,
+                std::function<void(HttpResponse)>& done);
   // Stores the user's status set by hand; `durable` runs when it is on disk.
   void PersistSettings(const std::string& client_id, std::function<void(Status)> durable);
   // Gives the engine what the store remembers of a user it does not hold.
@@ -124,6 +138,7 @@ class Dispatcher final : public engine::EventSink {
     std::vector<std::shared_ptr<const std::string>> frames;
   };
   std::unordered_map<Peer*, Outbox> outbox_;
+  size_t outbox_frames_ = 0;
 };
 
 // Parses a WebSocket upgrade target (`/v1/ws?token=...&device=...&resume=...&remainPresentForMs=`)
@@ -131,8 +146,9 @@ class Dispatcher final : public engine::EventSink {
 Result<ConnectRequest> ParseUpgrade(std::string_view target, std::string_view secret, TimeMs now,
                                     size_t max_id_bytes);
 
-// The clientId of a /v1/users/{clientId}/status target, if it is one.
-std::optional<std::string> StatusRouteUser(std::string_view target);
+// The user a REST request acts for whose stored settings the engine may need (PUT
+// /v1/users/{clientId}/status, POST /v1/commands), if it is one.
+std::optional<std::string> HttpRouteUser(const HttpRequest& req);
 
 // The HTTP status for an error code on REST.
 unsigned HttpStatusFor(ErrorCode code);

@@ -27,12 +27,19 @@ void EngineLoop::Stop() {
 }
 
 void EngineLoop::Run() {
+  using Steady = std::chrono::steady_clock;
   std::vector<std::function<void()>> tasks;
-  while (true) {
+  Steady::time_point last_flush = Steady::now() - kCoalesceWindow;
+  bool stop = false;
+  while (!stop) {
     {
       std::unique_lock lock(mu_);
       auto ready = [&] { return stopping_ || !inbox_.empty(); };
-      if (auto deadline = dispatcher_.NextDeadline()) {
+      if (dispatcher_.pending_frames() > 0) {
+        // A burst is being held back (below): more work or the end of the window, whichever
+        // comes first.
+        wake_.wait_until(lock, last_flush + kCoalesceWindow, ready);
+      } else if (auto deadline = dispatcher_.NextDeadline()) {
         const TimeMs wait = *deadline - clock_.NowMs();
         if (wait > 0) wake_.wait_for(lock, std::chrono::milliseconds(wait), ready);
       } else {
@@ -40,14 +47,23 @@ void EngineLoop::Run() {
       }
       if (stopping_ && inbox_.empty()) {
         stopped_ = true;
-        return;
+        stop = true;
       }
       tasks.swap(inbox_);
     }
     for (auto& task : tasks) task();
     tasks.clear();
     dispatcher_.Tick();
-    dispatcher_.FlushOutbound();
+    // A round that queued few frames goes out at once (no added latency at ordinary load). A
+    // burst (a join storm: one event to thousands of subscribers per round) right after the
+    // previous flush is held for the rest of the window, so each socket gets one write carrying
+    // many frames instead of one write per event.
+    const size_t pending = dispatcher_.pending_frames();
+    const auto now = Steady::now();
+    if (pending > 0 && (stop || pending < kCoalesceFrames || now - last_flush >= kCoalesceWindow)) {
+      dispatcher_.FlushOutbound();
+      last_flush = now;
+    }
   }
 }
 

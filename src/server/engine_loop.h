@@ -5,6 +5,7 @@
 // needs some queue, and a short critical section around a swap is the simplest correct one.
 #pragma once
 
+#include <chrono>
 #include <condition_variable>
 #include <functional>
 #include <mutex>
@@ -28,6 +29,10 @@ class EngineLoop {
   void Stop();
 
  private:
+  // Write coalescing under bursts (see Run).
+  static constexpr std::chrono::microseconds kCoalesceWindow{1000};
+  static constexpr size_t kCoalesceFrames = 256;
+
   protocol::Dispatcher& dispatcher_;
   const Clock& clock_;
   std::mutex mu_;

@@ -46,9 +46,7 @@ class Service final : public net::Service {
   }
   void HandleHttp(protocol::HttpRequest req,
                   std::function<void(protocol::HttpResponse)> done) override {
-    if (req.method == "PUT") {
-      if (auto user = protocol::StatusRouteUser(req.target)) req.stored_user = Remembered(*user);
-    }
+    if (auto user = protocol::HttpRouteUser(req)) req.stored_user = Remembered(*user);
     loop_.Post([this, req = std::move(req), done = std::move(done)]() mutable {
       dispatcher_.Http(req, std::move(done));
     });
@@ -162,6 +160,7 @@ int Serve(Config config) {
   options.rate_burst = config.rate_burst;
   options.epoch = RandomId(random, 12);
   options.api_key = config.api_key;
+  options.jwt_secret = config.jwt_secret;
   options.last_seen_checkpoint_ms = config.last_seen_checkpoint_ms;
   protocol::Dispatcher dispatcher(options, clock, random, *store, metrics);
   EngineLoop loop(dispatcher, clock);

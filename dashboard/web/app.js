@@ -1,0 +1,595 @@
+// The presenced dashboard: channels with their occupancy, who is in a channel (grouped by user,
+// with devices and live status), a user's page, and a live event feed.
+//
+// REST, with the API key, for lists and details (polled). Everything live goes over one WebSocket
+// connection of the JS client, with a token the key buys from POST /v1/tokens before every
+// (re)connect: the open channel's presence subscription and status watches of the users in view.
+import { PresenceClient } from "./presenced-client.js";
+import { VirtualList, syncChildren } from "./virtual-list.js";
+
+const KEY_STORAGE = "presenced.apiKey";
+const POLL_MS = 2000;
+const FEED_MAX = 500; // lines kept in the event feed
+const ROW_HEIGHT = 36; // px, one user per row (style.css agrees)
+const DEVICES_PER_ROW = 3;
+const WATCH_EVERY_MS = 100; // how often the set of watched users follows the scroll position
+const TOKEN_TTL_MS = 3600000;
+
+const selfId = "dashboard-" + [...crypto.getRandomValues(new Uint8Array(6))].map((b) => b.toString(16).padStart(2, "0")).join("");
+let apiKey = null;
+let client = null;
+let view = null; // the open ChannelView or UserView
+let session = 0; // bumped by start/stop so a stale poll loop ends
+const channelRows = new Map(); // channel name -> {tr, members, clients}
+
+// ----- Small helpers -----------------------------------------------------------------------------
+
+const $ = (testid) => document.querySelector(`[data-testid="${testid}"]`);
+const enc = encodeURIComponent;
+const channelHref = (name) => "#/channel/" + enc(name);
+const userHref = (id) => "#/user/" + enc(id);
+const byString = (a, b) => (a < b ? -1 : a > b ? 1 : 0);
+
+/** An element with attributes (null/false ones left out) and children (strings become text). */
+function h(tag, attrs = {}, ...children) {
+  const el = document.createElement(tag);
+  for (const [k, v] of Object.entries(attrs)) {
+    if (v !== null && v !== undefined && v !== false) el.setAttribute(k, v === true ? "" : String(v));
+  }
+  el.append(...children.flat().filter((c) => c !== null && c !== undefined && c !== false));
+  return el;
+}
+
+function setText(el, text) {
+  text = String(text);
+  if (el.textContent !== text) el.textContent = text;
+}
+
+function short(data, max = 40) {
+  const s = data === null || data === undefined ? "" : JSON.stringify(data);
+  return s.length > max ? s.slice(0, max - 1) + "…" : s;
+}
+
+function ago(t) {
+  if (t === null || t === undefined) return "never";
+  const s = Math.max(0, Math.round((Date.now() - t) / 1000));
+  const rel = s < 60 ? `${s} s` : s < 3600 ? `${Math.floor(s / 60)} min` : s < 86400 ? `${Math.floor(s / 3600)} h` : `${Math.floor(s / 86400)} d`;
+  return `${new Date(t).toLocaleString()} (${rel} ago)`;
+}
+
+function binarySearch(sorted, id) {
+  let lo = 0;
+  let hi = sorted.length;
+  while (lo < hi) {
+    const mid = (lo + hi) >> 1;
+    if (sorted[mid] < id) lo = mid + 1;
+    else hi = mid;
+  }
+  return lo;
+}
+
+// ----- REST ---------------------------------------------------------------------------------------
+
+class ApiError extends Error {
+  constructor(status, code, message) {
+    super(`${message} (${status} ${code})`);
+    this.status = status;
+    this.code = code;
+  }
+}
+
+async function api(path, { method = "GET", body, key = apiKey } = {}) {
+  const headers = { Authorization: "Bearer " + key };
+  if (body !== undefined) headers["Content-Type"] = "application/json";
+  const res = await fetch(path, { method, headers, body: body === undefined ? undefined : JSON.stringify(body) });
+  const text = await res.text();
+  let json = null;
+  try {
+    json = JSON.parse(text);
+  } catch {
+    // not JSON: reported below when it is an error
+  }
+  if (!res.ok) throw new ApiError(res.status, json?.error?.code ?? "http_error", json?.error?.message ?? res.statusText);
+  return json;
+}
+
+async function mintToken() {
+  const r = await api("/v1/tokens", { method: "POST", body: { clientId: selfId, ttlMs: TOKEN_TTL_MS } });
+  return r.token;
+}
+
+// ----- Key, start and stop ------------------------------------------------------------------------
+
+function showKeyForm(message = "") {
+  $("main").hidden = true;
+  $("forget-key").hidden = true;
+  $("key-form").hidden = false;
+  $("key-error").textContent = message;
+  $("key-input").value = "";
+  $("key-input").focus();
+}
+
+$("key-form").addEventListener("submit", async (e) => {
+  e.preventDefault();
+  const key = $("key-input").value.trim();
+  $("key-submit").disabled = true;
+  try {
+    await api("/v1/channels", { key });
+  } catch (err) {
+    // Only a refusal or an unreachable server stops us; another error shows in the channel list.
+    if (err.status === 401 || !(err instanceof ApiError)) {
+      $("key-error").textContent = err.status === 401 ? "The server refused this key." : "Cannot reach the server: " + err.message;
+      return;
+    }
+  } finally {
+    $("key-submit").disabled = false;
+  }
+  localStorage.setItem(KEY_STORAGE, key);
+  start(key);
+});
+
+$("forget-key").addEventListener("click", () => stop(""));
+
+function start(key) {
+  apiKey = key;
+  const mine = ++session;
+  $("key-form").hidden = true;
+  $("main").hidden = false;
+  $("forget-key").hidden = false;
+  client = new PresenceClient({ url: location.origin.replace(/^http/, "ws"), authCallback: mintToken, device: "dashboard" });
+  client.on("state", showConnection);
+  client.on("error", (err) => showConnection(client.state, err));
+  client.on("status", (s) => s.clientId !== selfId && feedStatus(s));
+  showConnection(client.state);
+  addEventListener("hashchange", route);
+  route();
+  const poll = async () => {
+    await refreshChannels().catch(() => {});
+    await view?.poll().catch(() => {});
+    if (session === mine) setTimeout(poll, POLL_MS);
+  };
+  void poll();
+}
+
+function stop(message) {
+  session++;
+  localStorage.removeItem(KEY_STORAGE);
+  apiKey = null;
+  removeEventListener("hashchange", route);
+  view?.close();
+  view = null;
+  void client?.close();
+  client = null;
+  channelRows.clear();
+  $("channel-list").replaceChildren();
+  $("event-feed").replaceChildren();
+  showConnection("closed");
+  showKeyForm(message);
+}
+
+function showConnection(state, err) {
+  const el = $("connection-state");
+  el.dataset.state = state;
+  const label = { connecting: "connecting…", connected: "live", disconnected: "reconnecting…", closed: "not connected" };
+  el.textContent = label[state] ?? state;
+  if (err) el.title = err.message;
+  else if (state === "connected") el.title = "";
+}
+
+// ----- Channel list (polled) ----------------------------------------------------------------------
+
+async function refreshChannels() {
+  let channels;
+  try {
+    ({ channels } = await api("/v1/channels"));
+  } catch (err) {
+    if (err.status === 401) return stop("The server refused the saved key.");
+    $("channels-error").textContent = "Channel list unavailable: " + err.message;
+    return;
+  }
+  $("channels-error").textContent = "";
+  const seen = new Set();
+  const rows = channels.sort((a, b) => byString(a.channel, b.channel)).map((c) => {
+    seen.add(c.channel);
+    return channelRow(c);
+  });
+  for (const name of channelRows.keys()) if (!seen.has(name)) channelRows.delete(name);
+  syncChildren($("channel-list"), rows);
+  markSelected();
+}
+
+function channelRow({ channel, members, clients }) {
+  let r = channelRows.get(channel);
+  if (!r) {
+    r = {
+      members: h("td", { class: "num", "data-testid": "channel-members" }),
+      clients: h("td", { class: "num", "data-testid": "channel-clients" }),
+    };
+    r.tr = h("tr", { "data-testid": "channel-row", "data-channel": channel }, h("td", {}, h("a", { href: channelHref(channel) }, channel)), r.members, r.clients);
+    channelRows.set(channel, r);
+  }
+  setText(r.members, members);
+  setText(r.clients, clients);
+  return r.tr;
+}
+
+function markSelected() {
+  for (const [name, r] of channelRows) r.tr.classList.toggle("selected", view?.kind === "channel" && view.name === name);
+}
+
+// ----- Routes: #/channel/NAME, #/user/ID ----------------------------------------------------------
+
+function route() {
+  const m = location.hash.match(/^#\/(channel|user)\/(.+)$/);
+  let kind = null;
+  let name = null;
+  if (m) {
+    try {
+      [kind, name] = [m[1], decodeURIComponent(m[2])];
+    } catch {
+      kind = null; // a malformed escape: home
+    }
+  }
+  if (view && view.kind === kind && view.name === name) return;
+  view?.close();
+  view = kind === "channel" ? new ChannelView(name) : kind === "user" ? new UserView(name) : null;
+  for (const k of ["home", "channel", "user"]) $(k + "-view").hidden = k !== (view ? kind : "home");
+  void view?.open();
+  markSelected();
+}
+
+// ----- Channel view -------------------------------------------------------------------------------
+
+/**
+ * The members of one channel grouped by user, kept from the subscription's snapshot and events.
+ * Only the rows in view are drawn (VirtualList), and only the users in view are watched for
+ * status (a connection may watch 1,000 users), so a channel of 10,000 members stays cheap.
+ */
+class ChannelView {
+  kind = "channel";
+
+  constructor(name) {
+    this.name = name;
+    this.users = new Map(); // clientId -> Map(connectionId -> Member)
+    this.order = []; // clientIds, sorted
+    this.shown = this.order; // order, after the filter
+    this.members = 0;
+    this.filter = "";
+    this.refilter = false;
+    this.statuses = new Map(); // clientId -> STATUS, for the users watched now
+    this.watches = new Map(); // clientId -> Promise of the function that stops the watch
+    this.range = [0, 0];
+    this.unsubscribe = null; // set while live
+    this.subscribing = false;
+    this.closed = false;
+    this.frame = 0;
+    this.watchTimer = 0;
+    this.onStatus = (s) => {
+      this.statuses.set(s.clientId, s);
+      this.list.invalidate(s.clientId);
+    };
+    setText($("channel-name"), name);
+    $("channel-error").textContent = "";
+    this.filterInput = $("member-filter");
+    this.filterInput.value = "";
+    this.onFilter = () => {
+      this.filter = this.filterInput.value.trim().toLowerCase();
+      this.refilter = true;
+      this.list.container.scrollTop = 0;
+      this.render();
+    };
+    this.filterInput.addEventListener("input", this.onFilter);
+    this.list = new VirtualList($("member-list"), {
+      rowHeight: ROW_HEIGHT,
+      rowKey: (i) => this.shown[i],
+      renderRow: (i) => this.row(this.shown[i]),
+      onRange: (first, last) => this.inView(first, last),
+    });
+    this.render();
+  }
+
+  async open() {
+    const presence = client.channel(this.name).presence;
+    // Until the connection is up, show what REST has (subscribe waits for the connection).
+    if (client.state !== "connected") void this.loadSnapshot().catch(() => {});
+    this.subscribing = true;
+    try {
+      const stop = await presence.subscribe((e) => this.onEvent(e));
+      if (this.closed) return void stop().catch(() => {});
+      this.unsubscribe = stop;
+      $("channel-error").textContent = "";
+      this.reset(presence.members());
+    } catch (err) {
+      $("channel-error").textContent = `Not live (${err.message}): refreshed every ${POLL_MS / 1000} s.`;
+      await this.loadSnapshot().catch(() => {});
+    } finally {
+      this.subscribing = false;
+    }
+  }
+
+  /** Called every POLL_MS: without a subscription, a REST snapshot, and another try at going live. */
+  async poll() {
+    if (this.closed || this.unsubscribe || this.subscribing) return;
+    if (client.state === "connected") return this.open();
+    await this.loadSnapshot();
+  }
+
+  async loadSnapshot() {
+    const r = await api(`/v1/channels/${enc(this.name)}/presence`);
+    if (!this.closed && !this.unsubscribe) this.reset(r.members);
+  }
+
+  close() {
+    this.closed = true;
+    cancelAnimationFrame(this.frame);
+    clearTimeout(this.watchTimer);
+    this.filterInput.removeEventListener("input", this.onFilter);
+    this.list.destroy();
+    for (const stop of this.watches.values()) stop.then((f) => f()).catch(() => {});
+    this.unsubscribe?.().catch(() => {});
+  }
+
+  reset(members) {
+    this.users.clear();
+    for (const m of members) {
+      let devices = this.users.get(m.clientId);
+      if (!devices) this.users.set(m.clientId, (devices = new Map()));
+      devices.set(m.connectionId, m);
+    }
+    this.members = members.length;
+    this.order = [...this.users.keys()].sort(byString);
+    this.refilter = true;
+    this.list.invalidateAll();
+    this.schedule();
+  }
+
+  onEvent(e) {
+    if (this.closed) return;
+    feedPresence(e);
+    const m = e.member;
+    let devices = this.users.get(m.clientId);
+    if (e.action === "leave") {
+      if (!devices?.delete(m.connectionId)) return;
+      this.members--;
+      if (devices.size === 0) {
+        this.users.delete(m.clientId);
+        this.order.splice(binarySearch(this.order, m.clientId), 1);
+        this.refilter = true;
+      }
+    } else {
+      if (!devices) {
+        this.users.set(m.clientId, (devices = new Map()));
+        this.order.splice(binarySearch(this.order, m.clientId), 0, m.clientId);
+        this.refilter = true;
+      }
+      if (!devices.has(m.connectionId)) this.members++;
+      devices.set(m.connectionId, m);
+    }
+    this.list.invalidate(m.clientId);
+    this.schedule();
+  }
+
+  schedule() {
+    if (!this.frame) {
+      this.frame = requestAnimationFrame(() => {
+        this.frame = 0;
+        this.render();
+      });
+    }
+  }
+
+  render() {
+    if (this.refilter) {
+      this.refilter = false;
+      const f = this.filter;
+      this.shown = f ? this.order.filter((id) => id.toLowerCase().includes(f)) : this.order;
+    }
+    this.list.setCount(this.shown.length);
+    const users = this.order.length;
+    const plural = (n, word) => `${n} ${word}${n === 1 ? "" : "s"}`;
+    setText($("channel-counts"), `${plural(users, "user")}, ${plural(this.members, "member")}` + (this.filter ? `, ${this.shown.length} shown` : ""));
+  }
+
+  row(id) {
+    const devices = [...(this.users.get(id)?.values() ?? [])];
+    const s = this.statuses.get(id);
+    const more = devices.length - DEVICES_PER_ROW;
+    return h(
+      "div",
+      { class: "row", "data-testid": "member-row", "data-client-id": id },
+      h("span", { class: "status " + (s?.status ?? "unknown"), "data-testid": "member-status" }, s?.status ?? "…"),
+      h("a", { class: "user", href: userHref(id), title: id }, id),
+      h("span", { class: "status-text", "data-testid": "member-text", title: s?.text ?? "" }, s?.text ?? ""),
+      h("span", { class: "count" }, devices.length === 1 ? "1 device" : `${devices.length} devices`),
+      h("span", { class: "devices" }, devices.slice(0, DEVICES_PER_ROW).map(deviceChip), more > 0 ? h("span", { class: "more" }, `+${more}`) : null),
+    );
+  }
+
+  // The rows in view changed: the watched set follows, at most every WATCH_EVERY_MS.
+  inView(first, last) {
+    this.range = [first, last];
+    if (!this.watchTimer) {
+      this.watchTimer = setTimeout(() => {
+        this.watchTimer = 0;
+        void this.watchInView();
+      }, WATCH_EVERY_MS);
+    }
+  }
+
+  async watchInView() {
+    if (this.closed || !this.unsubscribe) return;
+    const want = new Set(this.shown.slice(...this.range));
+    for (const [id, stop] of this.watches) {
+      if (want.has(id)) continue;
+      this.watches.delete(id);
+      this.statuses.delete(id);
+      stop.then((f) => f()).catch(() => {});
+    }
+    const added = [...want].filter((id) => !this.watches.has(id));
+    if (!added.length) return;
+    for (const id of added) this.watches.set(id, client.status.watch([id], this.onStatus));
+    try {
+      await Promise.all(added.map((id) => this.watches.get(id)));
+      // Asked after the watch, on the same connection: pushes that follow are newer.
+      for (const s of await client.status.get(added)) {
+        if (this.closed || !this.watches.has(s.clientId)) continue;
+        this.statuses.set(s.clientId, s);
+        this.list.invalidate(s.clientId);
+      }
+    } catch (err) {
+      for (const id of added) this.watches.delete(id);
+      $("channel-error").textContent = "Status watch failed: " + err.message;
+    }
+  }
+}
+
+function deviceChip(m) {
+  return h(
+    "span",
+    { class: "device", "data-testid": "member-device", "data-connection-id": m.connectionId, title: `${m.connectionId}\n${JSON.stringify(m.data, null, 2)}` },
+    m.connectionId,
+    m.data === null || m.data === undefined ? null : h("code", {}, short(m.data)),
+  );
+}
+
+// ----- User view ----------------------------------------------------------------------------------
+
+/** One user: status (watched live), devices and recent activity (refreshed on a push and polled). */
+class UserView {
+  kind = "user";
+
+  constructor(id) {
+    this.name = id;
+    this.closed = false;
+    this.pushes = 0; // a REST status read that started before a push is older than it
+    this.unwatch = null;
+    this.onStatus = (s) => {
+      this.pushes++;
+      this.showStatus(s);
+      void this.poll().catch(() => {});
+    };
+    setText($("user-id"), id);
+    for (const k of ["user-text", "user-last-seen", "user-active-device", "user-error"]) $(k).textContent = "";
+    setText($("user-status"), "…");
+    $("user-status").className = "status unknown";
+    $("user-devices").replaceChildren();
+    $("user-activity").replaceChildren();
+  }
+
+  async open() {
+    void this.poll().catch(() => {});
+    try {
+      this.unwatch = client.status.watch([this.name], this.onStatus);
+      await this.unwatch;
+      const [s] = await client.status.get([this.name]);
+      if (!this.closed && s) this.showStatus(s);
+    } catch (err) {
+      this.unwatch = null;
+      $("user-error").textContent = "Not live: " + err.message;
+    }
+  }
+
+  close() {
+    this.closed = true;
+    this.unwatch?.then((f) => f()).catch(() => {});
+  }
+
+  async poll() {
+    const pushes = this.pushes;
+    const base = `/v1/users/${enc(this.name)}`;
+    const [status, devices, activity] = await Promise.allSettled([
+      api(base + "/status"),
+      api(base + "/devices"),
+      api(base + "/activity?limit=50"),
+    ]);
+    if (this.closed) return;
+    const errors = [];
+    if (status.status === "fulfilled") {
+      if (this.pushes === pushes) this.showStatus(status.value);
+    } else errors.push("status: " + status.reason.message);
+    if (devices.status === "fulfilled") this.showDevices(devices.value.devices);
+    else errors.push("devices: " + devices.reason.message);
+    if (activity.status === "fulfilled") this.showActivity(activity.value.activities);
+    else errors.push("activity: " + activity.reason.message);
+    if (this.unwatch || errors.length) $("user-error").textContent = errors.join("; ");
+  }
+
+  showStatus(s) {
+    const el = $("user-status");
+    setText(el, s.status);
+    el.className = "status " + s.status;
+    setText($("user-text"), s.text ?? "");
+    setText($("user-last-seen"), ago(s.lastSeen));
+    setText($("user-active-device"), s.activeDevice ?? "");
+  }
+
+  showDevices(devices) {
+    const rows = devices.map((d) =>
+      h(
+        "tr",
+        { "data-testid": "device-row", "data-connection-id": d.connectionId },
+        h("td", {}, d.device),
+        h("td", {}, h("code", {}, d.connectionId)),
+        h("td", {}, h("span", { class: "status " + d.status }, d.status)),
+        h("td", {}, ago(d.lastSeen)),
+        h("td", {}, d.active ? "yes" : ""),
+      ),
+    );
+    $("user-devices").replaceChildren(...rows);
+  }
+
+  showActivity(activities) {
+    const rows = activities.map((a) =>
+      h(
+        "tr",
+        { "data-testid": "activity-row" },
+        h("td", {}, new Date(a.timestamp).toLocaleTimeString()),
+        h("td", {}, a.kind),
+        h("td", {}, a.channel === null ? "" : h("a", { href: channelHref(a.channel) }, a.channel)),
+        h("td", {}, h("code", {}, short(a.data, 80))),
+      ),
+    );
+    $("user-activity").replaceChildren(...rows);
+  }
+}
+
+// ----- Event feed (newest first, FEED_MAX lines, drawn once per frame) ----------------------------
+
+const feed = { pending: [], frame: 0 };
+
+function feedAdd(kind, parts) {
+  feed.pending.push({ kind, parts, at: Date.now() });
+  if (feed.pending.length > 2 * FEED_MAX) feed.pending.splice(0, feed.pending.length - FEED_MAX);
+  if (!feed.frame) feed.frame = requestAnimationFrame(flushFeed);
+}
+
+function flushFeed() {
+  feed.frame = 0;
+  const items = feed.pending.slice(-FEED_MAX).reverse();
+  feed.pending = [];
+  const list = $("event-feed");
+  list.prepend(...items.map(({ kind, parts, at }) => h("li", { "data-testid": "event", "data-kind": kind }, h("time", {}, new Date(at).toLocaleTimeString()), " ", ...parts)));
+  while (list.childElementCount > FEED_MAX) list.lastElementChild.remove();
+}
+
+function feedPresence(e) {
+  const m = e.member;
+  feedAdd("presence", [
+    h("b", {}, e.action),
+    ` ${e.channel} `,
+    h("a", { href: userHref(m.clientId) }, m.clientId),
+    ` ${m.connectionId}`,
+    e.reason ? ` (${e.reason})` : "",
+    m.data === null || m.data === undefined ? "" : " " + short(m.data),
+  ]);
+}
+
+function feedStatus(s) {
+  feedAdd("status", [h("b", {}, "status"), " ", h("a", { href: userHref(s.clientId) }, s.clientId), `: ${s.previous} → ${s.status}`, s.text ? ` “${s.text}”` : ""]);
+}
+
+// ----- Boot ---------------------------------------------------------------------------------------
+
+const saved = localStorage.getItem(KEY_STORAGE);
+if (saved) start(saved);
+else showKeyForm();
