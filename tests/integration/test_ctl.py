@@ -8,15 +8,11 @@ import re
 import socket
 import tempfile
 import unittest
-import uuid
 
 from harness import Client, Server, TIMEOUT, wait_until
+from test_server import ServerTest, unique
 
 CTL = os.environ.get("PRESENCECTL_BIN", "build/asan/src/ctl/presencectl")
-
-
-def unique(prefix="ch"):
-    return "%s-%s" % (prefix, uuid.uuid4().hex[:8])
 
 
 def clean_env(**extra):
@@ -27,14 +23,8 @@ def clean_env(**extra):
     return env
 
 
-class CtlTest(unittest.IsolatedAsyncioTestCase):
-    @classmethod
-    def setUpClass(cls):
-        cls.server = Server()
-
-    @classmethod
-    def tearDownClass(cls):
-        cls.server.kill()
+class CtlTest(ServerTest):
+    settings = {}  # the server's defaults
 
     def argv(self, args, key=True, url=None, server=None):
         server = server or self.server
@@ -59,18 +49,6 @@ class CtlTest(unittest.IsolatedAsyncioTestCase):
 
     async def ok_json(self, *args, **kw):
         return json.loads(await self.ok("--json", *args, **kw))
-
-    async def connect(self, client_id, **kw):
-        c = await Client.connect(self.server, client_id, **kw)
-        self.addAsyncCleanup(self._close, c)
-        return c
-
-    @staticmethod
-    async def _close(c):
-        try:
-            await c.close()
-        except Exception:
-            pass
 
 
 class QueryTest(CtlTest):
