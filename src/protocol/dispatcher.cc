@@ -593,20 +593,12 @@ Result<std::string> Dispatcher::Handle(Session& s, std::string_view op, Request&
     if (!since.ok()) return since.error();
     (void)engine_.Touch(h);
     async = true;
-    std::shared_ptr<Peer> peer = s.peer;
-    store_.QueryActivities(
-        std::string(client->value_or(s.client_id)),
-        static_cast<size_t>(std::min<int64_t>(limit->value_or(50), 1000)), *since,
-        [peer, id](Result<std::vector<storage::StoredActivity>> list) {
-          if (!list.ok()) {
-            peer->Send(std::make_shared<const std::string>(ReplyError(id, list.error())));
-            return;
-          }
-          std::string frame = ReplyOkPrefix(id) + R"(,"activities":)";
-          AppendActivities(frame, *list);
-          frame += '}';
-          peer->Send(std::make_shared<const std::string>(std::move(frame)));
-        });
+    ActivityFields(std::string(client->value_or(s.client_id)), *limit, *since,
+                   [peer = s.peer, id](Result<std::string> fields) {
+                     peer->Send(std::make_shared<const std::string>(
+                         fields.ok() ? ReplyOkPrefix(id) + "," + *fields + "}"
+                                     : ReplyError(id, fields.error())));
+                   });
     return out;
   }
   if (op == "devices") {
@@ -999,6 +991,20 @@ Result<ConnectRequest> ParseUpgrade(std::string_view target, std::string_view se
   return req;
 }
 
+// `"activities":[...]` for activity.get and its REST route: `limit` defaults to 50, at most 1000.
+void Dispatcher::ActivityFields(std::string client_id, std::optional<int64_t> limit,
+                                std::optional<TimeMs> since,
+                                std::function<void(Result<std::string>)> done) {
+  store_.QueryActivities(
+      std::move(client_id), static_cast<size_t>(std::min<int64_t>(limit.value_or(50), 1000)), since,
+      [done = std::move(done)](Result<std::vector<storage::StoredActivity>> list) {
+        if (!list.ok()) return done(list.error());
+        std::string fields = R"("activities":)";
+        AppendActivities(fields, *list);
+        done(std::move(fields));
+      });
+}
+
 // ----- Chat commands ----------------------------------------------------------------------------
 
 namespace {
@@ -1310,15 +1316,10 @@ bool Dispatcher::HttpMore(const HttpRequest& req, const std::vector<std::string>
     if (*limit && **limit < 1) return fail(BadRequest("limit must be at least 1"));
     auto since = QueryInt(query, "since");
     if (!since.ok()) return fail(since.error());
-    store_.QueryActivities(
-        id, static_cast<size_t>(std::min<int64_t>(limit->value_or(50), 1000)), *since,
-        [done = std::move(done)](Result<std::vector<storage::StoredActivity>> list) {
-          if (!list.ok()) return done(ErrorResponse(list.error()));
-          std::string body = R"({"activities":)";
-          AppendActivities(body, *list);
-          body += '}';
-          done(HttpResponse{200, std::move(body)});
-        });
+    ActivityFields(id, *limit, *since, [done = std::move(done)](Result<std::string> fields) {
+      if (!fields.ok()) return done(ErrorResponse(fields.error()));
+      done(HttpResponse{200, "{" + *fields + "}"});
+    });
     return true;
   }
 

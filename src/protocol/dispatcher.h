@@ -116,6 +116,10 @@ class Dispatcher final : public engine::EventSink {
   bool HttpMore(const HttpRequest& req, const std::vector<std::string>& seg,
                 const std::unordered_map<std::string, std::string>& query,
                 std::function<void(HttpResponse)>& done);
+  // Reads the user's activity records from the store; `done` (maybe on the storage thread) gets
+  // the `"activities":[...]` field.
+  void ActivityFields(std::string client_id, std::optional<int64_t> limit,
+                      std::optional<TimeMs> since, std::function<void(Result<std::string>)> done);
   // Stores the user's status set by hand; `durable` runs when it is on disk.
   void PersistSettings(const std::string& client_id, std::function<void(Status)> durable);
   // Gives the engine what the store remembers of a user it does not hold.
