@@ -17,6 +17,10 @@
 
 namespace presenced {
 
+// The deepest nesting of arrays and objects accepted anywhere JSON is parsed (requests, stored
+// data, merges), so that data accepted once is never refused or mangled later.
+inline constexpr int kMaxJsonDepth = 64;
+
 class JsonText {
  public:
   JsonText() = default;

@@ -28,25 +28,34 @@ Error Bad(const std::string& key, const std::string& why) {
   return MakeError(ErrorCode::kBadRequest, "setting " + key + ": " + why);
 }
 
+// An integer setting in [min, max]. Every setting has an upper bound: a value a deployment could
+// not mean (a heartbeat of 292 million years) would only overflow somewhere later.
 template <typename T>
 std::function<Status(Config&, const std::string&)> Int(T Config::*field, std::string key,
-                                                       int64_t min) {
-  return [field, key, min](Config& c, const std::string& v) -> Status {
+                                                       int64_t min, int64_t max) {
+  return [field, key, min, max](Config& c, const std::string& v) -> Status {
     int64_t n = 0;
     auto [p, ec] = std::from_chars(v.data(), v.data() + v.size(), n);
+    if (ec == std::errc::result_out_of_range) {
+      return Bad(key, "must be from " + std::to_string(min) + " to " + std::to_string(max));
+    }
     if (ec != std::errc() || p != v.data() + v.size()) return Bad(key, "not an integer: " + v);
-    if (n < min) return Bad(key, "must be at least " + std::to_string(min));
+    if (n < min || n > max) {
+      return Bad(
+          key, "must be from " + std::to_string(min) + " to " + std::to_string(max) + ", got " + v);
+    }
     c.*field = static_cast<T>(n);
     return Status::Ok();
   };
 }
 
-std::function<Status(Config&, const std::string&)> Real(double Config::*field, std::string key) {
-  return [field, key](Config& c, const std::string& v) -> Status {
+std::function<Status(Config&, const std::string&)> Real(double Config::*field, std::string key,
+                                                        double max) {
+  return [field, key, max](Config& c, const std::string& v) -> Status {
     char* end = nullptr;
     double d = std::strtod(v.c_str(), &end);
-    if (v.empty() || end != v.c_str() + v.size() || !(d > 0)) {
-      return Bad(key, "must be a positive number");
+    if (v.empty() || end != v.c_str() + v.size() || !(d > 0) || !(d <= max)) {
+      return Bad(key, "must be a positive number of at most " + std::to_string(max));
     }
     c.*field = d;
     return Status::Ok();
@@ -59,6 +68,11 @@ std::function<Status(Config&, const std::string&)> Text(std::string Config::*fie
     return Status::Ok();
   };
 }
+
+constexpr int64_t kHour = 3600LL * 1000;
+constexpr int64_t kDay = 24 * kHour;
+constexpr int64_t kYear = 365 * kDay;
+constexpr int64_t kGiB = 1LL << 30;
 
 const std::vector<Setting>& Table() {
   static const std::vector<Setting> table = [] {
@@ -79,64 +93,66 @@ const std::vector<Setting>& Table() {
         Text(&Config::jwt_secret));
     add("api_key", "API key for REST (default: generated into data_dir)", Text(&Config::api_key));
     add("log_level", "trace, debug, info, warn, error, off", Text(&Config::log_level));
-    add("io_threads", "I/O threads (0 = one per core)", Int(&Config::io_threads, "io_threads", 0));
+    add("io_threads", "I/O threads (0 = one per core)",
+        Int(&Config::io_threads, "io_threads", 0, 256));
     add("heartbeat_ms", "ping interval; silent for two intervals = abrupt drop",
-        Int(&Config::heartbeat_ms, "heartbeat_ms", 10));
+        Int(&Config::heartbeat_ms, "heartbeat_ms", 10, kHour));
     add("remain_present_for_ms", "default grace after an abrupt drop",
-        Int(&Config::remain_present_for_ms, "remain_present_for_ms", 0));
+        Int(&Config::remain_present_for_ms, "remain_present_for_ms", 0, kDay));
     add("max_remain_present_for_ms", "upper bound for a client's own grace",
-        Int(&Config::max_remain_present_for_ms, "max_remain_present_for_ms", 0));
+        Int(&Config::max_remain_present_for_ms, "max_remain_present_for_ms", 0, kDay));
     add("away_after_ms", "idle time before automatic away",
-        Int(&Config::away_after_ms, "away_after_ms", 0));
+        Int(&Config::away_after_ms, "away_after_ms", 0, kYear));
     add("offline_after_ms", "idle time before automatic offline",
-        Int(&Config::offline_after_ms, "offline_after_ms", 0));
+        Int(&Config::offline_after_ms, "offline_after_ms", 0, kYear));
     add("max_frame_bytes", "largest client frame",
-        Int(&Config::max_frame_bytes, "max_frame_bytes", 128));
+        Int(&Config::max_frame_bytes, "max_frame_bytes", 128, kGiB / 16));
     add("max_data_bytes", "largest member data (serialized)",
-        Int(&Config::max_data_bytes, "max_data_bytes", 4));
-    add("max_connections", "open sockets", Int(&Config::max_connections, "max_connections", 1));
+        Int(&Config::max_data_bytes, "max_data_bytes", 4, kGiB / 64));
+    add("max_connections", "open sockets",
+        Int(&Config::max_connections, "max_connections", 1, 10000000));
     add("handshake_timeout_ms", "time to send a complete HTTP request",
-        Int(&Config::handshake_timeout_ms, "handshake_timeout_ms", 10));
+        Int(&Config::handshake_timeout_ms, "handshake_timeout_ms", 10, kHour));
     add("max_http_body_bytes", "largest REST request body",
-        Int(&Config::max_http_body_bytes, "max_http_body_bytes", 16));
+        Int(&Config::max_http_body_bytes, "max_http_body_bytes", 16, kGiB / 16));
     add("max_outbound_bytes",
         "bytes queued to one WebSocket before it is dropped as a slow consumer",
-        Int(&Config::max_outbound_bytes, "max_outbound_bytes", 1024));
+        Int(&Config::max_outbound_bytes, "max_outbound_bytes", 1024, kGiB));
     add("rate_per_second", "sustained requests per connection",
-        Real(&Config::rate_per_second, "rate_per_second"));
-    add("rate_burst", "request burst per connection", Real(&Config::rate_burst, "rate_burst"));
+        Real(&Config::rate_per_second, "rate_per_second", 1e9));
+    add("rate_burst", "request burst per connection", Real(&Config::rate_burst, "rate_burst", 1e9));
     add("max_channels_per_connection",
         "channels one connection may enter (and, separately, subscribe)",
-        Int(&Config::max_channels_per_connection, "max_channels_per_connection", 1));
+        Int(&Config::max_channels_per_connection, "max_channels_per_connection", 1, 1000000));
     add("max_members_per_channel", "members in one channel",
-        Int(&Config::max_members_per_channel, "max_members_per_channel", 1));
+        Int(&Config::max_members_per_channel, "max_members_per_channel", 1, 100000000));
     add("max_watches_per_connection", "users one connection may watch",
-        Int(&Config::max_watches_per_connection, "max_watches_per_connection", 0));
+        Int(&Config::max_watches_per_connection, "max_watches_per_connection", 0, 1000000));
     add("max_channel_bytes", "longest channel name",
-        Int(&Config::max_channel_bytes, "max_channel_bytes", 1));
+        Int(&Config::max_channel_bytes, "max_channel_bytes", 1, 65536));
     add("max_id_bytes", "longest clientId, device or activity kind",
-        Int(&Config::max_id_bytes, "max_id_bytes", 1));
+        Int(&Config::max_id_bytes, "max_id_bytes", 1, 65536));
     add("event_ring_capacity", "recent events kept per channel for `since` (at least 1000)",
-        Int(&Config::event_ring_capacity, "event_ring_capacity", 1000));
+        Int(&Config::event_ring_capacity, "event_ring_capacity", 1000, 1000000));
     add("storage", "sqlite (durable, in data_dir) or memory (lost on restart)",
         Text(&Config::storage));
     add("flush_interval_ms", "most time a history/activity/lastSeen write waits for its commit",
-        Int(&Config::flush_interval_ms, "flush_interval_ms", 1));
+        Int(&Config::flush_interval_ms, "flush_interval_ms", 1, 60000));
     add("last_seen_checkpoint_ms", "how often connected users' lastSeen is stored",
-        Int(&Config::last_seen_checkpoint_ms, "last_seen_checkpoint_ms", 10));
+        Int(&Config::last_seen_checkpoint_ms, "last_seen_checkpoint_ms", 10, kHour));
     add("history_max_age_ms", "history older than this is deleted (0 = keep)",
-        Int(&Config::history_max_age_ms, "history_max_age_ms", 0));
+        Int(&Config::history_max_age_ms, "history_max_age_ms", 0, 100 * kYear));
     add("history_max_per_channel", "history events kept per channel (0 = no limit)",
-        Int(&Config::history_max_per_channel, "history_max_per_channel", 0));
+        Int(&Config::history_max_per_channel, "history_max_per_channel", 0, 1000000000));
     add("activity_max_age_ms", "activity records older than this are deleted (0 = keep)",
-        Int(&Config::activity_max_age_ms, "activity_max_age_ms", 0));
+        Int(&Config::activity_max_age_ms, "activity_max_age_ms", 0, 100 * kYear));
     add("activity_max_per_user", "activity records kept per user (0 = no limit)",
-        Int(&Config::activity_max_per_user, "activity_max_per_user", 0));
+        Int(&Config::activity_max_per_user, "activity_max_per_user", 0, 1000000000));
     add("retention_interval_ms", "how often retention runs",
-        Int(&Config::retention_interval_ms, "retention_interval_ms", 10));
+        Int(&Config::retention_interval_ms, "retention_interval_ms", 10, kDay));
     add("storage_max_bytes",
         "cap on the database size; writes beyond fail and are counted (0 = none)",
-        Int(&Config::storage_max_bytes, "storage_max_bytes", 0));
+        Int(&Config::storage_max_bytes, "storage_max_bytes", 0, kGiB * 1024 * 1024));
     return t;
   }();
   return table;

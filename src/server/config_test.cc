@@ -22,6 +22,32 @@ TEST(ConfigTest, EverySettingHasAllThreeNames) {
   EXPECT_FALSE(ApplySetting(c, "no_such_thing", "1").ok());
 }
 
+TEST(ConfigTest, EveryNumericSettingHasAnUpperBound) {
+  // PRESENCED_HEARTBEAT_MS=9223372036854775807 was accepted and overflowed at the first connect.
+  for (const auto& s : Settings()) {
+    Config c;
+    const Status max = ApplySetting(c, s.key, "9223372036854775807");
+    const Status over = ApplySetting(c, s.key, "99999999999999999999999");
+    const Status real = ApplySetting(c, s.key, "1e300");
+    if (s.key == "listen" || s.key == "data_dir" || s.key == "jwt_secret" || s.key == "api_key" ||
+        s.key == "log_level" || s.key == "storage") {
+      continue;  // text settings
+    }
+    EXPECT_FALSE(max.ok()) << s.key;
+    EXPECT_FALSE(over.ok()) << s.key;
+    EXPECT_FALSE(real.ok()) << s.key;
+    if (!max.ok()) {
+      EXPECT_NE(max.error().message.find(s.key), std::string::npos);
+    }
+  }
+  Config c;
+  EXPECT_TRUE(ApplySetting(c, "heartbeat_ms", "3600000").ok());
+  EXPECT_FALSE(ApplySetting(c, "heartbeat_ms", "3600001").ok());
+  EXPECT_EQ(c.heartbeat_ms, 3600000);  // a refused value changes nothing
+  EXPECT_FALSE(ApplySetting(c, "rate_per_second", "inf").ok());
+  EXPECT_FALSE(ApplySetting(c, "rate_per_second", "nan").ok());
+}
+
 TEST(ConfigTest, TomlFileThenEnvironment) {
   const auto path = std::filesystem::temp_directory_path() / "presenced_config_test.toml";
   {
