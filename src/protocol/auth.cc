@@ -3,8 +3,11 @@
 #include <jwt.h>
 #include <openssl/crypto.h>
 
+#include <algorithm>
 #include <boost/json.hpp>
+#include <cmath>
 #include <memory>
+#include <optional>
 
 namespace presenced::protocol {
 
@@ -15,11 +18,89 @@ struct JwtFree {
 using JwtPtr = std::unique_ptr<jwt_t, JwtFree>;
 
 Error Unauthorized(std::string why) { return MakeError(ErrorCode::kUnauthorized, std::move(why)); }
+
+// Decodes unpadded base64url (RFC 7515 §2) strictly: its alphabet only, no padding, and the unused
+// low bits of the last character zero, so that each value has exactly one encoding. libjwt's own
+// decoder also takes `+`, `/` and `=`.
+std::optional<std::string> DecodeBase64Url(std::string_view in) {
+  if (in.size() % 4 == 1) return std::nullopt;
+  std::string out;
+  out.reserve(in.size() * 3 / 4);
+  uint32_t acc = 0;
+  int bits = 0;
+  for (char ch : in) {
+    int v;
+    if (ch >= 'A' && ch <= 'Z') {
+      v = ch - 'A';
+    } else if (ch >= 'a' && ch <= 'z') {
+      v = ch - 'a' + 26;
+    } else if (ch >= '0' && ch <= '9') {
+      v = ch - '0' + 52;
+    } else if (ch == '-') {
+      v = 62;
+    } else if (ch == '_') {
+      v = 63;
+    } else {
+      return std::nullopt;
+    }
+    acc = (acc << 6) | static_cast<uint32_t>(v);
+    bits += 6;
+    if (bits >= 8) {
+      bits -= 8;
+      out.push_back(static_cast<char>((acc >> bits) & 0xff));
+      acc &= (1u << bits) - 1;
+    }
+  }
+  if (acc != 0) return std::nullopt;  // leftover bits must be zero
+  return out;
+}
+
+// Seconds since the epoch from a NumericDate claim (RFC 7519 §2): any JSON number, saturated to
+// the int64 range (a huge `exp` is the far future, not undefined behaviour).
+std::optional<int64_t> NumericDate(const boost::json::value& v) {
+  if (v.is_int64()) return v.get_int64();
+  if (v.is_uint64()) {
+    return v.get_uint64() > static_cast<uint64_t>(INT64_MAX) ? INT64_MAX
+                                                             : static_cast<int64_t>(v.get_uint64());
+  }
+  if (!v.is_double() || !std::isfinite(v.get_double())) return std::nullopt;
+  const double d = std::floor(v.get_double());
+  if (d >= 9.2e18) return INT64_MAX;
+  if (d <= -9.2e18) return INT64_MIN;
+  return static_cast<int64_t>(d);
+}
+
+// Checks the compact form before libjwt sees it: three strict base64url parts, a header that
+// names exactly HS256 (libjwt compares algorithm names without regard to case) and no critical
+// extensions, and a signature of an HMAC-SHA256's size.
+Status CheckCompactForm(std::string_view token) {
+  const size_t dot1 = token.find('.');
+  const size_t dot2 = dot1 == std::string_view::npos ? dot1 : token.find('.', dot1 + 1);
+  if (dot2 == std::string_view::npos || token.find('.', dot2 + 1) != std::string_view::npos) {
+    return Unauthorized("malformed token");
+  }
+  const auto header = DecodeBase64Url(token.substr(0, dot1));
+  const auto payload = DecodeBase64Url(token.substr(dot1 + 1, dot2 - dot1 - 1));
+  const auto signature = DecodeBase64Url(token.substr(dot2 + 1));
+  if (!header || !payload || !signature) return Unauthorized("malformed token encoding");
+  if (signature->size() != 32) return Unauthorized("malformed or wrongly signed token");
+  boost::system::error_code ec;
+  const boost::json::value h = boost::json::parse(*header, ec);
+  const boost::json::object* fields = ec ? nullptr : h.if_object();
+  if (fields == nullptr) return Unauthorized("token header is not a JSON object");
+  const boost::json::value* alg = fields->if_contains("alg");
+  if (alg == nullptr || !alg->is_string() || alg->get_string() != "HS256") {
+    return Unauthorized("token must be signed HS256");
+  }
+  if (fields->contains("crit")) return Unauthorized("token has critical header extensions");
+  return Status::Ok();
+}
 }  // namespace
 
 Result<TokenClaims> VerifyToken(std::string_view token, std::string_view secret, TimeMs now) {
   if (token.empty()) return Unauthorized("missing token");
   if (secret.empty()) return Unauthorized("server has no signing secret");
+  if (Status st = CheckCompactForm(token); !st) return st.error();
   std::string t(token);
   jwt_t* raw = nullptr;
   if (jwt_decode(&raw, t.c_str(), reinterpret_cast<const unsigned char*>(secret.data()),
@@ -45,12 +126,15 @@ Result<TokenClaims> VerifyToken(std::string_view token, std::string_view secret,
   if (ec || !v.is_object()) return Unauthorized("token claims are not an object");
   const auto& obj = v.as_object();
   const auto* exp = obj.if_contains("exp");
-  if (exp == nullptr || !(exp->is_int64() || exp->is_uint64() || exp->is_double())) {
-    return Unauthorized("token has no numeric exp claim");
-  }
-  claims.expires_at_s =
-      exp->is_double() ? static_cast<int64_t>(exp->as_double()) : exp->to_number<int64_t>();
+  const std::optional<int64_t> expires = exp ? NumericDate(*exp) : std::nullopt;
+  if (!expires) return Unauthorized("token has no numeric exp claim");
+  claims.expires_at_s = *expires;
   if (now / 1000 >= claims.expires_at_s) return Unauthorized("token expired");
+  if (const auto* nbf = obj.if_contains("nbf")) {  // RFC 7519 §4.1.5
+    const std::optional<int64_t> not_before = NumericDate(*nbf);
+    if (!not_before) return Unauthorized("token nbf claim must be a number");
+    if (now / 1000 < *not_before) return Unauthorized("token not valid yet");
+  }
   if (const auto* ch = obj.if_contains("channels")) {
     if (!ch->is_array()) return Unauthorized("channels claim must be an array of strings");
     std::vector<std::string> patterns;
@@ -114,12 +198,13 @@ bool GlobMatch(std::string_view pattern, std::string_view text) {
   return p == pattern.size();
 }
 
+bool AnyPatternMatches(const std::vector<std::string>& patterns, std::string_view channel) {
+  return std::any_of(patterns.begin(), patterns.end(),
+                     [&](const std::string& p) { return GlobMatch(p, channel); });
+}
+
 bool ChannelAllowed(const TokenClaims& claims, std::string_view channel) {
-  if (!claims.channels) return true;
-  for (const auto& p : *claims.channels) {
-    if (GlobMatch(p, channel)) return true;
-  }
-  return false;
+  return !claims.channels || AnyPatternMatches(*claims.channels, channel);
 }
 
 bool BearerMatches(std::string_view authorization, std::string_view api_key) {

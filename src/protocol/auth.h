@@ -30,6 +30,9 @@ Result<std::string> MintToken(std::string_view secret, std::string_view client_i
 // `*` matches any run of characters (including none); every other character is literal.
 bool GlobMatch(std::string_view pattern, std::string_view text);
 
+// True when one of `patterns` matches `channel`.
+bool AnyPatternMatches(const std::vector<std::string>& patterns, std::string_view channel);
+
 // True when the claims allow `channel`.
 bool ChannelAllowed(const TokenClaims& claims, std::string_view channel);
 

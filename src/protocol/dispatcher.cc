@@ -7,6 +7,7 @@
 #include <charconv>
 #include <cmath>
 
+#include "common/utf8.h"
 #include "dashboard/assets.h"
 #include "protocol/auth.h"
 #include "protocol/codec.h"
@@ -23,6 +24,60 @@ using engine::Presence;
 namespace {
 
 Error BadRequest(std::string why) { return MakeError(ErrorCode::kBadRequest, std::move(why)); }
+
+// Boost.JSON reads a number too large for a double (1e400, a 5,000-digit integer) as infinity,
+// which would be stored and sent on as text that no JSON parser accepts.
+bool AllNumbersFinite(const json::value& v) {
+  switch (v.kind()) {
+    case json::kind::double_:
+      return std::isfinite(v.get_double());
+    case json::kind::array:
+      for (const json::value& e : v.get_array()) {
+        if (!AllNumbersFinite(e)) return false;
+      }
+      return true;
+    case json::kind::object:
+      for (const auto& kv : v.get_object()) {
+        if (!AllNumbersFinite(kv.value())) return false;
+      }
+      return true;
+    default:
+      return true;
+  }
+}
+
+// Parses a request (a WebSocket message or a REST body) as one JSON object nested at most
+// kMaxJsonDepth deep. Strings are valid UTF-8 (Boost.JSON checks). With `finite`, a number out of
+// a double's range is refused too; without, the caller checks (CheckNumbers) once it knows the id.
+Result<json::object> ParseRequestObject(std::string_view text, bool finite = true) {
+  json::parse_options opts;
+  opts.max_depth = kMaxJsonDepth;
+  boost::system::error_code ec;
+  json::value v = json::parse(text, ec, {}, opts);
+  if (ec) return BadRequest("malformed JSON: " + ec.message());
+  if (!v.is_object()) return BadRequest("a request must be a JSON object");
+  if (finite && !AllNumbersFinite(v)) return BadRequest("a number is out of range");
+  return std::move(v.as_object());
+}
+
+Status CheckNumbers(const json::object& o) {
+  for (const auto& kv : o) {
+    if (!AllNumbersFinite(kv.value())) return BadRequest("a number is out of range");
+  }
+  return Status::Ok();
+}
+
+// A name a client sends (channel, clientId, device): not empty, at most `max` bytes, valid UTF-8.
+// Names reach other users' frames, so one that is not valid UTF-8 is refused at the edge.
+Status CheckName(std::string_view value, std::string_view what, size_t max) {
+  if (value.empty()) return BadRequest(std::string(what) + " must not be empty");
+  if (value.size() > max) {
+    return MakeError(ErrorCode::kTooLarge,
+                     std::string(what) + " longer than " + std::to_string(max) + " bytes");
+  }
+  if (!IsValidUtf8(value)) return BadRequest(std::string(what) + " is not valid UTF-8");
+  return Status::Ok();
+}
 
 JsonText ToJsonText(const json::value& v) {
   if (v.is_null()) return JsonText();
@@ -361,10 +416,10 @@ bool Dispatcher::TakeToken(Session& s) {
 }
 
 Status Dispatcher::CheckChannel(const Session& s, std::string_view channel) const {
-  if (!s.channel_patterns) return Status::Ok();
-  for (const auto& p : *s.channel_patterns) {
-    if (GlobMatch(p, channel)) return Status::Ok();
+  if (Status st = CheckName(channel, "channel", options_.engine.limits.max_channel_bytes); !st) {
+    return st;
   }
+  if (!s.channel_patterns || AnyPatternMatches(*s.channel_patterns, channel)) return Status::Ok();
   return MakeError(ErrorCode::kForbidden, "channel not allowed by the token");
 }
 
@@ -381,15 +436,12 @@ void Dispatcher::Message(SessionId id, std::string_view text, Clock::time_point 
     Reply(s, ReplyError(req_id, e));
   };
 
-  json::parse_options opts;
-  opts.max_depth = 64;
-  boost::system::error_code ec;
-  json::value v = json::parse(text, ec, {}, opts);
-  if (ec) return fail(std::nullopt, BadRequest("malformed JSON: " + ec.message()));
-  if (!v.is_object()) return fail(std::nullopt, BadRequest("a request must be a JSON object"));
-  const json::object& o = v.as_object();
+  Result<json::object> parsed = ParseRequestObject(text, /*finite=*/false);
+  if (!parsed.ok()) return fail(std::nullopt, parsed.error());
+  const json::object& o = *parsed;
   std::optional<int64_t> req_id;
   if (const json::value* idv = o.if_contains("id")) req_id = AsInt(*idv);
+  if (Status st = CheckNumbers(o); !st) return fail(req_id, st.error());
   if (!TakeToken(s)) {
     metrics_.rate_limited_total.fetch_add(1, std::memory_order_relaxed);
     return fail(req_id, MakeError(ErrorCode::kRateLimited, "too many requests; slow down"));
@@ -422,6 +474,16 @@ Result<std::string> Dispatcher::Handle(Session& s, std::string_view op, Request&
     if (!ch.ok()) return ch.error();
     if (Status st = CheckChannel(s, *ch); !st) return st.error();
     return *ch;
+  };
+  // An optional clientId naming another user (activity.get, devices): the caller's own by default.
+  auto client_of = [&]() -> Result<std::string_view> {
+    auto client = r.OptString("clientId");
+    if (!client.ok()) return client.error();
+    if (!*client) return std::string_view(s.client_id);
+    if (Status st = CheckName(**client, "clientId", options_.engine.limits.max_id_bytes); !st) {
+      return st.error();
+    }
+    return **client;
   };
   auto optional_data = [&](std::string_view key) -> std::optional<JsonText> {
     const json::value* d = r.Get(key);
@@ -464,10 +526,6 @@ Result<std::string> Dispatcher::Handle(Session& s, std::string_view op, Request&
     if (!client.ok()) return client.error();
     auto conn = r.OptString("connectionId");
     if (!conn.ok()) return conn.error();
-    if (ch->size() > options_.engine.limits.max_channel_bytes || ch->empty()) {
-      return MakeError(ch->empty() ? ErrorCode::kBadRequest : ErrorCode::kTooLarge,
-                       "bad channel name");
-    }
     out += ',';
     AppendSnapshotFields(out, engine_.Get(*ch, {*client, *conn}), options_.epoch);
     (void)engine_.Touch(h);
@@ -576,7 +634,6 @@ Result<std::string> Dispatcher::Handle(Session& s, std::string_view op, Request&
     if (!ch.ok()) return ch.error();
     if (*ch) {
       if (Status st = CheckChannel(s, **ch); !st) return st.error();
-      if (ch->value().empty()) return BadRequest("channel must not be empty");
     }
     Status st = engine_.RecordActivity(h, *kind, ch->value_or(""),
                                        optional_data("data").value_or(JsonText()));
@@ -584,7 +641,7 @@ Result<std::string> Dispatcher::Handle(Session& s, std::string_view op, Request&
     return out;
   }
   if (op == "activity.get") {
-    auto client = r.OptString("clientId");
+    auto client = client_of();
     if (!client.ok()) return client.error();
     auto limit = r.OptInt("limit");
     if (!limit.ok()) return limit.error();
@@ -593,18 +650,18 @@ Result<std::string> Dispatcher::Handle(Session& s, std::string_view op, Request&
     if (!since.ok()) return since.error();
     (void)engine_.Touch(h);
     async = true;
-    ActivityFields(std::string(client->value_or(s.client_id)), *limit, *since,
-                   [peer = s.peer, id](Result<std::string> fields) {
-                     peer->Send(std::make_shared<const std::string>(
-                         fields.ok() ? ReplyOkPrefix(id) + "," + *fields + "}"
-                                     : ReplyError(id, fields.error())));
-                   });
+    ActivityOf(s, std::string(*client), *limit, *since,
+               [peer = s.peer, id](Result<std::string> fields) {
+                 peer->Send(std::make_shared<const std::string>(
+                     fields.ok() ? ReplyOkPrefix(id) + "," + *fields + "}"
+                                 : ReplyError(id, fields.error())));
+               });
     return out;
   }
   if (op == "devices") {
-    auto client = r.OptString("clientId");
+    auto client = client_of();
     if (!client.ok()) return client.error();
-    auto list = engine_.Devices(client->value_or(s.client_id), s.client_id);
+    auto list = engine_.Devices(*client, s.client_id);
     out += R"(,"devices":)";
     AppendDevices(out, list);
     (void)engine_.Touch(h);
@@ -626,9 +683,10 @@ Result<std::string> Dispatcher::Handle(Session& s, std::string_view op, Request&
     auto text = r.String("text");
     if (!text.ok()) return text.error();
     (void)engine_.Touch(h);
-    auto fields = RunCommand(s.client_id, h, *text, [peer = s.peer, id](std::string later) {
-      peer->Send(std::make_shared<const std::string>(ReplyOkPrefix(id) + "," + later + "}"));
-    });
+    auto fields = RunCommand(
+        s.client_id, h, s.channel_patterns, *text, [peer = s.peer, id](std::string later) {
+          peer->Send(std::make_shared<const std::string>(ReplyOkPrefix(id) + "," + later + "}"));
+        });
     if (!fields) async = true;
     return fields ? "," + *fields : out;
   }
@@ -840,6 +898,15 @@ void Dispatcher::Http(const HttpRequest& req, std::function<void(HttpResponse)> 
   for (auto s : url.segments()) seg.emplace_back(s);
   std::unordered_map<std::string, std::string> query;
   for (auto p : url.params()) query[std::string(p.key)] = std::string(p.value);
+  // Percent-decoding can yield any bytes; names from the path reach replies and other users.
+  for (const std::string& part : seg) {
+    if (!IsValidUtf8(part)) return done(ErrorResponse(BadRequest("the path is not valid UTF-8")));
+  }
+  for (const auto& [key, value] : query) {
+    if (!IsValidUtf8(key) || !IsValidUtf8(value)) {
+      return done(ErrorResponse(BadRequest("a query parameter is not valid UTF-8")));
+    }
+  }
 
   auto method_not_allowed = [&] {
     done(ErrorResponse(MakeError(ErrorCode::kMethodNotAllowed, "method not allowed")));
@@ -881,13 +948,15 @@ void Dispatcher::Http(const HttpRequest& req, std::function<void(HttpResponse)> 
     return done(ErrorResponse(MakeError(ErrorCode::kUnauthorized, "missing or wrong API key")));
   }
   const std::string& name = seg[2];
-  if (name.empty()) return done(ErrorResponse(BadRequest("empty name in path")));
+  if (Status st = channel_route
+                      ? CheckName(name, "channel", options_.engine.limits.max_channel_bytes)
+                      : CheckName(name, "clientId", options_.engine.limits.max_id_bytes);
+      !st) {
+    return done(ErrorResponse(st.error()));
+  }
 
   if (channel_route) {
     if (req.method != "GET") return method_not_allowed();
-    if (name.size() > options_.engine.limits.max_channel_bytes) {
-      return done(ErrorResponse(MakeError(ErrorCode::kTooLarge, "channel name too long")));
-    }
     if (seg[3] == "presence") {
       engine::MemberFilter filter;
       if (auto c = query.find("clientId"); c != query.end()) filter.client_id = c->second;
@@ -915,10 +984,9 @@ void Dispatcher::Http(const HttpRequest& req, std::function<void(HttpResponse)> 
     });
   }
   if (req.method != "PUT") return method_not_allowed();
-  boost::system::error_code ec;
-  json::value v = json::parse(req.body, ec);
-  if (ec || !v.is_object()) return done(ErrorResponse(BadRequest("body must be a JSON object")));
-  auto fields = ParseStatusFields(v.as_object());
+  Result<json::object> request = ParseRequestObject(req.body);
+  if (!request.ok()) return done(ErrorResponse(request.error()));
+  auto fields = ParseStatusFields(*request);
   if (!fields.ok()) return done(ErrorResponse(fields.error()));
   // Keep what the store remembers (lastSeen, the other half of status/text) before changing it.
   if (req.stored_user) Remember(*req.stored_user);
@@ -983,8 +1051,9 @@ Result<ConnectRequest> ParseUpgrade(std::string_view target, std::string_view se
   }
   auto claims = VerifyToken(token, secret, now);
   if (!claims.ok()) return claims.error();
-  if (claims->client_id.size() > max_id_bytes || req.device.size() > max_id_bytes) {
-    return MakeError(ErrorCode::kTooLarge, "clientId or device too long");
+  if (Status st = CheckName(claims->client_id, "clientId", max_id_bytes); !st) return st.error();
+  if (!req.device.empty()) {
+    if (Status st = CheckName(req.device, "device", max_id_bytes); !st) return st.error();
   }
   req.client_id = claims->client_id;
   req.channel_patterns = std::move(claims->channels);
@@ -994,15 +1063,54 @@ Result<ConnectRequest> ParseUpgrade(std::string_view target, std::string_view se
 // `"activities":[...]` for activity.get and its REST route: `limit` defaults to 50, at most 1000.
 void Dispatcher::ActivityFields(std::string client_id, std::optional<int64_t> limit,
                                 std::optional<TimeMs> since,
+                                std::optional<std::vector<std::string>> patterns,
                                 std::function<void(Result<std::string>)> done) {
+  const size_t wanted = static_cast<size_t>(std::min<int64_t>(limit.value_or(50), 1000));
+  // Records of channels outside the patterns are left out, so ask for as many as may be returned.
+  const size_t asked = patterns ? 1000 : wanted;
   store_.QueryActivities(
-      std::move(client_id), static_cast<size_t>(std::min<int64_t>(limit.value_or(50), 1000)), since,
-      [done = std::move(done)](Result<std::vector<storage::StoredActivity>> list) {
+      std::move(client_id), asked, since,
+      [wanted, patterns = std::move(patterns),
+       done = std::move(done)](Result<std::vector<storage::StoredActivity>> list) {
         if (!list.ok()) return done(list.error());
+        if (patterns) {
+          std::erase_if(*list, [&](const storage::StoredActivity& a) {
+            return !a.channel.empty() && !AnyPatternMatches(*patterns, a.channel);
+          });
+        }
+        if (list->size() > wanted) list->resize(wanted);
         std::string fields = R"("activities":)";
         AppendActivities(fields, *list);
         done(std::move(fields));
       });
+}
+
+void Dispatcher::ActivityOf(const Session& s, std::string client_id, std::optional<int64_t> limit,
+                            std::optional<TimeMs> since,
+                            std::function<void(Result<std::string>)> done) {
+  auto patterns = s.channel_patterns;
+  if (client_id == s.client_id) {
+    return ActivityFields(std::move(client_id), limit, since, std::move(patterns), std::move(done));
+  }
+  // Another user's activity would tell when they were around: hidden while they appear offline,
+  // as their devices are.
+  static constexpr std::string_view kNone = R"("activities":[])";
+  if (engine_.KnowsUser(client_id)) {
+    const auto settings = engine_.SettingsOf(client_id);
+    if (settings && settings->manual == Presence::kOffline) return done(std::string(kNone));
+    return ActivityFields(std::move(client_id), limit, since, std::move(patterns), std::move(done));
+  }
+  // Not in memory: the store knows whether they chose to appear offline.
+  store_.GetUsers({client_id}, [this, client_id, limit, since, patterns = std::move(patterns),
+                                done = std::move(done)](
+                                   Result<std::vector<storage::UserRecord>> users) mutable {
+    if (!users.ok()) return done(users.error());
+    for (const auto& u : *users) {
+      if (u.client_id == client_id && u.manual == "offline") return done(std::string(kNone));
+    }
+    // On the storage thread: ActivityFields only queues a query (the store is thread-safe).
+    ActivityFields(std::move(client_id), limit, since, std::move(patterns), std::move(done));
+  });
 }
 
 // ----- Chat commands ----------------------------------------------------------------------------
@@ -1028,18 +1136,23 @@ std::string ClockTime(TimeMs t) {  // HH:MM:SS UTC
 
 std::string Quote(std::string_view s) { return "\"" + std::string(s) + "\""; }
 
-// "alice is away ("lunch") - active on phone - last seen 5m ago", from a STATUS object.
-std::string StatusSentence(const json::object& st, TimeMs now) {
-  std::string out = std::string(st.at("clientId").as_string()) + " is " +
-                    std::string(st.at("status").as_string());
-  if (const json::value* t = st.if_contains("text"); t && t->is_string()) {
-    out += " (" + Quote(t->as_string()) + ")";
+// "alice is away ("lunch") - active on phone - last seen 5m ago", from a serialized STATUS.
+std::string StatusSentence(std::string_view status_json, TimeMs now) {
+  boost::system::error_code ec;
+  const json::value v = json::parse(status_json, ec);
+  const json::object* st = ec ? nullptr : v.if_object();
+  const json::value* id = st ? st->if_contains("clientId") : nullptr;
+  const json::value* status = st ? st->if_contains("status") : nullptr;
+  if (!id || !id->is_string() || !status || !status->is_string()) return "Status unavailable.";
+  std::string out = std::string(id->get_string()) + " is " + std::string(status->get_string());
+  if (const json::value* t = st->if_contains("text"); t && t->is_string()) {
+    out += " (" + Quote(t->get_string()) + ")";
   }
-  if (const json::value* d = st.if_contains("activeDevice"); d && d->is_string()) {
-    out += " - active on " + std::string(d->as_string());
+  if (const json::value* d = st->if_contains("activeDevice"); d && d->is_string()) {
+    out += " - active on " + std::string(d->get_string());
   }
-  if (const json::value* l = st.if_contains("lastSeen"); l && l->is_int64()) {
-    out += " - last seen " + Ago(l->as_int64(), now);
+  if (const json::value* l = st->if_contains("lastSeen"); l && l->is_int64()) {
+    out += " - last seen " + Ago(l->get_int64(), now);
   }
   return out;
 }
@@ -1077,10 +1190,10 @@ std::string CommandError(std::string_view code, std::string_view message) {
 
 }  // namespace
 
-std::optional<std::string> Dispatcher::RunCommand(const std::string& client_id,
-                                                  engine::ConnectionHandle handle,
-                                                  std::string_view line,
-                                                  std::function<void(std::string)> later) {
+std::optional<std::string> Dispatcher::RunCommand(
+    const std::string& client_id, engine::ConnectionHandle handle,
+    const std::optional<std::vector<std::string>>& patterns, std::string_view line,
+    std::function<void(std::string)> later) {
   const Command cmd = ParseCommand(line);
   const TimeMs now = clock_.NowMs();
   switch (cmd.kind) {
@@ -1098,11 +1211,22 @@ std::optional<std::string> Dispatcher::RunCommand(const std::string& client_id,
           return later(CommandFields("Could not read your status: " + statuses.error().message,
                                      CommandError("internal", statuses.error().message)));
         }
+        // A one-element array of the server's own serialization: strip the brackets.
         const std::string one = statuses->substr(1, statuses->size() - 2);
-        later(CommandFields(StatusSentence(json::parse(one).as_object(), now), one));
+        later(CommandFields(StatusSentence(one, now), one));
       });
       return std::nullopt;
     case CommandKind::kWho: {
+      if (cmd.channel) {  // the checks of op `who`
+        Status st = CheckName(*cmd.channel, "channel", options_.engine.limits.max_channel_bytes);
+        if (st && patterns && !AnyPatternMatches(*patterns, *cmd.channel)) {
+          st = MakeError(ErrorCode::kForbidden, "channel not allowed by the token");
+        }
+        if (!st) {
+          return CommandFields("Cannot show who is in " + *cmd.channel + ": " + st.error().message,
+                               CommandError(ErrorCodeName(st.error().code), st.error().message));
+        }
+      }
       const auto users = engine_.Who(cmd.channel);
       std::string data = R"({"channel":)";
       AppendOptional(data, cmd.channel);
@@ -1294,7 +1418,12 @@ bool Dispatcher::HttpMore(const HttpRequest& req, const std::vector<std::string>
     return true;
   }
   if (who) {
-    const auto users = engine_.Who(query_string("channel"));
+    const auto channel = query_string("channel");
+    if (channel) {
+      Status st = CheckName(*channel, "channel", options_.engine.limits.max_channel_bytes);
+      if (!st) return fail(st.error());
+    }
+    const auto users = engine_.Who(channel);
     std::string body = R"({"users":)";
     AppendStatuses(body, users);
     body += '}';
@@ -1303,7 +1432,9 @@ bool Dispatcher::HttpMore(const HttpRequest& req, const std::vector<std::string>
   }
   if (user_route) {
     const std::string& id = seg[2];
-    if (id.empty()) return fail(BadRequest("empty name in path"));
+    if (Status st = CheckName(id, "clientId", options_.engine.limits.max_id_bytes); !st) {
+      return fail(st.error());
+    }
     if (seg[3] == "devices") {
       std::string body = R"({"devices":)";
       AppendDevices(body, engine_.Devices(id, id));
@@ -1316,24 +1447,23 @@ bool Dispatcher::HttpMore(const HttpRequest& req, const std::vector<std::string>
     if (*limit && **limit < 1) return fail(BadRequest("limit must be at least 1"));
     auto since = QueryInt(query, "since");
     if (!since.ok()) return fail(since.error());
-    ActivityFields(id, *limit, *since, [done = std::move(done)](Result<std::string> fields) {
-      if (!fields.ok()) return done(ErrorResponse(fields.error()));
-      done(HttpResponse{200, "{" + *fields + "}"});
-    });
+    ActivityFields(id, *limit, *since, std::nullopt,
+                   [done = std::move(done)](Result<std::string> fields) {
+                     if (!fields.ok()) return done(ErrorResponse(fields.error()));
+                     done(HttpResponse{200, "{" + *fields + "}"});
+                   });
     return true;
   }
 
-  boost::system::error_code ec;
-  json::value v = json::parse(req.body, ec);
-  if (ec || !v.is_object()) return fail(BadRequest("body must be a JSON object"));
-  const json::object& o = v.as_object();
+  Result<json::object> request = ParseRequestObject(req.body);
+  if (!request.ok()) return fail(request.error());
+  const json::object& o = *request;
   const json::value* client = o.if_contains("clientId");
-  if (client == nullptr || !client->is_string() || client->as_string().empty()) {
-    return fail(BadRequest("clientId must be a non-empty string"));
-  }
+  if (client == nullptr || !client->is_string())
+    return fail(BadRequest("clientId must be a string"));
   const std::string client_id(client->as_string());
-  if (client_id.size() > options_.engine.limits.max_id_bytes) {
-    return fail(MakeError(ErrorCode::kTooLarge, "clientId too long"));
+  if (Status st = CheckName(client_id, "clientId", options_.engine.limits.max_id_bytes); !st) {
+    return fail(st.error());
   }
 
   if (commands) {
@@ -1343,7 +1473,9 @@ bool Dispatcher::HttpMore(const HttpRequest& req, const std::vector<std::string>
     }
     if (req.stored_user) Remember(*req.stored_user);
     auto finish = [done](std::string fields) { done(HttpResponse{200, "{" + fields + "}"}); };
-    if (auto now = RunCommand(client_id, 0, text->as_string(), finish)) finish(std::move(*now));
+    if (auto now = RunCommand(client_id, 0, std::nullopt, text->as_string(), finish)) {
+      finish(std::move(*now));
+    }
     PersistLastSeen();
     return true;
   }
@@ -1383,14 +1515,13 @@ std::optional<std::string> HttpRouteUser(const HttpRequest& req) {
   std::vector<std::string> seg;
   for (auto s : parsed->segments()) seg.emplace_back(s);
   if (req.method == "PUT" && seg.size() == 4 && seg[0] == "v1" && seg[1] == "users" &&
-      seg[3] == "status" && !seg[2].empty()) {
+      seg[3] == "status" && !seg[2].empty() && IsValidUtf8(seg[2])) {
     return seg[2];
   }
   if (req.method == "POST" && seg == std::vector<std::string>{"v1", "commands"}) {
-    boost::system::error_code ec;
-    json::value v = json::parse(req.body, ec);
-    if (ec || !v.is_object()) return std::nullopt;
-    const json::value* c = v.as_object().if_contains("clientId");
+    Result<json::object> body = ParseRequestObject(req.body);
+    if (!body.ok()) return std::nullopt;
+    const json::value* c = body->if_contains("clientId");
     if (c != nullptr && c->is_string() && !c->as_string().empty())
       return std::string(c->as_string());
   }

@@ -108,8 +108,12 @@ class Dispatcher final : public engine::EventSink {
   // Runs a chat command (`/presence ...`) for `client_id`; `handle` is the calling connection (0
   // from REST). Returns the reply's fields (`"text":..,"data":..`) when it has them at once;
   // otherwise calls `later` with them, possibly on the storage thread.
+  // `patterns` are the caller's channel patterns (nullopt: all channels, as for REST): a command
+  // is checked as the op it stands for.
   std::optional<std::string> RunCommand(const std::string& client_id,
-                                        engine::ConnectionHandle handle, std::string_view line,
+                                        engine::ConnectionHandle handle,
+                                        const std::optional<std::vector<std::string>>& patterns,
+                                        std::string_view line,
                                         std::function<void(std::string)> later);
   // The REST routes beyond the core contract (channel list, who, devices, activity, commands,
   // tokens). False when the request is for none of them.
@@ -118,8 +122,14 @@ class Dispatcher final : public engine::EventSink {
                 std::function<void(HttpResponse)>& done);
   // Reads the user's activity records from the store; `done` (maybe on the storage thread) gets
   // the `"activities":[...]` field.
+  // With `patterns`, records of channels outside them are left out. Thread-safe (store only).
   void ActivityFields(std::string client_id, std::optional<int64_t> limit,
-                      std::optional<TimeMs> since, std::function<void(Result<std::string>)> done);
+                      std::optional<TimeMs> since, std::optional<std::vector<std::string>> patterns,
+                      std::function<void(Result<std::string>)> done);
+  // activity.get: ActivityFields as the session may see them (its channel patterns; nothing of
+  // another user who appears offline).
+  void ActivityOf(const Session& s, std::string client_id, std::optional<int64_t> limit,
+                  std::optional<TimeMs> since, std::function<void(Result<std::string>)> done);
   // Stores the user's status set by hand; `durable` runs when it is on disk.
   void PersistSettings(const std::string& client_id, std::function<void(Status)> durable);
   // Gives the engine what the store remembers of a user it does not hold.
