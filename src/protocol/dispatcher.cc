@@ -229,9 +229,9 @@ void Dispatcher::Remember(const storage::UserRecord& stored) {
 }
 
 void Dispatcher::PersistLastSeen() {
-  while (!offline_users_.empty()) {
+  while (!last_seen_due_.empty()) {
     std::vector<std::string> users;
-    users.swap(offline_users_);
+    users.swap(last_seen_due_);
     for (auto& id : users) {
       engine::StatusView v = engine_.GetStatus(id);  // may run timers, which may add users
       if (v.last_seen) store_.PutLastSeen(std::move(id), *v.last_seen);
@@ -250,7 +250,9 @@ void Dispatcher::PersistSettings(const std::string& client_id,
                         : std::string(engine::PresenceName(settings->manual));
     record.text = settings->text;
   }
-  offline_users_.push_back(client_id);  // lastSeen may have frozen (appear offline)
+  // lastSeen goes in the same commit (it may have frozen: appear offline), so a status on disk
+  // never lacks the lastSeen of its moment.
+  if (auto last_seen = engine_.GetStatus(client_id).last_seen) record.last_seen = *last_seen;
   store_.PutUserStatus(std::move(record), std::move(durable));
 }
 
@@ -300,6 +302,7 @@ void Dispatcher::Open(SessionId id, ConnectRequest request, std::shared_ptr<Peer
       return;
     }
     attached = *r;
+    PersistLastSeen();  // the user may have just come online
   }
 
   Session& s = sessions_[id];
@@ -830,8 +833,11 @@ void Dispatcher::OnStatus(const engine::StatusChange& change,
   for (engine::ConnectionHandle h : recipients) SendTo(h, frame);
 }
 
-void Dispatcher::OnUserConnectivity(std::string_view client_id, bool online, TimeMs) {
-  if (!online) offline_users_.emplace_back(client_id);  // stored after the call (PersistLastSeen)
+void Dispatcher::OnUserConnectivity(std::string_view client_id, bool /*online*/, TimeMs) {
+  // Coming online is stored promptly too (within flush_interval_ms), not only at the next
+  // checkpoint: a crash soon after a login must not leave lastSeen unset. Stored after the call
+  // (PersistLastSeen), so the value is the engine's (frozen for a user appearing offline).
+  last_seen_due_.emplace_back(client_id);
 }
 
 void Dispatcher::OnActivity(std::string_view client_id, const engine::ActivityRecord& a) {
@@ -1060,25 +1066,39 @@ Result<ConnectRequest> ParseUpgrade(std::string_view target, std::string_view se
   return req;
 }
 
+namespace {
+// The newest `limit` activity records of `client_id` that `patterns` allow (records without a
+// channel always; all of them without patterns). `done` may run on the storage thread.
+void QueryVisibleActivities(
+    storage::Store& store, std::string client_id, size_t limit, std::optional<TimeMs> since,
+    std::optional<std::vector<std::string>> patterns,
+    std::function<void(Result<std::vector<storage::StoredActivity>>)> done) {
+  // Records of channels outside the patterns are left out, so ask for as many as may be returned.
+  const size_t asked = patterns ? std::max<size_t>(limit, 1000) : limit;
+  store.QueryActivities(std::move(client_id), asked, since,
+                        [limit, patterns = std::move(patterns), done = std::move(done)](
+                            Result<std::vector<storage::StoredActivity>> list) {
+                          if (list.ok() && patterns) {
+                            std::erase_if(*list, [&](const storage::StoredActivity& a) {
+                              return !a.channel.empty() && !AnyPatternMatches(*patterns, a.channel);
+                            });
+                          }
+                          if (list.ok() && list->size() > limit) list->resize(limit);
+                          done(std::move(list));
+                        });
+}
+}  // namespace
+
 // `"activities":[...]` for activity.get and its REST route: `limit` defaults to 50, at most 1000.
 void Dispatcher::ActivityFields(std::string client_id, std::optional<int64_t> limit,
                                 std::optional<TimeMs> since,
                                 std::optional<std::vector<std::string>> patterns,
                                 std::function<void(Result<std::string>)> done) {
-  const size_t wanted = static_cast<size_t>(std::min<int64_t>(limit.value_or(50), 1000));
-  // Records of channels outside the patterns are left out, so ask for as many as may be returned.
-  const size_t asked = patterns ? 1000 : wanted;
-  store_.QueryActivities(
-      std::move(client_id), asked, since,
-      [wanted, patterns = std::move(patterns),
-       done = std::move(done)](Result<std::vector<storage::StoredActivity>> list) {
+  QueryVisibleActivities(
+      store_, std::move(client_id),
+      static_cast<size_t>(std::min<int64_t>(limit.value_or(50), 1000)), since, std::move(patterns),
+      [done = std::move(done)](Result<std::vector<storage::StoredActivity>> list) {
         if (!list.ok()) return done(list.error());
-        if (patterns) {
-          std::erase_if(*list, [&](const storage::StoredActivity& a) {
-            return !a.channel.empty() && !AnyPatternMatches(*patterns, a.channel);
-          });
-        }
-        if (list->size() > wanted) list->resize(wanted);
         std::string fields = R"("activities":)";
         AppendActivities(fields, *list);
         done(std::move(fields));
@@ -1246,9 +1266,9 @@ std::optional<std::string> Dispatcher::RunCommand(
       if (shown < users.size()) text += " and " + std::to_string(users.size() - shown) + " more";
       return CommandFields(text, data);
     }
-    case CommandKind::kActivity:
-      store_.QueryActivities(
-          client_id, 10, std::nullopt,
+    case CommandKind::kActivity:  // as activity.get for oneself
+      QueryVisibleActivities(
+          store_, client_id, 10, std::nullopt, patterns,
           [later = std::move(later)](Result<std::vector<storage::StoredActivity>> list) {
             if (!list.ok()) {
               return later(CommandFields("Could not read your activity: " + list.error().message,

@@ -74,6 +74,15 @@ class ProbeTest(ServerTest):
         await spy.ok("enter", channel=public)
         r = await spy.ok("command", text="/presence who %s" % public)
         self.assertEqual([u["clientId"] for u in r["data"]["users"]], [spy.connected["clientId"]])
+        # `/presence activity` is activity.get for oneself: only what the token may see.
+        me = unique("two-tokens")
+        wide = await self.connect(me)
+        await wide.ok("activity", kind="typing", channel=secret)
+        await wide.ok("activity", kind="message", channel=public)
+        narrow = await self.connect(me, channels=["public-*"])
+        r = await narrow.ok("command", text="/presence activity")
+        self.assertEqual([a["kind"] for a in r["data"]["activities"]], ["message"])
+        self.assertNotIn(secret, r["text"])
 
     async def test_activity_of_others_is_filtered_by_patterns_and_hidden_while_offline(self):
         me = unique("actor")
