@@ -4,6 +4,7 @@
 #include <cassert>
 #include <cstdlib>
 #include <deque>
+#include <unordered_set>
 #include <utility>
 
 #include "engine/event_ring.h"
@@ -31,8 +32,8 @@ struct Engine::Subscriber {
 };
 
 struct Engine::Channel {
-  Channel(std::string n, size_t ring_capacity, uint64_t last_serial)
-      : name(std::move(n)), ring(ring_capacity, last_serial) {}
+  Channel(std::string n, size_t ring_capacity, uint64_t last_serial, RetainedBudget& budget)
+      : name(std::move(n)), ring(ring_capacity, last_serial, &budget) {}
   std::string name;
   std::vector<Member> members;  // unordered; a member's index is kept in its Membership
   std::vector<Subscriber> subscribers;
@@ -76,6 +77,7 @@ struct Engine::User {
   TimeMs last_activity = 0;  // of connections that are gone; live ones hold their own
   TimeMs last_disconnect = 0;
   TimeMs frozen_last_seen = 0;  // lastSeen while appearing offline
+  TimeMs last_checkpoint = 0;   // the latest lastSeen LastSeenCheckpoint handed to the store
   Presence published = Presence::kOffline;
   TimeMs published_at = 0;               // when `published` or the text last changed
   std::vector<Connection*> connections;  // live or in grace, in attach order
@@ -102,7 +104,11 @@ void SwapRemove(std::vector<T>& v, size_t i) {
 }  // namespace
 
 Engine::Engine(EngineConfig config, const Clock& clock, RandomSource& random, EventSink& sink)
-    : config_(config), clock_(clock), random_(random), sink_(sink) {
+    : config_(config),
+      clock_(clock),
+      random_(random),
+      sink_(sink),
+      retained_(config.max_retained_event_bytes) {
   config_.event_ring_capacity = std::max<size_t>(config_.event_ring_capacity, 1);
   config_.offline_after_ms = std::max(config_.offline_after_ms, config_.away_after_ms);
   config_.max_idle_users = std::max<size_t>(config_.max_idle_users, 1);
@@ -381,8 +387,8 @@ Engine::Channel* Engine::FindChannel(std::string_view name) {
 Engine::Channel& Engine::GetOrCreateChannel(std::string_view name) {
   auto it = channels_.find(name);
   if (it != channels_.end()) return *it->second;
-  auto channel =
-      std::make_unique<Channel>(std::string(name), config_.event_ring_capacity, serial_high_water_);
+  auto channel = std::make_unique<Channel>(std::string(name), config_.event_ring_capacity,
+                                           serial_high_water_, retained_);
   Channel& ref = *channel;
   channels_.emplace(ref.name, std::move(channel));
   return ref;
@@ -865,8 +871,10 @@ Status Engine::ApplyStatus(User& user, std::optional<Presence> status,
                            std::optional<std::optional<std::string>>& text) {
   if (status) {
     if (*status == Presence::kOffline && user.manual != Presence::kOffline) {
-      // Appearing offline freezes lastSeen at the moment it begins.
-      user.frozen_last_seen = LastSeen(user);
+      // Appearing offline freezes lastSeen at the moment it begins. A checkpoint may already have
+      // stored a later "seen now" for a connected user, and the store never moves lastSeen
+      // backwards, so the frozen value is no older than that: memory and disk agree.
+      user.frozen_last_seen = std::max(LastSeen(user), user.last_checkpoint);
     }
     user.manual = *status;
   }
@@ -931,28 +939,34 @@ Result<std::vector<StatusView>> Engine::Watch(ConnectionHandle handle,
   Connection* c = Find(handle);
   if (c == nullptr) return UnknownConnection();
   if (Status s = ValidateClientIds(client_ids); !s) return s.error();
-  // Count the new distinct watches first, so an over-limit request changes nothing.
-  std::vector<std::string_view> fresh;
+  // Each user once, in first-seen order: watching the same id twice is one watch. Hash sets keep
+  // this linear in the request and the connection's watches, however the ids repeat.
+  std::unordered_set<std::string_view> seen;
+  std::vector<std::string_view> distinct;
   for (const std::string& id : client_ids) {
-    const bool already = std::any_of(c->watching.begin(), c->watching.end(),
-                                     [&](const User* u) { return u->client_id == id; }) ||
-                         std::find(fresh.begin(), fresh.end(), id) != fresh.end();
-    if (!already) fresh.push_back(id);
+    if (seen.insert(id).second) distinct.push_back(id);
   }
-  if (c->watching.size() + fresh.size() > config_.limits.max_watches_per_connection) {
+  std::unordered_set<std::string_view> watched;
+  for (const User* u : c->watching) watched.insert(u->client_id);
+  // Count the new distinct watches first, so an over-limit request changes nothing.
+  size_t fresh = 0;
+  for (std::string_view id : distinct) fresh += watched.count(id) == 0 ? 1 : 0;
+  if (c->watching.size() + fresh > config_.limits.max_watches_per_connection) {
     return MakeError(ErrorCode::kLimitExceeded,
                      "a connection may watch at most " +
                          std::to_string(config_.limits.max_watches_per_connection) + " users");
   }
   Activity(*c);
-  for (std::string_view id : fresh) {
+  for (std::string_view id : distinct) {
+    if (watched.count(id) != 0) continue;
     User& user = GetOrCreateUser(id);
     user.watchers.push_back(c);
     c->watching.push_back(&user);
-    UpdatePin(user);
+    UpdatePin(user);  // pinned now (it has a watcher), so nothing watched here is evicted
   }
   std::vector<StatusView> out;
-  for (const std::string& id : client_ids) out.push_back(ViewOf(*FindUser(id)));
+  out.reserve(distinct.size());
+  for (std::string_view id : distinct) out.push_back(ViewOf(*FindUser(id)));
   return out;
 }
 
@@ -962,15 +976,16 @@ Status Engine::Unwatch(ConnectionHandle handle, std::span<const std::string> cli
   if (c == nullptr) return UnknownConnection();
   if (Status s = ValidateClientIds(client_ids); !s) return s;
   Activity(*c);
-  for (const std::string& id : client_ids) {
-    for (size_t i = 0; i < c->watching.size(); ++i) {
-      User* user = c->watching[i];
-      if (user->client_id != id) continue;
-      SwapRemove(c->watching, i);
-      std::erase(user->watchers, c);
-      UpdatePin(*user);
-      break;
+  const std::unordered_set<std::string_view> ids(client_ids.begin(), client_ids.end());
+  for (size_t i = 0; i < c->watching.size();) {
+    User* user = c->watching[i];
+    if (ids.count(user->client_id) == 0) {
+      ++i;
+      continue;
     }
+    SwapRemove(c->watching, i);
+    std::erase(user->watchers, c);
+    UpdatePin(*user);
   }
   return Status::Ok();
 }
@@ -1085,7 +1100,20 @@ std::vector<std::pair<std::string, TimeMs>> Engine::LastSeenCheckpoint() {
   std::vector<std::pair<std::string, TimeMs>> out;
   for (const auto& [id, user] : users_) {
     if (user->connections.empty()) continue;
-    out.emplace_back(id, user->manual == Presence::kOffline ? user->frozen_last_seen : now_);
+    TimeMs last_seen;
+    if (user->manual == Presence::kOffline) {
+      last_seen = user->frozen_last_seen;
+    } else if (std::any_of(user->connections.begin(), user->connections.end(),
+                           [](const Connection* c) { return !c->in_grace; })) {
+      last_seen = now_;  // a live connection: seen now
+    } else {
+      // Every connection is in its grace period: if none returns, lastSeen will be when the drop
+      // was noticed, so that is what a crash must leave behind (not a later "now").
+      last_seen = LastSeen(*user);
+    }
+    if (last_seen == 0) continue;  // never seen: nothing to store (0 would read as null)
+    user->last_checkpoint = std::max(user->last_checkpoint, last_seen);
+    out.emplace_back(id, last_seen);
   }
   return out;
 }

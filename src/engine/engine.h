@@ -31,6 +31,7 @@
 #include "common/json_text.h"
 #include "common/random.h"
 #include "engine/config.h"
+#include "engine/event_ring.h"
 #include "engine/event_sink.h"
 #include "engine/timer_queue.h"
 #include "engine/types.h"
@@ -164,9 +165,12 @@ class Engine {
   // eviction). Ignored when the engine knows the user: its own state is newer.
   void RestoreUser(std::string_view client_id, UserSettings settings, TimeMs last_seen);
   std::optional<UserSettings> SettingsOf(std::string_view client_id) const;
-  // lastSeen to store for every connected user, as of now: a connected user was seen now (unless
-  // appearing offline, whose lastSeen stays frozen). After a crash the stored value is at most one
-  // checkpoint interval old.
+  // lastSeen to store for every connected user, as of now: a user with a live connection was seen
+  // now; one whose every connection is in its grace period was last seen when the drop was
+  // noticed; one appearing offline keeps the frozen value. Users never seen (0) are left out, so
+  // a checkpoint never stores 0. No value exceeds the lastSeen the user will have once offline,
+  // so a store that keeps the newest lastSeen (never moving it backwards) agrees with the engine.
+  // After a crash the stored value is at most one checkpoint interval old.
   std::vector<std::pair<std::string, TimeMs>> LastSeenCheckpoint();
 
   // --- Time ----------------------------------------------------------------------------------
@@ -180,6 +184,8 @@ class Engine {
   size_t member_count() const { return member_count_; }
   size_t user_count() const { return users_.size(); }
   size_t timer_count() const { return timers_.size(); }
+  // Bytes held by all channels' event rings (bounded by config().max_retained_event_bytes).
+  size_t retained_event_bytes() const { return retained_.bytes(); }
   const EngineConfig& config() const { return config_; }
 
  private:
@@ -216,8 +222,7 @@ class Engine {
   MemberView ViewOf(const Channel& channel, const Member& member) const;
   void Emit(Channel& channel, Action action, LeaveReason reason, const Connection& who,
             const JsonText& data, TimeMs timestamp, TimeMs expires_at);
-  PresenceEvent EventView(const Channel& channel, uint64_t serial,
-                          const struct EventRecord& rec) const;
+  PresenceEvent EventView(const Channel& channel, uint64_t serial, const EventRecord& rec) const;
   // Removes a member and emits its leave. `fired_expiry`: the expiry to report when the member's
   // TTL timer has already fired.
   void RemoveMember(Channel& channel, size_t slot, LeaveReason reason,
@@ -259,6 +264,7 @@ class Engine {
   TimeMs now_ = 0;
 
   TimerQueue timers_;
+  RetainedBudget retained_;  // before channels_: every channel's ring uses it
   StringMap<Channel> channels_;
   StringMap<User> users_;
   std::list<User*> idle_users_;  // users with no connection and no watcher, oldest first

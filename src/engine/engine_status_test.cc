@@ -402,6 +402,107 @@ TEST_F(StatusTest, CheckpointSaysConnectedUsersWereSeenNowExceptWhenAppearingOff
   EXPECT_EQ(engine_.LastSeenCheckpoint().size(), 1u);
 }
 
+TEST_F(StatusTest, ComingOnlineAndGoingOfflineAreReportedWithTheirTime) {
+  // The dispatcher stores lastSeen on both: a crash soon after a login must not leave it unset.
+  clock_.Advance(10);
+  auto a = Connect("ann");
+  EXPECT_EQ(engine_.GetStatus("ann").last_seen, kStart + 10);  // what is stored at login
+  auto a2 = Connect("ann");
+  clock_.Advance(40);
+  ASSERT_TRUE(engine_.Close(a).ok());
+  ASSERT_TRUE(engine_.Close(a2).ok());
+  ASSERT_EQ(sink_.connectivity.size(), 2u);  // first connection in, last one out
+  EXPECT_EQ(sink_.connectivity[0].online, true);
+  EXPECT_EQ(sink_.connectivity[0].at, kStart + 10);
+  EXPECT_EQ(sink_.connectivity[1].online, false);
+  EXPECT_EQ(sink_.connectivity[1].at, kStart + 50);
+}
+
+TEST_F(StatusTest, CheckpointNeverStoresZero) {
+  // Appearing offline before ever being seen freezes "never" (0): a checkpoint must not write
+  // that over whatever the store has.
+  ASSERT_TRUE(engine_.SetStatusOf("ann", Presence::kOffline, std::nullopt).ok());
+  auto a = Connect("ann");
+  EXPECT_EQ(engine_.GetStatus("ann").last_seen, std::nullopt);
+  EXPECT_TRUE(engine_.LastSeenCheckpoint().empty());
+  engine_.RestoreUser("bob", {Presence::kOffline, std::nullopt}, 0);  // stored without lastSeen
+  auto b = Connect("bob");
+  EXPECT_TRUE(engine_.LastSeenCheckpoint().empty());
+  (void)a;
+  (void)b;
+}
+
+TEST_F(StatusTest, CheckpointOfAUserWhoseConnectionsAreAllInGraceIsWhenTheDropWasNoticed) {
+  // "Seen now" would store a time later than the lastSeen the user ends with (the drop), and the
+  // store never moves lastSeen backwards.
+  auto a = Connect("ann", "web", 2000);
+  clock_.Advance(100);
+  ASSERT_TRUE(engine_.Drop(a).ok());
+  clock_.Advance(500);
+  auto points = engine_.LastSeenCheckpoint();
+  ASSERT_EQ(points.size(), 1u);
+  EXPECT_EQ(points[0].second, kStart + 100);
+  Advance(2000);  // the grace period ends: offline
+  EXPECT_EQ(engine_.GetStatus("ann").status, Presence::kOffline);
+  EXPECT_EQ(engine_.GetStatus("ann").last_seen, kStart + 100);
+  // With another device still live, the user is seen now.
+  auto b = Connect("bob", "web", 2000);
+  auto b2 = Connect("bob", "phone", 2000);
+  ASSERT_TRUE(engine_.Drop(b).ok());
+  clock_.Advance(700);
+  points = engine_.LastSeenCheckpoint();
+  ASSERT_EQ(points.size(), 1u);
+  EXPECT_EQ(points[0], std::make_pair(std::string("bob"), clock_.NowMs()));
+  (void)b2;
+}
+
+TEST_F(StatusTest, AppearingOfflineFreezesNoEarlierThanTheLastCheckpoint) {
+  // A backend (not device activity) makes an idle connected user appear offline after a
+  // checkpoint stored "seen now": the frozen lastSeen is that stored value, not the older last
+  // activity, so memory and disk agree after a restart.
+  auto a = Connect("ann");
+  clock_.Advance(3000);
+  auto points = engine_.LastSeenCheckpoint();
+  ASSERT_EQ(points.size(), 1u);
+  EXPECT_EQ(points[0].second, kStart + 3000);
+  clock_.Advance(100);
+  auto s = engine_.SetStatusOf("ann", Presence::kOffline, std::nullopt);
+  ASSERT_TRUE(s.ok());
+  EXPECT_EQ(s->last_seen, kStart + 3000);
+  clock_.Advance(5000);
+  points = engine_.LastSeenCheckpoint();
+  ASSERT_EQ(points.size(), 1u);
+  EXPECT_EQ(points[0].second, kStart + 3000);  // frozen
+  (void)a;
+}
+
+TEST_F(StatusTest, WatchingTheSameIdManyTimesIsOneWatch) {
+  auto bob = Connect("bob");
+  std::vector<std::string> ids(8000, "alice");
+  ids.push_back("carol");
+  ids.push_back("alice");
+  auto w = engine_.Watch(bob, ids);
+  ASSERT_TRUE(w.ok());
+  ASSERT_EQ(w->size(), 2u);  // each watched user once, in first-seen order
+  EXPECT_EQ((*w)[0].client_id, "alice");
+  EXPECT_EQ((*w)[1].client_id, "carol");
+  // Watching again returns them again, once each, and adds nothing.
+  std::vector<std::string> again{"carol", "alice", "carol"};
+  auto w2 = engine_.Watch(bob, again);
+  ASSERT_TRUE(w2.ok());
+  ASSERT_EQ(w2->size(), 2u);
+  EXPECT_EQ((*w2)[0].client_id, "carol");
+  sink_.Clear();
+  auto a = Connect("alice");
+  ASSERT_EQ(sink_.statuses.size(), 1u);
+  EXPECT_EQ(sink_.statuses[0].recipients, (std::vector<ConnectionHandle>{a, bob}));  // bob once
+  // One unwatch (even of a repeated id) ends the one watch.
+  std::vector<std::string> unwatch{"alice", "alice"};
+  ASSERT_TRUE(engine_.Unwatch(bob, unwatch).ok());
+  ASSERT_TRUE(engine_.SetStatus(a, Presence::kAway, std::nullopt).ok());
+  EXPECT_EQ(sink_.statuses.back().recipients, std::vector<ConnectionHandle>{a});
+}
+
 TEST_F(StatusTest, BackendsCanSetAUsersStatus) {
   auto s = engine_.SetStatusOf("alice", Presence::kDnd, std::optional<std::string>("Away"));
   ASSERT_TRUE(s.ok());

@@ -356,6 +356,122 @@ TEST_F(SmallRingTest, SubscribeSinceReturnsEventsOrResyncs) {
   EXPECT_TRUE(future->resynced);
 }
 
+// The global byte budget of all event rings (max_retained_event_bytes).
+class RetainedEventsTest : public EngineTest {
+ protected:
+  static constexpr size_t kBudget = 64 * 1024;
+  static EngineConfig Config() {
+    EngineConfig c = DefaultConfig();
+    c.max_retained_event_bytes = kBudget;
+    return c;
+  }
+  RetainedEventsTest() : EngineTest(Config()) {}
+
+  // Serialized JSON of `n` bytes (a string).
+  static JsonText Data(size_t n, char fill = 'x') {
+    return J("\"" + std::string(n - 2, fill) + "\"");
+  }
+};
+
+TEST_F(RetainedEventsTest, AllRingsTogetherStayWithinTheBudget) {
+  // One connection may be in 200 channels with 1,000 events of 16 KB each: unbounded, that was
+  // 669 MB of RSS. Bounded, the rings never hold more than the budget together.
+  auto a = Connect("alice");
+  for (int ch = 0; ch < 20; ++ch) {
+    const std::string name = "room-" + std::to_string(ch);
+    ASSERT_TRUE(engine_.Enter(a, name, Data(1000), std::nullopt).ok());
+    for (int i = 0; i < 50; ++i) {
+      ASSERT_TRUE(engine_.Update(a, name, Data(1000 + i), false, std::nullopt).ok());
+      ASSERT_LE(engine_.retained_event_bytes(), kBudget);
+    }
+  }
+  EXPECT_GT(engine_.retained_event_bytes(), kBudget / 2);  // it is used, not merely emptied
+}
+
+TEST_F(RetainedEventsTest, TheLargestRingIsTrimmedFirstAndSinceBeforeItGetsASnapshot) {
+  auto a = Connect("alice");
+  auto b = Connect("bob");
+  auto watcher = Connect("carol");
+  ASSERT_TRUE(engine_.Enter(a, "quiet", J("1"), std::nullopt).ok());
+  ASSERT_TRUE(engine_.Update(a, "quiet", J("2"), false, std::nullopt).ok());
+  ASSERT_TRUE(engine_.Enter(b, "busy", Data(4000), std::nullopt).ok());
+  for (int i = 0; i < 40; ++i) {  // 160 KB of updates into a 64 KiB budget
+    ASSERT_TRUE(
+        engine_.Update(b, "busy", Data(4000, static_cast<char>('a' + i % 26)), false, std::nullopt)
+            .ok());
+  }
+  EXPECT_LE(engine_.retained_event_bytes(), kBudget);
+
+  // The small ring kept everything: `since` is answered with events.
+  auto quiet = engine_.Subscribe(watcher, "quiet", kAllActions, 0);
+  ASSERT_TRUE(quiet.ok());
+  EXPECT_TRUE(quiet->has_events);
+  EXPECT_FALSE(quiet->resynced);
+  EXPECT_EQ(quiet->events.size(), 2u);
+
+  // The large one lost its oldest events: `since` before what it holds gets a fresh snapshot.
+  const uint64_t first = sink_.events.front().serial;  // quiet's enter; busy's follow
+  const uint64_t busy_enter = EventsOf("busy").front().serial;
+  EXPECT_GT(busy_enter, first);
+  auto busy = engine_.Subscribe(watcher, "busy", kAllActions, busy_enter - 1);
+  ASSERT_TRUE(busy.ok());
+  EXPECT_FALSE(busy->has_events);
+  EXPECT_TRUE(busy->resynced);
+  ASSERT_EQ(busy->members.size(), 1u);
+  EXPECT_EQ(busy->members[0].data.text(), Data(4000, static_cast<char>('a' + 39 % 26)).text());
+  EXPECT_EQ(busy->serial, EventsOf("busy").back().serial);
+
+  // The newest events are still there for a subscriber that is only a little behind.
+  auto recent = engine_.Subscribe(watcher, "busy", kAllActions, busy->serial - 2);
+  ASSERT_TRUE(recent.ok());
+  EXPECT_TRUE(recent->has_events);
+  EXPECT_EQ(recent->events.size(), 2u);
+}
+
+TEST_F(RetainedEventsTest, AResumeThatMissedTrimmedEventsGetsASnapshot) {
+  auto a = Connect("alice");
+  const std::string key = last_key_;
+  auto b = Connect("bob");
+  ASSERT_TRUE(engine_.Subscribe(a, "busy", kAllActions, std::nullopt).ok());
+  ASSERT_TRUE(engine_.Drop(a).ok());
+  ASSERT_TRUE(engine_.Enter(b, "busy", Data(8000), std::nullopt).ok());
+  for (int i = 0; i < 20; ++i) {
+    ASSERT_TRUE(engine_.Update(b, "busy", Data(8000), false, std::nullopt).ok());
+  }
+  auto r = engine_.Resume(key, "alice", 2000);
+  ASSERT_TRUE(r.ok());
+  ASSERT_EQ(r->catch_up.size(), 1u);
+  EXPECT_TRUE(r->catch_up[0].snapshot);
+  EXPECT_EQ(r->catch_up[0].members.size(), 1u);
+}
+
+TEST_F(RetainedEventsTest, ByteAccountingReturnsToZeroWhenChannelsEmpty) {
+  auto a = Connect("alice");
+  auto b = Connect("bob");
+  for (int ch = 0; ch < 10; ++ch) {
+    const std::string name = "room-" + std::to_string(ch);
+    ASSERT_TRUE(engine_.Enter(a, name, Data(3000), std::nullopt).ok());
+    ASSERT_TRUE(engine_.Update(a, name, Data(3000), true, std::nullopt).ok());
+    ASSERT_TRUE(engine_.Subscribe(b, name, kAllActions, std::nullopt).ok());
+  }
+  EXPECT_GT(engine_.retained_event_bytes(), 0u);
+  for (int ch = 0; ch < 10; ++ch) {
+    ASSERT_TRUE(engine_.Leave(a, "room-" + std::to_string(ch), std::nullopt).ok());
+  }
+  EXPECT_GT(engine_.retained_event_bytes(), 0u);  // still subscribed: the rings stay
+  ASSERT_TRUE(engine_.Close(b).ok());
+  EXPECT_EQ(engine_.channel_count(), 0u);
+  EXPECT_EQ(engine_.retained_event_bytes(), 0u);
+  // Grace periods and expiries free their channels' rings too.
+  ASSERT_TRUE(engine_.Enter(a, "ttl", Data(500), 100).ok());
+  auto c = Connect("carol", "web", 300);
+  ASSERT_TRUE(engine_.Enter(c, "grace", Data(500), std::nullopt).ok());
+  ASSERT_TRUE(engine_.Drop(c).ok());
+  Advance(1000);
+  EXPECT_EQ(engine_.channel_count(), 0u);
+  EXPECT_EQ(engine_.retained_event_bytes(), 0u);
+}
+
 TEST_F(ChannelTest, SubscriberGetsSnapshotThenEventsInSerialOrder) {
   auto a = Connect("alice");
   auto b = Connect("bob");
@@ -568,6 +684,24 @@ TEST_F(LimitTest, WatchesPerConnection) {
   EXPECT_EQ(engine_.GetStatus("d").last_seen, std::nullopt);
   std::vector<std::string> again{"c", "b"};
   EXPECT_TRUE(engine_.Watch(a, again).ok());  // already watched: no new watch
+}
+
+TEST_F(LimitTest, TheWatchLimitCountsDistinctUsers) {
+  auto a = Connect("alice");
+  std::vector<std::string> repeated(5000, "b");
+  repeated.push_back("c");
+  repeated.push_back("b");
+  auto w = engine_.Watch(a, repeated);  // two distinct users: exactly the limit
+  ASSERT_TRUE(w.ok());
+  EXPECT_EQ(w->size(), 2u);
+  auto same = engine_.Watch(a, repeated);
+  ASSERT_TRUE(same.ok());
+  EXPECT_EQ(same->size(), 2u);
+  std::vector<std::string> one_more(100, "d");
+  EXPECT_EQ(engine_.Watch(a, one_more).error().code, ErrorCode::kLimitExceeded);
+  std::vector<std::string> unwatch{"b"};
+  ASSERT_TRUE(engine_.Unwatch(a, unwatch).ok());
+  EXPECT_TRUE(engine_.Watch(a, one_more).ok());  // room for one again
 }
 
 }  // namespace

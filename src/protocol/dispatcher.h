@@ -134,7 +134,8 @@ class Dispatcher final : public engine::EventSink {
   void PersistSettings(const std::string& client_id, std::function<void(Status)> durable);
   // Gives the engine what the store remembers of a user it does not hold.
   void Remember(const storage::UserRecord& stored);
-  // Stores lastSeen of users whose last connection ended during the call just made.
+  // Stores lastSeen of users who came online or whose last connection ended during the call just
+  // made.
   void PersistLastSeen();
 
   DispatcherOptions options_;
@@ -144,7 +145,7 @@ class Dispatcher final : public engine::EventSink {
   engine::Engine engine_;
   std::unordered_map<SessionId, Session> sessions_;
   std::unordered_map<engine::ConnectionHandle, SessionId> by_handle_;
-  std::vector<std::string> offline_users_;  // went offline during the current call
+  std::vector<std::string> last_seen_due_;  // came online or went offline during the current call
   TimeMs next_checkpoint_ = 0;
   bool shutting_down_ = false;  // after Shutdown, new sessions are refused (1001)
   struct Outbox {

@@ -8,6 +8,7 @@
 #include <cstdint>
 #include <optional>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "common/clock.h"
@@ -44,6 +45,7 @@ struct Config {
   int64_t max_channel_bytes = 256;
   int64_t max_id_bytes = 256;
   int64_t event_ring_capacity = 1000;
+  int64_t max_retained_event_bytes = 64 << 20;  // all channels' event rings together
 
   std::string storage = "sqlite";  // "sqlite" (durable, <data_dir>/presenced.db) or "memory"
   int64_t flush_interval_ms = 50;
@@ -69,6 +71,8 @@ const std::vector<SettingInfo>& Settings();
 Status ApplySetting(Config& config, const std::string& key, const std::string& value);
 // Reads a TOML file; unknown keys are an error, so typos do not pass silently.
 Status ApplyTomlFile(Config& config, const std::string& path);
+// The same for TOML text; `origin` names it in messages (as the path does for a file).
+Status ApplyTomlText(Config& config, std::string_view text, const std::string& origin);
 // Reads PRESENCED_* variables.
 Status ApplyEnvironment(Config& config);
 // Checks that can only be refused (the listen address, the storage kind).

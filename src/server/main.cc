@@ -144,6 +144,7 @@ int Serve(Config config) {
   options.engine.away_after_ms = config.away_after_ms;
   options.engine.offline_after_ms = config.offline_after_ms;
   options.engine.event_ring_capacity = static_cast<size_t>(config.event_ring_capacity);
+  options.engine.max_retained_event_bytes = static_cast<size_t>(config.max_retained_event_bytes);
   options.engine.limits.max_channels_per_connection =
       static_cast<size_t>(config.max_channels_per_connection);
   options.engine.limits.max_members_per_channel =

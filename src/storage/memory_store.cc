@@ -1,5 +1,7 @@
 #include "storage/memory_store.h"
 
+#include <algorithm>
+
 namespace presenced::storage {
 
 void MemoryStore::AppendEvent(StoredEvent event) {
@@ -41,8 +43,10 @@ void MemoryStore::AppendActivity(std::string client_id, StoredActivity activity)
 }
 
 void MemoryStore::PutLastSeen(std::string client_id, TimeMs last_seen) {
+  if (last_seen <= 0) return;
   std::lock_guard lock(mu_);
-  User(client_id).record.last_seen = last_seen;
+  TimeMs& stored = User(client_id).record.last_seen;
+  stored = std::max(stored, last_seen);  // never backwards, as in SqliteStore
 }
 
 void MemoryStore::PutUserStatus(UserRecord record, std::function<void(Status)> durable) {
@@ -51,7 +55,7 @@ void MemoryStore::PutUserStatus(UserRecord record, std::function<void(Status)> d
     UserRecord& r = User(record.client_id).record;
     r.manual = record.manual;
     r.text = record.text;
-    if (record.last_seen != 0) r.last_seen = record.last_seen;
+    r.last_seen = std::max(r.last_seen, record.last_seen);
   }
   durable(Status::Ok());
 }

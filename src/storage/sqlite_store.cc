@@ -238,6 +238,7 @@ void SqliteStore::AppendActivity(std::string client_id, StoredActivity activity)
 }
 
 void SqliteStore::PutLastSeen(std::string client_id, TimeMs last_seen) {
+  if (last_seen <= 0) return;  // "never seen" changes nothing
   Enqueue([&] { writes_.push_back(LastSeenWrite{std::move(client_id), last_seen}); });
 }
 
@@ -331,13 +332,17 @@ bool SqliteStore::Commit(std::deque<StoredEvent>& events, std::vector<Write>& wr
   Stmt activity(db_,
                 "INSERT INTO activities(client_id, kind, channel, data, ts, connection_id) "
                 "VALUES(?, ?, ?, ?, ?, ?)");
+  // lastSeen only moves forwards, whatever order its writes commit in: a late or stale write
+  // (an older checkpoint, a value read before the last commit) never replaces a newer one.
   Stmt last_seen(db_,
                  "INSERT INTO users(client_id, last_seen) VALUES(?, ?) "
-                 "ON CONFLICT(client_id) DO UPDATE SET last_seen = excluded.last_seen");
+                 "ON CONFLICT(client_id) DO UPDATE SET "
+                 "last_seen = max(users.last_seen, excluded.last_seen)");
   Stmt status(
       db_,
-      "INSERT INTO users(client_id, manual, text) VALUES(?, ?, ?) "
-      "ON CONFLICT(client_id) DO UPDATE SET manual = excluded.manual, text = excluded.text");
+      "INSERT INTO users(client_id, manual, text, last_seen) VALUES(?, ?, ?, ?) "
+      "ON CONFLICT(client_id) DO UPDATE SET manual = excluded.manual, text = excluded.text, "
+      "last_seen = max(users.last_seen, excluded.last_seen)");
   bool ok = event.ok() && activity.ok() && last_seen.ok() && status.ok() && Exec(db_, "BEGIN");
   const std::string* last_channel = nullptr;
   for (size_t i = 0; ok && i < events.size(); ++i) {
@@ -370,6 +375,7 @@ bool SqliteStore::Commit(std::deque<StoredEvent>& events, std::vector<Write>& wr
       } else {
         status.BindNull(3);
       }
+      status.Bind(4, s->record.last_seen);
       rc = status.Step();
       status.Reset();
     }

@@ -146,6 +146,53 @@ TEST_P(StoreTest, UsersKeepStatusTextAndLastSeen) {
   EXPECT_FALSE(store_->ReadUser("nobody")->has_value());
 }
 
+TEST_P(StoreTest, LastSeenNeverMovesBackwardsNorToZero) {
+  // Writes of lastSeen commit in whatever order they were queued (a checkpoint, a late offline
+  // write, a value read before the last commit): the stored value is the newest of them.
+  store_->PutLastSeen("ann", 2000);
+  store_->PutLastSeen("ann", 1000);
+  store_->PutLastSeen("ann", 0);
+  std::promise<Status> durable;
+  store_->PutUserStatus(UserRecord{"ann", "away", std::nullopt, 1500},
+                        [&](Status s) { durable.set_value(s); });
+  ASSERT_TRUE(durable.get_future().get().ok());
+  store_->Flush();
+  auto ann = store_->ReadUser("ann");
+  ASSERT_TRUE(ann.ok() && ann->has_value());
+  EXPECT_EQ((*ann)->last_seen, 2000);
+  EXPECT_EQ((*ann)->manual, "away");
+  store_->PutLastSeen("ann", 2500);
+  store_->Flush();
+  EXPECT_EQ((*store_->ReadUser("ann"))->last_seen, 2500);
+  store_->PutLastSeen("nobody", 0);  // "never seen" creates no record
+  store_->Flush();
+  EXPECT_FALSE(store_->ReadUser("nobody")->has_value());
+}
+
+TEST_P(StoreTest, AStatusOnDiskCarriesTheLastSeenOfItsMoment) {
+  // The lastSeen race: a status write committed alone (its reply sent) while the user's lastSeen
+  // waited for the next commit, so a kill -9 in between left the user with no lastSeen at all.
+  // The status write carries lastSeen in the same commit: once `durable` runs, both are on disk,
+  // as the read connection (committed data only) sees.
+  std::promise<Result<std::optional<UserRecord>>> seen;
+  Store* store = store_.get();
+  store_->PutUserStatus(UserRecord{"kim", "dnd", std::string("Lunch"), 4242}, [&](Status s) {
+    EXPECT_TRUE(s.ok());
+    seen.set_value(store->ReadUser("kim"));
+  });
+  auto kim = seen.get_future().get();
+  ASSERT_TRUE(kim.ok() && kim->has_value());
+  EXPECT_EQ((*kim)->manual, "dnd");
+  EXPECT_EQ((*kim)->last_seen, 4242);
+  // A status without a lastSeen (0) keeps the stored one.
+  std::promise<Status> again;
+  store_->PutUserStatus(UserRecord{"kim", "", std::nullopt, 0},
+                        [&](Status s) { again.set_value(s); });
+  ASSERT_TRUE(again.get_future().get().ok());
+  EXPECT_EQ((*store_->ReadUser("kim"))->last_seen, 4242);
+  EXPECT_EQ((*store_->ReadUser("kim"))->manual, "");
+}
+
 INSTANTIATE_TEST_SUITE_P(Stores, StoreTest, ::testing::Values("sqlite", "memory"));
 
 // ----- SQLite ---------------------------------------------------------------------------------

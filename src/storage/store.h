@@ -73,8 +73,12 @@ class Store {
 
   virtual void AppendEvent(StoredEvent event) = 0;
   virtual void AppendActivity(std::string client_id, StoredActivity activity) = 0;
+  // lastSeen never moves backwards: the stored value becomes max(stored, last_seen), so writes
+  // may commit in any order; 0 (never seen) changes nothing.
   virtual void PutLastSeen(std::string client_id, TimeMs last_seen) = 0;
-  // A status set by hand. `durable` runs once it is on disk (or failed).
+  // A status set by hand (`manual`, `text`), together with `last_seen` (as PutLastSeen; 0 = keep)
+  // in the same commit, so a status on disk never lacks the lastSeen of its moment. `durable`
+  // runs once it is on disk (or failed).
   virtual void PutUserStatus(UserRecord record, std::function<void(Status)> durable) = 0;
 
   virtual void QueryHistory(HistoryQuery query, std::function<void(Result<HistoryPage>)> done) = 0;

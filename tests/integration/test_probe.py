@@ -140,8 +140,10 @@ class ProbeTest(ServerTest):
         too_deep = "leaf"
         for _ in range(70):
             too_deep = [too_deep]
-        r = await a.request("update", channel=ch, data=too_deep)
-        self.assertEqual(r["error"]["code"], "bad_request")
+        # Too deep to parse: the reply cannot name the id.
+        await a.send_raw(json.dumps(dict(op="update", id=99, channel=ch, data=too_deep)))
+        r = await a.next("reply")
+        self.assertEqual((r["id"], r["error"]["code"]), (None, "bad_request"))
 
     async def test_names_are_bounded_and_not_empty(self):
         a = await self.connect()

@@ -89,6 +89,38 @@ class DurabilityTest(unittest.IsolatedAsyncioTestCase):
         self.assertGreaterEqual(body["lastSeen"], killed_at - 200 - 100)  # checkpoint + scheduling
         self.assertIsNotNone(connected_at)
 
+    async def test_last_seen_survives_kill_9_soon_after_login(self):
+        # The lastSeen race: killed ~0.5 s after a user connected, the user came back with
+        # lastSeen null. Nothing was stored at login (only at the first checkpoint, 10 s after the
+        # start), and a status.set committed its status alone while the lastSeen it queued waited
+        # for the next commit. Repeated, since the window depended on timing: with no status.set,
+        # with one right after connecting, and with one just before the kill. Default settings.
+        server = Server(data_dir=self.data_dir)
+        self.addCleanup(server.kill)
+        checkpoint_ms = 10000
+        for cycle in range(24):
+            user = "crash-%d" % cycle
+            kind = cycle % 3
+            a = await Client.connect(server, user)
+            connected = time.monotonic()
+            if kind == 1:
+                await a.ok("status.set", status="away", text="Lunch")
+            elif kind == 2:
+                await asyncio.sleep(0.45)  # time passing is the condition under test
+                await a.ok("status.set", status="dnd")
+            await asyncio.sleep(max(0.0, 0.5 - (time.monotonic() - connected)))
+            killed_at = int(time.time() * 1000)
+            server.kill()
+            server = Server(data_dir=self.data_dir)
+            self.addCleanup(server.kill)
+            _, body = server.http("GET", "/v1/users/%s/status" % user)
+            what = "cycle %d (%s): %r" % (cycle, ["login", "status.set", "late status.set"][kind], body)
+            self.assertIsNotNone(body["lastSeen"], what)
+            self.assertGreaterEqual(body["lastSeen"], killed_at - checkpoint_ms, what)
+            self.assertLessEqual(body["lastSeen"], killed_at, what)
+            if kind == 1:
+                self.assertEqual(body["text"], "Lunch", what)  # acknowledged: on disk
+
     async def test_history_paging_with_a_cursor(self):
         ch = unique()
         server = self.start()
