@@ -27,7 +27,7 @@ struct EngineConfig {
   // Bytes all channels' event rings may retain together (EventRing::CostOf per event); over it,
   // the oldest events of the largest rings are dropped, and `since` before them gets a snapshot.
   // 0 = no cap.
-  size_t max_retained_event_bytes = size_t{64} << 20;
+  size_t max_retained_event_bytes = size_t{256} << 20;
   size_t activities_per_user = 100;  // activity records kept in memory per user
   // Users with no connection and no watcher are kept (last seen, status set by hand, activity) in
   // least-recently-used order up to this many; older ones are forgotten by the engine (the

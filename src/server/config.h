@@ -45,7 +45,7 @@ struct Config {
   int64_t max_channel_bytes = 256;
   int64_t max_id_bytes = 256;
   int64_t event_ring_capacity = 1000;
-  int64_t max_retained_event_bytes = 64 << 20;  // all channels' event rings together
+  int64_t max_retained_event_bytes = 256 << 20;  // all channels' event rings together
 
   std::string storage = "sqlite";  // "sqlite" (durable, <data_dir>/presenced.db) or "memory"
   int64_t flush_interval_ms = 50;
