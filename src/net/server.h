@@ -1,6 +1,7 @@
 // The network layer: an HTTP/1.1 + WebSocket server on Boost.Asio/Beast that adapts sockets to the
 // Service interface. It knows nothing of presence; it owns sockets, per-session strands, timeouts
-// and bounded outbound queues.
+// and bounded outbound queues, and enforces RFC 6455 (handshake, framing, UTF-8, closing
+// handshake; see ws_codec.h and docs/architecture.md, "The network layer").
 //
 // Threading: Run() drives `io_threads` threads. Each session runs on its own strand. Service
 // methods are called from I/O threads; the Peer handed to OnOpen is thread-safe. Asio and Beast
@@ -29,7 +30,11 @@ struct NetOptions {
   TimeMs handshake_timeout_ms = 10000;  // to receive a complete HTTP request
   size_t max_http_body_bytes = 65536;
   size_t max_connections = 10000;       // open sockets (HTTP and WebSocket)
-  size_t max_outbound_bytes = 8 << 20;  // queued to one WebSocket before it is dropped
+  size_t max_outbound_bytes = 4 << 20;  // queued to one WebSocket before it is dropped
+  // Sockets accepted beyond max_connections that may still send one request (answered 200 for
+  // GET /v1/healthz, 503 otherwise), each for at most min(handshake_timeout_ms, 1 s); any more
+  // are answered 503 without being read.
+  size_t max_over_cap_sockets = 32;
 };
 
 // What the network layer calls. Implemented by the server.

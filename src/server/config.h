@@ -35,7 +35,7 @@ struct Config {
   int64_t max_connections = 10000;
   int64_t handshake_timeout_ms = 10000;
   int64_t max_http_body_bytes = 65536;
-  int64_t max_outbound_bytes = 8 << 20;
+  int64_t max_outbound_bytes = 4 << 20;  // the contract's default (protocol-ext.md)
   double rate_per_second = 2000;
   double rate_burst = 5000;
 
