@@ -2,11 +2,22 @@
 #   make test   - sanitizer build (ASan + UBSan) of everything, then all tests
 #   make run    - optimized build, then run the server on its embedded defaults
 #   make bench  - optimized build of the benchmarks, then run them
+#   make tsan   - ThreadSanitizer build (g++) of everything, then the unit and integration tests
+#   make fuzz   - libFuzzer build (clang, ASan + UBSan), then every fuzz target FUZZ_SECONDS each
+#   make fuzz-ci - the same, FUZZ_CI_SECONDS each, two at a time; fails on any finding
 JOBS ?= $(shell nproc)
 TEST_DIR ?= build/asan
 REL_DIR ?= build/release
+TSAN_DIR ?= build/tsan
+FUZZ_DIR ?= build/fuzz
+FUZZ_SECONDS ?= 600
+FUZZ_CI_SECONDS ?= 60
+# Fuzz targets to run, without the fuzz_ prefix (e.g. "glob jwt"); empty: all of them.
+FUZZ_TARGETS ?=
+# gcc 12's TSan runtime needs a layout without ASLR on some kernels ("unexpected memory mapping").
+SETARCH := $(shell setarch $$(uname -m) -R true >/dev/null 2>&1 && echo "setarch $$(uname -m) -R")
 
-.PHONY: test run bench build release clean format
+.PHONY: test run bench build release clean format tsan tsan-build fuzz fuzz-ci fuzz-build
 
 $(TEST_DIR)/build.ninja:
 	cmake -S . -B $(TEST_DIR) -G Ninja -DCMAKE_BUILD_TYPE=Debug -DCMAKE_CXX_FLAGS_DEBUG="-g -O1" \
@@ -27,8 +38,48 @@ release: $(REL_DIR)/build.ninja
 run: release
 	exec $(REL_DIR)/src/server/presenced
 
+# ThreadSanitizer: the JS client's and the dashboard's browser tests are left out (they test
+# JavaScript, not our threads). Reports go to files (a server's stderr is a pipe its test may not
+# drain) and any report fails the target.
+$(TSAN_DIR)/build.ninja:
+	cmake -S . -B $(TSAN_DIR) -G Ninja -DCMAKE_BUILD_TYPE=Debug -DCMAKE_CXX_FLAGS_DEBUG="-g -O1" \
+	  -DCMAKE_CXX_COMPILER=g++ -DPRESENCED_TSAN=ON
+
+tsan-build: $(TSAN_DIR)/build.ninja
+	cmake --build $(TSAN_DIR) -j $(JOBS)
+
+tsan: tsan-build
+	rm -rf $(TSAN_DIR)/tsan-reports && mkdir -p $(TSAN_DIR)/tsan-reports
+	TSAN_OPTIONS="log_path=$(abspath $(TSAN_DIR))/tsan-reports/report second_deadlock_stack=1 \
+	  $(TSAN_OPTIONS)" $(SETARCH) \
+	  ctest --test-dir $(TSAN_DIR) --output-on-failure -j $(JOBS) -E '^(js_client|dashboard_browser)$$'
+	@if ls $(TSAN_DIR)/tsan-reports/report* >/dev/null 2>&1; then \
+	  cat $(TSAN_DIR)/tsan-reports/report*; \
+	  echo "tsan: ThreadSanitizer reports above ($(TSAN_DIR)/tsan-reports)"; exit 1; fi
+	@echo "tsan: no ThreadSanitizer reports"
+
+$(FUZZ_DIR)/build.ninja:
+	cmake -S . -B $(FUZZ_DIR) -G Ninja -DCMAKE_BUILD_TYPE=Debug -DCMAKE_CXX_FLAGS_DEBUG="-g -O1" \
+	  -DCMAKE_CXX_COMPILER=clang++-14 -DPRESENCED_FUZZ=ON -DPRESENCED_TESTS=OFF
+
+fuzz-build: $(FUZZ_DIR)/build.ninja
+	cmake --build $(FUZZ_DIR) -j $(JOBS) --target fuzz_all
+
+fuzz: fuzz-build
+	fuzz/run.sh $(FUZZ_DIR) $(FUZZ_SECONDS) $(FUZZ_TARGETS)
+
+fuzz-ci: fuzz-build
+	FUZZ_PARALLEL=$(JOBS) fuzz/run.sh $(FUZZ_DIR) $(FUZZ_CI_SECONDS) $(FUZZ_TARGETS)
+
 bench: release
 	python3 bench/suite.py $(BENCH_ARGS)
+
+# Soak test (not in CI): SOAK_MINUTES of churn against a copy of the ASan server, checked against a
+# shadow model, RSS sampled each minute; writes build/soak/soak-TIME.json (tests/soak/README.md).
+SOAK_MINUTES ?= 30
+.PHONY: soak
+soak: build
+	/usr/bin/python3 tests/soak/soak.py --minutes $(SOAK_MINUTES) --build-dir $(TEST_DIR) $(SOAK_ARGS)
 
 format:
 	clang-format -i $$(git ls-files '*.h' '*.cc')

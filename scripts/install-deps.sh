@@ -9,6 +9,9 @@ packages=(
   libboost1.81-dev libboost-url1.81-dev libssl-dev libjwt-dev libspdlog-dev libtomlplusplus-dev libcli11-dev
   python3 python3-websockets
   chromium  # for the dashboard's browser tests (dashboard/test); no browser is downloaded
+  # make fuzz / fuzz-ci (fuzz/README.md): clang 14 with its sanitizer runtimes and libFuzzer, and
+  # llvm-symbolizer for readable stack traces.
+  clang-14 libclang-rt-14-dev libfuzzer-14-dev llvm-14
 )
 # Node.js (18 or newer) and npm for the JS client; Debian's packages when none is installed.
 command -v node >/dev/null 2>&1 || packages+=(nodejs)

@@ -134,6 +134,10 @@ const std::vector<Setting>& Table() {
         Int(&Config::max_id_bytes, "max_id_bytes", 1, 65536));
     add("event_ring_capacity", "recent events kept per channel for `since` (at least 1000)",
         Int(&Config::event_ring_capacity, "event_ring_capacity", 1000, 1000000));
+    add("max_retained_event_bytes",
+        "bytes all channels' event rings keep together; over it the oldest events of the largest "
+        "rings go (`since` before them gets a snapshot)",
+        Int(&Config::max_retained_event_bytes, "max_retained_event_bytes", 65536, kGiB * 1024));
     add("storage", "sqlite (durable, in data_dir) or memory (lost on restart)",
         Text(&Config::storage));
     add("flush_interval_ms", "most time a history/activity/lastSeen write waits for its commit",
@@ -197,26 +201,22 @@ Status ApplySetting(Config& config, const std::string& key, const std::string& v
   return MakeError(ErrorCode::kBadRequest, "unknown setting " + key);
 }
 
-Status ApplyTomlFile(Config& config, const std::string& path) {
-  toml::table table;
-  try {
-    table = toml::parse_file(path);
-  } catch (const toml::parse_error& e) {
-    std::ostringstream msg;
-    msg << "config file " << path << ": " << e.description() << " at line "
-        << e.source().begin.line;
-    return MakeError(ErrorCode::kBadRequest, msg.str());
-  }
+namespace {
+// Applies every key of a parsed TOML document; `path` names it in messages.
+Status ApplyTomlTable(Config& config, const toml::table& table, const std::string& path) {
   for (const auto& [key, node] : table) {
     std::string text;
-    if (auto s = node.value<std::string>(); s && node.is_string()) {
-      text = *s;
-    } else if (auto i = node.value<int64_t>(); i && node.is_integer()) {
-      text = std::to_string(*i);
-    } else if (auto d = node.value<double>(); d && node.is_floating_point()) {
-      std::ostringstream o;
-      o << *d;
-      text = o.str();
+    // The type is checked before the value is read: node.value<int64_t>() of a float converts it
+    // (2e80 into a long: undefined behaviour inside toml++).
+    if (const auto* s = node.as_string()) {
+      text = s->get();
+    } else if (const auto* i = node.as_integer()) {
+      text = std::to_string(i->get());
+    } else if (const auto* d = node.as_floating_point()) {
+      // The shortest text that reads back as the same double (a stream's six digits would turn
+      // rate_burst = 1234567.0 into 1234570).
+      char buf[32];
+      text.assign(buf, std::to_chars(buf, buf + sizeof buf, d->get()).ptr);
     } else {
       return MakeError(
           ErrorCode::kBadRequest,
@@ -227,6 +227,33 @@ Status ApplyTomlFile(Config& config, const std::string& path) {
     }
   }
   return Status::Ok();
+}
+
+Error TomlError(const std::string& path, const toml::parse_error& e) {
+  std::ostringstream msg;
+  msg << "config file " << path << ": " << e.description() << " at line " << e.source().begin.line;
+  return MakeError(ErrorCode::kBadRequest, msg.str());
+}
+}  // namespace
+
+Status ApplyTomlFile(Config& config, const std::string& path) {
+  toml::table table;
+  try {
+    table = toml::parse_file(path);
+  } catch (const toml::parse_error& e) {
+    return TomlError(path, e);
+  }
+  return ApplyTomlTable(config, table, path);
+}
+
+Status ApplyTomlText(Config& config, std::string_view text, const std::string& origin) {
+  toml::table table;
+  try {
+    table = toml::parse(text, origin);
+  } catch (const toml::parse_error& e) {
+    return TomlError(origin, e);
+  }
+  return ApplyTomlTable(config, table, origin);
 }
 
 Status ApplyEnvironment(Config& config) {

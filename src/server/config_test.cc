@@ -94,6 +94,36 @@ TEST(ConfigTest, ValidatesAcrossSettings) {
   EXPECT_EQ(hp->second, 80);
 }
 
+TEST(ConfigTest, TomlTextIsReadLikeAFile) {
+  Config c;
+  ASSERT_TRUE(ApplyTomlText(c, "heartbeat_ms = 500\nstorage = \"memory\"\n", "inline.toml").ok());
+  EXPECT_EQ(c.heartbeat_ms, 500);
+  EXPECT_EQ(c.storage, "memory");
+  const Status bad = ApplyTomlText(c, "heartbeat_ms = \n", "inline.toml");
+  ASSERT_FALSE(bad.ok());
+  EXPECT_NE(bad.error().message.find("inline.toml"), std::string::npos);
+}
+
+TEST(ConfigTest, TomlFloatsKeepEveryDigit) {
+  // Found by fuzz/config.cc: floats went through a stream's six significant digits, so
+  // rate_burst = 1234567.0 became 1234570.
+  Config c;
+  ASSERT_TRUE(
+      ApplyTomlText(c, "rate_burst = 1234567.0\nrate_per_second = 2500.125\n", "t.toml").ok());
+  EXPECT_EQ(c.rate_burst, 1234567.0);
+  EXPECT_EQ(c.rate_per_second, 2500.125);
+}
+
+TEST(ConfigTest, TomlFloatForAnIntegerSettingIsRefused) {
+  // Found by fuzz/config.cc: the value was read as an integer before its type was checked, and
+  // toml++ converted 2e80 to int64_t (undefined behaviour).
+  Config c;
+  const Status st = ApplyTomlText(c, "heartbeat_ms = 2e80\n", "t.toml");
+  ASSERT_FALSE(st.ok());
+  EXPECT_NE(st.error().message.find("heartbeat_ms"), std::string::npos);
+  EXPECT_EQ(c.heartbeat_ms, Config().heartbeat_ms);
+}
+
 TEST(ConfigTest, GeneratesSecretsOncePrivately) {
   const auto dir = std::filesystem::temp_directory_path() / "presenced_secret_test";
   std::filesystem::remove_all(dir);
