@@ -119,6 +119,18 @@ def run_failing(data_dir, **settings):
     return p.returncode, p.stderr
 
 
+def read_head(sock):
+    """Reads from `sock` until an HTTP response head is complete (or the peer closes); returns
+    every byte read, which may include the start of the body or of WebSocket frames."""
+    data = b""
+    while b"\r\n\r\n" not in data:
+        chunk = sock.recv(65536)
+        if not chunk:
+            break
+        data += chunk
+    return data
+
+
 def wait_until(predicate, timeout=TIMEOUT, interval=0.02):
     """Polls `predicate` until it is true (returns as soon as it is); fails after `timeout`."""
     import time

@@ -1,13 +1,12 @@
 """Regression tests for what a robustness probe found, tried as an attacker holding a valid token
 would: each test failed (or crashed the server) before its fix. Wire-level (RFC 6455) findings are
 in test_wire.py."""
-import asyncio
 import json
 import socket
 import tempfile
 import unittest
 
-from harness import TIMEOUT, Client, Server, make_token, run_failing
+from harness import TIMEOUT, make_token, read_head, run_failing
 from test_server import ServerTest, unique
 
 
@@ -21,12 +20,7 @@ def http_status(server, path, token=None):
         else:
             head += "Connection: close\r\n"
         s.sendall((head + "\r\n").encode())
-        data = b""
-        while b"\r\n\r\n" not in data:
-            chunk = s.recv(65536)
-            if not chunk:
-                break
-            data += chunk
+        data = read_head(s)
         return int(data.split(b" ", 2)[1]), data
 
 

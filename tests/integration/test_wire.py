@@ -14,7 +14,7 @@ import time
 import unittest
 import uuid
 
-from harness import TIMEOUT, wait_until
+from harness import TIMEOUT, read_head, wait_until
 from test_server import ServerTest
 
 
@@ -369,12 +369,7 @@ class HandshakeTest(WireTest):
         s = socket.create_connection(("127.0.0.1", self.server.port))
         s.settimeout(TIMEOUT)
         s.sendall(raw)
-        data = b""
-        while b"\r\n\r\n" not in data:
-            chunk = s.recv(65536)
-            if not chunk:
-                break
-            data += chunk
+        data = read_head(s)
         head = data.split(b"\r\n\r\n")[0]
         if head.startswith(b"HTTP/1.1 101"):
             s.close()
