@@ -10,6 +10,7 @@
 #include <cstdint>
 #include <cstdio>
 #include <cstdlib>
+#include <functional>
 #include <memory>
 #include <optional>
 #include <string>
@@ -63,7 +64,7 @@ inline bool Verbose() {
 
 // A WebSocket peer as the network layer implements it, minus the socket: it checks every frame
 // and keeps what the target needs (replies, the last connection key, whether it was closed).
-class RecordingPeer final : public protocol::Peer {
+class RecordingPeer final : public Peer {
  public:
   void Send(std::shared_ptr<const std::string> message) override { Record(*message); }
   void SendBatch(std::vector<std::shared_ptr<const std::string>> messages) override {
@@ -110,7 +111,19 @@ struct DispatcherFixture {
   DispatcherFixture()
       : store(/*events_per_channel=*/50, /*channels=*/16, /*activities_per_user=*/20,
               /*users=*/64),
-        dispatcher(Options(), clock, random, store, metrics) {}
+        dispatcher(Options(), clock, random, store, metrics,
+                   [this](std::function<void()> task) { posted.push_back(std::move(task)); }) {}
+
+  // Runs what the dispatcher posted to its own thread (the store's answers), then hands the
+  // queued frames to their peers.
+  void RunPosted() {
+    while (!posted.empty()) {
+      std::vector<std::function<void()>> tasks;
+      tasks.swap(posted);
+      for (auto& t : tasks) t();
+    }
+    dispatcher.FlushOutbound();
+  }
 
   static protocol::DispatcherOptions Options() {
     protocol::DispatcherOptions o;
@@ -134,7 +147,7 @@ struct DispatcherFixture {
   // Connects `client_id` the way the server does (the upgrade target through ParseUpgrade, what
   // the store remembers of the user read beside it), and hands the peer its first frames. Null when
   // the upgrade is refused.
-  std::shared_ptr<RecordingPeer> Connect(protocol::SessionId id, std::string_view client_id,
+  std::shared_ptr<RecordingPeer> Connect(SessionId id, std::string_view client_id,
                                          std::string_view query_rest,
                                          const std::optional<std::vector<std::string>>& channels) {
     auto token = protocol::MintToken(kSecret, client_id, 3600, channels, clock.NowMs());
@@ -147,13 +160,13 @@ struct DispatcherFixture {
     if (stored.ok()) request->stored_user = *stored;
     auto peer = std::make_shared<RecordingPeer>();
     dispatcher.Open(id, std::move(request).value(), peer);
-    dispatcher.FlushOutbound();
+    RunPosted();
     return peer;
   }
 
   // A REST call; checks that `done` runs exactly once with a well-formed response.
-  protocol::HttpResponse Http(const protocol::HttpRequest& request) {
-    protocol::HttpRequest req = request;
+  HttpResponse Http(const HttpRequest& request) {
+    HttpRequest req = request;
     if (auto user = protocol::HttpRouteUser(req)) {
       auto stored = store.ReadUser(*user);
       if (stored.ok()) req.stored_user = *stored;
@@ -163,11 +176,12 @@ struct DispatcherFixture {
                    req.body.c_str());
     }
     int calls = 0;
-    protocol::HttpResponse response;
-    dispatcher.Http(req, [&](protocol::HttpResponse r) {
+    HttpResponse response;
+    dispatcher.Http(req, std::move(stored_user), [&](HttpResponse r) {
       ++calls;
       response = std::move(r);
     });
+    RunPosted();
     FUZZ_CHECK(calls == 1);  // MemoryStore answers at once, so `done` has run by now
     if (Verbose()) std::fprintf(stderr, "  <- %u %s\n", response.status, response.body.c_str());
     FUZZ_CHECK(response.status >= 200 && response.status < 600);
@@ -183,6 +197,7 @@ struct DispatcherFixture {
   SeededRandom random{42};
   storage::MemoryStore store;
   protocol::Metrics metrics;
+  std::vector<std::function<void()>> posted;  // declared before the dispatcher that posts here
   protocol::Dispatcher dispatcher;
 };
 

@@ -69,7 +69,7 @@ void Populate(DispatcherFixture& f) {
   f.dispatcher.Message(1, R"({"op":"enter","id":1,"channel":"room","data":{"mood":"ok"}})", now);
   f.dispatcher.Message(1, R"({"op":"status.set","id":2,"status":"away","text":"lunch"})", now);
   f.dispatcher.Message(1, R"({"op":"activity","id":3,"kind":"typing","channel":"room"})", now);
-  f.dispatcher.FlushOutbound();
+  f.RunPosted();
   FUZZ_CHECK(peer->replies == 3);
 }
 
@@ -86,7 +86,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
 
   std::string buffer;  // what the socket delivered and the parser has not consumed
   size_t fed = 0;      // of `input`
-  presenced::protocol::SessionId next_session = 2;
+  presenced::SessionId next_session = 2;
   for (int requests = 0; requests < 8; ++requests) {
     http::request_parser<http::string_body> parser;
     parser.eager(true);  // as http::async_read of a whole message
@@ -114,7 +114,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     if (ec || !parser.is_done()) return 0;        // malformed or cut short: no answer
 
     auto& req = parser.get();
-    presenced::protocol::HttpRequest r;
+    presenced::HttpRequest r;
     r.method = std::string(req.method_string());
     r.target = std::string(req.target());
     r.authorization = std::string(req[http::field::authorization]);
@@ -138,11 +138,11 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
       }
       auto peer = std::make_shared<RecordingPeer>();
       f.dispatcher.Open(next_session++, std::move(request).value(), peer);
-      f.dispatcher.FlushOutbound();
+      f.RunPosted();
       return 0;  // the rest of the stream is WebSocket frames (ws_reader, ws_requests)
     }
     f.Http(r);
-    f.dispatcher.FlushOutbound();
+    f.RunPosted();
     if (!req.keep_alive()) return 0;
   }
   return 0;

@@ -39,7 +39,7 @@ namespace {
 using presenced::fuzz::DispatcherFixture;
 using presenced::fuzz::RecordingPeer;
 using presenced::protocol::AppendQuoted;
-using presenced::protocol::HttpRequest;
+using presenced::HttpRequest;
 
 constexpr std::array<std::string_view, 20> kOps = {
     "enter",        "update",         "leave",    "get",          "subscribe",
@@ -83,12 +83,12 @@ class Script {
       Line(script.substr(0, eol));
       script.remove_prefix(eol == std::string_view::npos ? script.size() : eol + 1);
     }
-    f_.dispatcher.FlushOutbound();
+    f_.RunPosted();
   }
 
  private:
   struct Connection {
-    presenced::protocol::SessionId id;
+    presenced::SessionId id;
     std::shared_ptr<RecordingPeer> peer;
     bool open;
   };
@@ -165,7 +165,7 @@ class Script {
   void Connect(std::string_view client, const std::string& query,
                const std::optional<std::vector<std::string>>& channels) {
     if (connections_.size() >= 8) return;
-    const presenced::protocol::SessionId id = next_session_++;
+    const presenced::SessionId id = next_session_++;
     auto peer = f_.Connect(id, client, query, channels);
     if (presenced::fuzz::Verbose()) {
       std::fprintf(stderr, "-> open %llu %.*s %s%s\n", static_cast<unsigned long long>(id),
@@ -188,13 +188,13 @@ class Script {
     if (c == nullptr) return;
     f_.dispatcher.Closed(c->id, clean);
     c->open = false;
-    f_.dispatcher.FlushOutbound();
+    f_.RunPosted();
   }
 
   void Advance(int64_t ms) {
     f_.clock.Advance(ms);
     f_.dispatcher.Tick();
-    f_.dispatcher.FlushOutbound();
+    f_.RunPosted();
   }
 
   void Send(Connection* c, const std::string& text) {
@@ -203,7 +203,7 @@ class Script {
     if (presenced::fuzz::Verbose())
       std::fprintf(stderr, "-> %llu %s\n", static_cast<unsigned long long>(c->id), text.c_str());
     f_.dispatcher.Message(c->id, text, std::chrono::steady_clock::now());
-    f_.dispatcher.FlushOutbound();
+    f_.RunPosted();
     Superseded();
     const size_t replies = c->peer->replies - before;
     if (replies != (c->open ? 1 : 0)) {
@@ -215,7 +215,7 @@ class Script {
 
   void Rest(const HttpRequest& req) {
     f_.Http(req);
-    f_.dispatcher.FlushOutbound();
+    f_.RunPosted();
   }
 
   // ----- gen: requests and steps built from bytes ------------------------------------------------
@@ -338,7 +338,7 @@ class Script {
 
   DispatcherFixture f_;
   std::vector<Connection> connections_;
-  presenced::protocol::SessionId next_session_ = 1;
+  presenced::SessionId next_session_ = 1;
   int64_t next_id_ = 1000000;
 };
 

@@ -20,6 +20,9 @@ namespace presenced::engine {
 // Identifies a connection inside the engine: an index plus a generation, so a stale handle never
 // reaches a reused slot. 0 is never a valid handle.
 using ConnectionHandle = uint64_t;
+// The slot of a handle: small and dense (slots are reused), so callers may index a vector by it.
+// A slot outlives its handle: compare the whole handle to tell a reused slot apart.
+constexpr uint32_t ConnectionSlot(ConnectionHandle handle) { return static_cast<uint32_t>(handle); }
 
 enum class Action : uint8_t { kEnter = 0, kUpdate = 1, kLeave = 2 };
 std::string_view ActionName(Action action);

@@ -198,7 +198,7 @@ class Session : public std::enable_shared_from_this<Session> {
     }
     if (ec) return OnBadRequest(ec);
     auto& req = http_->parser->get();
-    protocol::HttpRequest r;
+    HttpRequest r;
     r.method = std::string(req.method_string());
     r.target = std::string(req.target());
     r.authorization = std::string(req[http::field::authorization]);
@@ -216,7 +216,7 @@ class Session : public std::enable_shared_from_this<Session> {
     }
     stream_.expires_never();
     server_.service.HandleHttp(std::move(r), [self =
-                                                  shared_from_this()](protocol::HttpResponse resp) {
+                                                  shared_from_this()](HttpResponse resp) {
       asio::post(self->stream_.get_executor(), [self, resp = std::move(resp)]() mutable {
         self->WriteHttp(resp.status, std::move(resp.body), resp.content_type, self->keep_alive_);
       });
@@ -271,7 +271,7 @@ class Session : public std::enable_shared_from_this<Session> {
   }
 
   // GET /v1/ws: the opening handshake (RFC 6455 §4.2), then the token.
-  void Upgrade(const http::request<http::string_body>& req, const protocol::HttpRequest& r) {
+  void Upgrade(const http::request<http::string_body>& req, const HttpRequest& r) {
     static const HeaderList kUpgradeHeaders = {{http::field::upgrade, "websocket"},
                                                {http::field::connection, "Upgrade"},
                                                {http::field::sec_websocket_version, "13"}};
@@ -322,7 +322,7 @@ class Session : public std::enable_shared_from_this<Session> {
   }
 
   // ----- WebSocket ----------------------------------------------------------------------------
-  class PeerImpl final : public protocol::Peer {
+  class PeerImpl final : public Peer {
    public:
     explicit PeerImpl(std::weak_ptr<Session> s) : session_(std::move(s)) {}
     void Send(std::shared_ptr<const std::string> message) override {
@@ -782,7 +782,7 @@ class Session : public std::enable_shared_from_this<Session> {
   bool done_ = false;
   bool reading_ = false;   // a read wait is pending
   bool peer_eof_ = false;  // the peer shut down its sending side
-  protocol::SessionId id_ = 0;
+  SessionId id_ = 0;
   ws::MessageReader reader_;
   std::string inbuf_;
   SteadyClock::time_point last_rx_;

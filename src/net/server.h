@@ -43,20 +43,20 @@ class Service {
   virtual ~Service() = default;
   // A WebSocket upgrade request (GET /v1/ws): the connect request, or why it is refused.
   // Called synchronously on an I/O thread.
-  virtual Result<protocol::ConnectRequest> AuthorizeUpgrade(const protocol::HttpRequest& req) = 0;
+  virtual Result<protocol::ConnectRequest> AuthorizeUpgrade(const HttpRequest& req) = 0;
   // Any other HTTP request. `done` must be called once, from any thread.
-  virtual void HandleHttp(protocol::HttpRequest req,
-                          std::function<void(protocol::HttpResponse)> done) = 0;
-  virtual void OnOpen(protocol::SessionId session, protocol::ConnectRequest request,
-                      std::shared_ptr<protocol::Peer> peer) = 0;
+  virtual void HandleHttp(HttpRequest req,
+                          std::function<void(HttpResponse)> done) = 0;
+  virtual void OnOpen(SessionId session, protocol::ConnectRequest request,
+                      std::shared_ptr<Peer> peer) = 0;
   // A text message. `processed` must be called (from any thread) once the message has been
   // handled; until then its bytes count against the session's in-flight bound.
-  virtual void OnMessage(protocol::SessionId session, std::string text,
+  virtual void OnMessage(SessionId session, std::string text,
                          std::chrono::steady_clock::time_point received,
                          std::function<void()> processed) = 0;
   // The session ended; `clean` after a close frame (either side), false for an abrupt drop.
   // Reported exactly once per opened session.
-  virtual void OnClose(protocol::SessionId session, bool clean) = 0;
+  virtual void OnClose(SessionId session, bool clean) = 0;
 };
 
 class Server {

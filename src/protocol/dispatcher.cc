@@ -194,11 +194,12 @@ class Dispatcher::Request {
 };
 
 Dispatcher::Dispatcher(DispatcherOptions options, const presenced::Clock& clock,
-                       RandomSource& random, storage::Store& store, Metrics& metrics)
+                       RandomSource& random, storage::Store& store, Metrics& metrics, Poster post)
     : options_(std::move(options)),
       clock_(clock),
       store_(store),
       metrics_(metrics),
+      post_(std::move(post)),
       engine_(options_.engine, clock, random, *this) {
   next_checkpoint_ = clock_.NowMs() + options_.last_seen_checkpoint_ms;
 }
@@ -321,7 +322,7 @@ void Dispatcher::Open(SessionId id, ConnectRequest request, std::shared_ptr<Peer
   frame += R"(,"clientId":)";
   AppendQuoted(frame, attached.client_id);
   frame += R"(,"heartbeatMs":)";
-  AppendInt(frame, options_.heartbeat_ms);
+  AppendInt(frame, request.heartbeat_ms);
   frame += R"(,"remainPresentForMs":)";
   AppendInt(frame, attached.remain_present_for_ms);
   frame += R"(,"resumed":)";
@@ -895,7 +896,8 @@ Result<std::optional<int64_t>> QueryInt(const std::unordered_map<std::string, st
 }
 }  // namespace
 
-void Dispatcher::Http(const HttpRequest& req, std::function<void(HttpResponse)> done) {
+void Dispatcher::Http(const HttpRequest& req, std::optional<storage::UserRecord> stored,
+                      std::function<void(HttpResponse)> done) {
   metrics_.http_requests_total.fetch_add(1, std::memory_order_relaxed);
   auto parsed = boost::urls::parse_origin_form(req.target);
   if (!parsed) return done(ErrorResponse(BadRequest("malformed request target")));
@@ -941,7 +943,7 @@ void Dispatcher::Http(const HttpRequest& req, std::function<void(HttpResponse)> 
     return done(HttpResponse{200, metrics_.Render(g), "text/plain; version=0.0.4"});
   }
 
-  if (HttpMore(req, seg, query, done)) return;
+  if (HttpMore(req, stored, seg, query, done)) return;
 
   const bool channel_route = seg.size() == 4 && seg[0] == "v1" && seg[1] == "channels" &&
                              (seg[3] == "presence" || seg[3] == "history" || seg[3] == "occupancy");
@@ -995,7 +997,7 @@ void Dispatcher::Http(const HttpRequest& req, std::function<void(HttpResponse)> 
   auto fields = ParseStatusFields(*request);
   if (!fields.ok()) return done(ErrorResponse(fields.error()));
   // Keep what the store remembers (lastSeen, the other half of status/text) before changing it.
-  if (req.stored_user) Remember(*req.stored_user);
+  if (stored) Remember(*stored);
   auto r = engine_.SetStatusOf(name, fields->status, std::move(fields->text));
   if (!r.ok()) return done(ErrorResponse(r.error()));
   std::string body;
@@ -1386,7 +1388,8 @@ std::optional<std::string> Dispatcher::RunCommand(
 
 // ----- REST beyond the core contract ------------------------------------------------------------
 
-bool Dispatcher::HttpMore(const HttpRequest& req, const std::vector<std::string>& seg,
+bool Dispatcher::HttpMore(const HttpRequest& req, const std::optional<storage::UserRecord>& stored,
+                          const std::vector<std::string>& seg,
                           const std::unordered_map<std::string, std::string>& query,
                           std::function<void(HttpResponse)>& done) {
   const bool channels = seg == std::vector<std::string>{"v1", "channels"};
@@ -1491,7 +1494,7 @@ bool Dispatcher::HttpMore(const HttpRequest& req, const std::vector<std::string>
     if (text == nullptr || !text->is_string()) {
       return fail(BadRequest("text must be a string"));
     }
-    if (req.stored_user) Remember(*req.stored_user);
+    if (stored) Remember(*stored);
     auto finish = [done](std::string fields) { done(HttpResponse{200, "{" + fields + "}"}); };
     if (auto now = RunCommand(client_id, 0, std::nullopt, text->as_string(), finish)) {
       finish(std::move(*now));

@@ -27,7 +27,6 @@ namespace presenced::protocol {
 
 struct DispatcherOptions {
   engine::EngineConfig engine;
-  TimeMs heartbeat_ms = 15000;
   TimeMs default_remain_present_for_ms = 15000;
   TimeMs max_remain_present_for_ms = 300000;
   double rate_per_second = 2000;           // sustained requests per connection
@@ -42,9 +41,13 @@ class Dispatcher final : public engine::EventSink {
  public:
   using Clock = std::chrono::steady_clock;
 
+  // Runs a task on the Dispatcher's thread later (after the current call). Thread-safe. The
+  // store's answers come back through it, so every frame leaves from the Dispatcher's thread.
+  using Poster = std::function<void(std::function<void()>)>;
+
   // `clock`, `random`, `store` and `metrics` must outlive the Dispatcher.
   Dispatcher(DispatcherOptions options, const presenced::Clock& clock, RandomSource& random,
-             storage::Store& store, Metrics& metrics);
+             storage::Store& store, Metrics& metrics, Poster post);
 
   // A WebSocket session was accepted for `request` (token already verified).
   void Open(SessionId session, ConnectRequest request, std::shared_ptr<Peer> peer);
@@ -52,9 +55,11 @@ class Dispatcher final : public engine::EventSink {
   void Message(SessionId session, std::string_view text, Clock::time_point received);
   // The session ended: `clean` after a close frame, otherwise an abrupt drop.
   void Closed(SessionId session, bool clean);
-  // A REST request (the API key is checked here). `done` is called exactly once, possibly from
-  // another thread (history queries).
-  void Http(const HttpRequest& request, std::function<void(HttpResponse)> done);
+  // A REST request (the API key is checked here). `stored` is what the store remembers of the
+  // user the request acts for (HttpRouteUser), read off this thread. `done` is called exactly
+  // once, on this thread: at once, or from a task run through the Poster.
+  void Http(const HttpRequest& request, std::optional<storage::UserRecord> stored,
+            std::function<void(HttpResponse)> done);
   // Graceful shutdown: every member leaves (reason disconnected), every session is closed (1001).
   void Shutdown();
 
@@ -117,7 +122,8 @@ class Dispatcher final : public engine::EventSink {
                                         std::function<void(std::string)> later);
   // The REST routes beyond the core contract (channel list, who, devices, activity, commands,
   // tokens). False when the request is for none of them.
-  bool HttpMore(const HttpRequest& req, const std::vector<std::string>& seg,
+  bool HttpMore(const HttpRequest& req, const std::optional<storage::UserRecord>& stored,
+                const std::vector<std::string>& seg,
                 const std::unordered_map<std::string, std::string>& query,
                 std::function<void(HttpResponse)>& done);
   // Reads the user's activity records from the store; `done` (maybe on the storage thread) gets
@@ -142,6 +148,7 @@ class Dispatcher final : public engine::EventSink {
   const presenced::Clock& clock_;
   storage::Store& store_;
   Metrics& metrics_;
+  Poster post_;
   engine::Engine engine_;
   std::unordered_map<SessionId, Session> sessions_;
   std::unordered_map<engine::ConnectionHandle, SessionId> by_handle_;

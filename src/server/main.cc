@@ -36,36 +36,38 @@ class Service final : public net::Service {
           const Config& config, const Clock& clock)
       : loop_(loop), dispatcher_(dispatcher), store_(store), config_(config), clock_(clock) {}
 
-  Result<protocol::ConnectRequest> AuthorizeUpgrade(const protocol::HttpRequest& req) override {
+  Result<protocol::ConnectRequest> AuthorizeUpgrade(const HttpRequest& req) override {
     auto request = protocol::ParseUpgrade(req.target, config_.jwt_secret, clock_.NowMs(),
                                           static_cast<size_t>(config_.max_id_bytes));
     // What the store remembers of the user is read here, on the I/O thread, so the engine thread
     // never waits for the disk.
-    if (request.ok()) request->stored_user = Remembered(request->client_id);
+    if (request.ok()) {
+      request->stored_user = Remembered(request->client_id);
+      request->heartbeat_ms = config_.heartbeat_ms;
+    }
     return request;
   }
-  void HandleHttp(protocol::HttpRequest req,
-                  std::function<void(protocol::HttpResponse)> done) override {
-    if (auto user = protocol::HttpRouteUser(req)) req.stored_user = Remembered(*user);
-    loop_.Post([this, req = std::move(req), done = std::move(done)]() mutable {
-      dispatcher_.Http(req, std::move(done));
-    });
+  void HandleHttp(HttpRequest req, std::function<void(HttpResponse)> done) override {
+    std::optional<storage::UserRecord> stored;
+    if (auto user = protocol::HttpRouteUser(req)) stored = Remembered(*user);
+    loop_.Post(
+        [this, req = std::move(req), stored = std::move(stored), done = std::move(done)]() mutable {
+          dispatcher_.Http(req, std::move(stored), std::move(done));
+        });
   }
-  void OnOpen(protocol::SessionId id, protocol::ConnectRequest request,
-              std::shared_ptr<protocol::Peer> peer) override {
+  void OnOpen(SessionId id, protocol::ConnectRequest request, std::shared_ptr<Peer> peer) override {
     loop_.Post([this, id, request = std::move(request), peer = std::move(peer)]() mutable {
       dispatcher_.Open(id, std::move(request), std::move(peer));
     });
   }
-  void OnMessage(protocol::SessionId id, std::string text,
-                 std::chrono::steady_clock::time_point received,
+  void OnMessage(SessionId id, std::string text, std::chrono::steady_clock::time_point received,
                  std::function<void()> processed) override {
     loop_.Post([this, id, text = std::move(text), received, processed = std::move(processed)] {
       dispatcher_.Message(id, text, received);
       processed();
     });
   }
-  void OnClose(protocol::SessionId id, bool clean) override {
+  void OnClose(SessionId id, bool clean) override {
     loop_.Post([this, id, clean] { dispatcher_.Closed(id, clean); });
   }
 
@@ -154,7 +156,6 @@ int Serve(Config config) {
   options.engine.limits.max_id_bytes = static_cast<size_t>(config.max_id_bytes);
   options.engine.limits.max_watches_per_connection =
       static_cast<size_t>(config.max_watches_per_connection);
-  options.heartbeat_ms = config.heartbeat_ms;
   options.default_remain_present_for_ms = config.remain_present_for_ms;
   options.max_remain_present_for_ms = config.max_remain_present_for_ms;
   options.rate_per_second = config.rate_per_second;
@@ -163,8 +164,12 @@ int Serve(Config config) {
   options.api_key = config.api_key;
   options.jwt_secret = config.jwt_secret;
   options.last_seen_checkpoint_ms = config.last_seen_checkpoint_ms;
-  protocol::Dispatcher dispatcher(options, clock, random, *store, metrics);
+  EngineLoop* loop_ptr = nullptr;  // the dispatcher posts to the loop that runs it
+  protocol::Dispatcher dispatcher(
+      options, clock, random, *store, metrics,
+      [&loop_ptr](std::function<void()> task) { loop_ptr->Post(std::move(task)); });
   EngineLoop loop(dispatcher, clock);
+  loop_ptr = &loop;
   Service service(loop, dispatcher, *store, config, clock);
 
   net::NetOptions net_options;

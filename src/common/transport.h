@@ -1,0 +1,44 @@
+// The types a transport (src/net) and the code behind it (src/protocol, src/server) exchange: a
+// session id, the Peer a WebSocket session is written through, and one HTTP exchange. A
+// dependency-free header (std only), so the network layer and the protocol share these types
+// without either linking the other.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+namespace presenced {
+
+// Identifies one WebSocket session (socket) for its whole life; assigned by the network layer.
+using SessionId = uint64_t;
+
+// A WebSocket peer. Thread-safe: Send and Close may be called from any thread; they queue work on
+// the session's own strand. Calls after the session ended are ignored.
+class Peer {
+ public:
+  virtual ~Peer() = default;
+  // Queues one text message. The same buffer may be queued to many peers.
+  virtual void Send(std::shared_ptr<const std::string> message) = 0;
+  // Queues several messages, in order, with one hand-off to the session.
+  virtual void SendBatch(std::vector<std::shared_ptr<const std::string>> messages) = 0;
+  // Sends a close frame after what is already queued, then ends the session. The session's end is
+  // reported back as clean unless `abrupt`, in which case the grace period applies.
+  virtual void Close(uint16_t code, std::string reason, bool abrupt = false) = 0;
+};
+
+struct HttpRequest {
+  std::string method;  // "GET", "PUT", ...
+  std::string target;  // origin-form: path and query, percent-encoded
+  std::string authorization;
+  std::string body;
+};
+
+struct HttpResponse {
+  unsigned status = 200;
+  std::string body;
+  std::string content_type = "application/json";
+};
+
+}  // namespace presenced
