@@ -1,5 +1,6 @@
 #include "protocol/codec.h"
 
+#include "protocol/commands.h"
 #include "protocol/json_out.h"
 
 namespace presenced::protocol {
@@ -173,6 +174,162 @@ std::string ErrorBody(const Error& error) {
   AppendErrorObject(out, error);
   out.push_back('}');
   return out;
+}
+
+std::string ConnectedFrame(const engine::Attached& attached, TimeMs heartbeat_ms, bool resumed,
+                           std::string_view epoch) {
+  std::string frame = R"({"type":"connected","connectionId":)";
+  AppendQuoted(frame, attached.connection_id);
+  frame += R"(,"connectionKey":)";
+  AppendQuoted(frame, attached.connection_key);
+  frame += R"(,"clientId":)";
+  AppendQuoted(frame, attached.client_id);
+  frame += R"(,"heartbeatMs":)";
+  AppendInt(frame, heartbeat_ms);
+  frame += R"(,"remainPresentForMs":)";
+  AppendInt(frame, attached.remain_present_for_ms);
+  frame += R"(,"resumed":)";
+  AppendBool(frame, resumed);
+  frame += R"(,"epoch":)";
+  AppendQuoted(frame, epoch);
+  frame += '}';
+  return frame;
+}
+
+std::string SyncFrame(const engine::CatchUp& cu) {
+  std::string sync = R"({"type":"sync","channel":)";
+  AppendQuoted(sync, cu.channel);
+  sync += R"(,"members":)";
+  AppendMembers(sync, cu.members);
+  sync += R"(,"serial":)";
+  AppendUint(sync, cu.serial);
+  sync += '}';
+  return sync;
+}
+
+void AppendSnapshotFields(std::string& out, const engine::Snapshot& snap, std::string_view epoch) {
+  out += R"("members":)";
+  AppendMembers(out, snap.members);
+  out += R"(,"serial":)";
+  AppendUint(out, snap.serial);
+  out += R"(,"epoch":)";
+  AppendQuoted(out, epoch);
+}
+
+void AppendOccupancyFields(std::string& out, const engine::Occupancy& o) {
+  out += R"("members":)";
+  AppendUint(out, o.members);
+  out += R"(,"clients":)";
+  AppendUint(out, o.clients);
+}
+
+void AppendSubscribedFields(std::string& out, const engine::Subscribed& sub, bool since_given,
+                            std::string_view epoch) {
+  if (sub.has_events) {
+    out += R"("events":)";
+    AppendEvents(out, sub.events);
+  } else {
+    out += R"("members":)";
+    AppendMembers(out, sub.members);
+    if (since_given) out += R"(,"resynced":true)";
+  }
+  out += R"(,"serial":)";
+  AppendUint(out, sub.serial);
+  out += R"(,"epoch":)";
+  AppendQuoted(out, epoch);
+}
+
+void AppendHistoryPageFields(std::string& out, const storage::HistoryPage& page) {
+  out += R"("events":[)";
+  for (size_t i = 0; i < page.events.size(); ++i) {
+    if (i) out += ',';
+    out += *page.events[i];
+  }
+  out += ']';
+  if (page.next) {
+    out += R"(,"next":)";
+    AppendInt(out, *page.next);
+  }
+}
+
+void AppendChannelListFields(std::string& out, std::span<const engine::ChannelSummary> list,
+                             std::optional<std::string_view> next) {
+  out += R"("channels":[)";
+  for (size_t i = 0; i < list.size(); ++i) {
+    if (i) out += ',';
+    out += R"({"channel":)";
+    AppendQuoted(out, list[i].channel);
+    out += ',';
+    AppendOccupancyFields(out, list[i].occupancy);
+    out += '}';
+  }
+  out += ']';
+  if (next) {
+    out += R"(,"next":)";
+    AppendQuoted(out, *next);
+  }
+}
+
+void AppendTokenFields(std::string& out, std::string_view token, TimeMs expires_at) {
+  out += R"("token":)";
+  AppendQuoted(out, token);
+  out += R"(,"expiresAt":)";
+  AppendInt(out, expires_at);
+}
+
+std::string CommandFields(std::string_view text, std::string_view data) {
+  std::string out = R"("text":)";
+  AppendQuoted(out, text);
+  out += R"(,"data":)";
+  out += data;
+  return out;
+}
+
+std::string CommandErrorData(std::string_view code, std::string_view message) {
+  std::string data = R"({"error":{"code":)";
+  AppendQuoted(data, code);
+  data += R"(,"message":)";
+  AppendQuoted(data, message);
+  data += "}}";
+  return data;
+}
+
+std::string CommandListJson() {
+  std::string out = "[";
+  for (const CommandHelp& h : CommandHelpList()) {
+    if (out.size() > 1) out += ',';
+    out += R"({"usage":)";
+    AppendQuoted(out, h.usage);
+    out += R"(,"description":)";
+    AppendQuoted(out, h.description);
+    out += '}';
+  }
+  return out + "]";
+}
+
+std::string SyncReportData(const engine::SyncReport& report, size_t in_sync,
+                           std::optional<TimeMs> last_synced) {
+  std::string per = "[";
+  for (const auto& d : report.devices) {
+    if (per.size() > 1) per += ',';
+    per += R"({"connectionId":)";
+    AppendQuoted(per, d.connection_id);
+    per += R"(,"device":)";
+    AppendQuoted(per, d.device);
+    per += R"(,"inSync":)";
+    AppendBool(per, d.in_sync);
+    per += R"(,"lastSyncedAt":)";
+    AppendOptionalInt(per, d.last_synced_at);
+    per += '}';
+  }
+  per += ']';
+  std::string data = R"({"status":)";
+  AppendStatus(data, report.status);
+  data += R"(,"devices":)" + std::to_string(report.devices.size()) + R"(,"inSync":)" +
+          std::to_string(in_sync) + R"(,"lastSyncedAt":)";
+  AppendOptionalInt(data, last_synced);
+  data += R"(,"perDevice":)" + per + "}";
+  return data;
 }
 
 }  // namespace presenced::protocol

@@ -8,7 +8,9 @@
 #include <string_view>
 #include <vector>
 
+#include "common/clock.h"
 #include "common/error.h"
+#include "engine/engine.h"
 #include "engine/types.h"
 #include "storage/store.h"
 
@@ -37,5 +39,40 @@ std::string ReplyOkPrefix(int64_t id);
 std::string ReplyError(std::optional<int64_t> id, const Error& error);
 // `{"error":{"code":..,"message":..}}` for HTTP bodies and 401 refusals.
 std::string ErrorBody(const Error& error);
+
+// A connection's first frame: {"type":"connected",...}.
+std::string ConnectedFrame(const engine::Attached& attached, TimeMs heartbeat_ms, bool resumed,
+                           std::string_view epoch);
+// What a resumed connection missed on a channel whose events are gone: a fresh snapshot,
+// {"type":"sync","channel":..,"members":[..],"serial":N}.
+std::string SyncFrame(const engine::CatchUp& catch_up);
+
+// Reply fields (`"a":..,"b":..`, no braces), as both a WebSocket reply and a REST body carry them.
+// `"members":[...],"serial":N,"epoch":S` (get, REST presence).
+void AppendSnapshotFields(std::string& out, const engine::Snapshot& snap, std::string_view epoch);
+// `"members":N,"clients":N`.
+void AppendOccupancyFields(std::string& out, const engine::Occupancy& o);
+// subscribe: `"events":[..]` or `"members":[..]` (with `"resynced":true` when `since` was given),
+// then `"serial":N,"epoch":S`.
+void AppendSubscribedFields(std::string& out, const engine::Subscribed& sub, bool since_given,
+                            std::string_view epoch);
+// `"events":[...]` (the stored frames as they were sent) and, when there may be more,
+// `"next":CURSOR`.
+void AppendHistoryPageFields(std::string& out, const storage::HistoryPage& page);
+// `"channels":[{"channel":..,"members":N,"clients":N},..]`, then `"next":NAME` when `next`.
+void AppendChannelListFields(std::string& out, std::span<const engine::ChannelSummary> list,
+                             std::optional<std::string_view> next);
+// `"token":T,"expiresAt":MS`.
+void AppendTokenFields(std::string& out, std::string_view token, TimeMs expires_at);
+
+// Chat command replies (`/presence ...`): `"text":S,"data":D`.
+std::string CommandFields(std::string_view text, std::string_view data);
+// The `data` of a command that failed: {"error":{"code":..,"message":..}}.
+std::string CommandErrorData(std::string_view code, std::string_view message);
+// [{"usage":..,"description":..},...]
+std::string CommandListJson();
+// The `data` of `/presence sync`.
+std::string SyncReportData(const engine::SyncReport& report, size_t in_sync,
+                           std::optional<TimeMs> last_synced);
 
 }  // namespace presenced::protocol

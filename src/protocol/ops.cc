@@ -1,0 +1,293 @@
+// The op table and one handler per op. Each handler runs on the Dispatcher's thread with its
+// request already parsed and checked as its row's flags say (Prepare).
+#include "protocol/ops.h"
+
+#include <algorithm>
+#include <array>
+#include <memory>
+
+#include "protocol/auth.h"
+#include "protocol/chat_commands.h"
+#include "protocol/codec.h"
+#include "protocol/json_out.h"
+#include "protocol/requests.h"
+
+namespace presenced::protocol {
+
+using engine::ConnectionHandle;
+
+Status CheckChannel(const Core& core, const Caller& caller, std::string_view channel) {
+  if (Status st = CheckName(channel, "channel", core.options.engine.limits.max_channel_bytes);
+      !st) {
+    return st;
+  }
+  if (caller.AllChannels() || AnyPatternMatches(**caller.patterns, channel)) return Status::Ok();
+  return MakeError(ErrorCode::kForbidden, "channel not allowed by the token");
+}
+
+namespace {
+
+// ----- Running a row ----------------------------------------------------------------------------
+
+template <typename Req>
+Result<Req> ParseRequest(const OpCall& c) {
+  if constexpr (requires { Req::Parse(c.args, size_t{}); }) {
+    return Req::Parse(c.args, c.core.options.engine.limits.max_id_bytes);
+  } else {
+    return Req::Parse(c.args);
+  }
+}
+
+// Parses the request and applies the row's checks that come before the handler.
+template <typename Req, uint32_t Flags>
+Result<Req> Prepare(OpCall& c) {
+  auto req = ParseRequest<Req>(c);
+  if (!req.ok()) return req.error();
+  if constexpr ((Flags & kChannelOp) != 0) {
+    if constexpr (requires { req->channel.has_value(); }) {
+      if (req->channel) {
+        if (Status st = CheckChannel(c.core, c.caller, *req->channel); !st) return st.error();
+      }
+    } else {
+      if (Status st = CheckChannel(c.core, c.caller, req->channel); !st) return st.error();
+    }
+  }
+  return req;
+}
+
+void Touch(OpCall& c) {
+  if (c.caller.handle != 0) (void)c.core.engine.Touch(c.caller.handle);
+}
+
+template <typename Req, Result<std::string> (*Handle)(OpCall&, Req&), uint32_t Flags>
+Result<std::string> RunSync(OpCall& c) {
+  auto req = Prepare<Req, Flags>(c);
+  if (!req.ok()) return req.error();
+  Result<std::string> fields = Handle(c, *req);
+  if constexpr ((Flags & kTouch) != 0) {
+    if (fields.ok()) Touch(c);
+  }
+  return fields;
+}
+
+template <typename Req, Status (*Handle)(OpCall&, Req&, Responder), uint32_t Flags>
+Status RunAsync(OpCall& c, Responder respond) {
+  auto req = Prepare<Req, Flags>(c);
+  if (!req.ok()) return req.error();
+  if constexpr ((Flags & kTouch) != 0) Touch(c);
+  return Handle(c, *req, std::move(respond));
+}
+
+template <typename Req, Result<std::string> (*Handle)(OpCall&, Req&), uint32_t Flags = 0>
+constexpr OpSpec Sync(std::string_view name) {
+  return OpSpec{name, Flags, &RunSync<Req, Handle, Flags>, nullptr};
+}
+
+template <typename Req, Status (*Handle)(OpCall&, Req&, Responder), uint32_t Flags = 0>
+constexpr OpSpec Async(std::string_view name) {
+  return OpSpec{name, Flags | kStoreBacked, nullptr, &RunAsync<Req, Handle, Flags | kStoreBacked>};
+}
+
+// The fields of a one-field reply.
+std::string Field(std::string_view key, auto append, const auto& value) {
+  std::string out = "\"";
+  out += key;
+  out += "\":";
+  append(out, value);
+  return out;
+}
+
+// ----- Channel presence -----------------------------------------------------------------------
+
+Result<std::string> Ping(OpCall&, NoFields&) { return std::string(); }
+
+Result<std::string> Enter(OpCall& c, EnterRequest& r) {
+  auto m = c.core.engine.Enter(c.caller.handle, r.channel, std::move(r.data), r.ttl_ms);
+  if (!m.ok()) return m.error();
+  return Field("member", AppendMember, *m);
+}
+
+Result<std::string> Update(OpCall& c, UpdateRequest& r) {
+  auto m = c.core.engine.Update(c.caller.handle, r.channel, std::move(r.data), r.merge, r.ttl_ms);
+  if (!m.ok()) return m.error();
+  return Field("member", AppendMember, *m);
+}
+
+Result<std::string> Leave(OpCall& c, LeaveRequest& r) {
+  if (Status st = c.core.engine.Leave(c.caller.handle, r.channel, std::move(r.data)); !st) {
+    return st.error();
+  }
+  return std::string();
+}
+
+Result<std::string> Get(OpCall& c, GetRequest& r) {
+  std::string out;
+  AppendSnapshotFields(out, c.core.engine.Get(r.channel, {r.client_id, r.connection_id}),
+                       c.core.options.epoch);
+  return out;
+}
+
+Result<std::string> Subscribe(OpCall& c, SubscribeRequest& r) {
+  std::optional<uint64_t> from;
+  if (r.since && r.epoch && *r.epoch == c.core.options.epoch)
+    from = static_cast<uint64_t>(*r.since);
+  auto sub = c.core.engine.Subscribe(c.caller.handle, r.channel, r.actions, from);
+  if (!sub.ok()) return sub.error();
+  std::string out;
+  AppendSubscribedFields(out, *sub, r.since.has_value(), c.core.options.epoch);
+  return out;
+}
+
+Result<std::string> Unsubscribe(OpCall& c, ChannelRequest& r) {
+  if (Status st = c.core.engine.Unsubscribe(c.caller.handle, r.channel); !st) return st.error();
+  return std::string();
+}
+
+Result<std::string> Occupancy(OpCall& c, ChannelRequest& r) {
+  std::string out;
+  AppendOccupancyFields(out, c.core.engine.GetOccupancy(r.channel));
+  return out;
+}
+
+Status History(OpCall& c, HistoryRequest& r, Responder respond) {
+  r.query.channel = std::string(r.channel);
+  c.core.store.QueryHistory(std::move(r.query),
+                            [respond = std::move(respond)](Result<storage::HistoryPage> page) {
+                              if (!page.ok()) return respond(page.error());
+                              std::string out;
+                              AppendHistoryPageFields(out, *page);
+                              respond(std::move(out));
+                            });
+  return Status::Ok();
+}
+
+// GET /v1/channels (REST only).
+Result<std::string> ListChannels(OpCall& c, ChannelListRequest& r) {
+  const auto list = c.core.engine.ListChannels(r.after, r.limit + 1);
+  std::string out;
+  const bool more = list.size() > r.limit;  // the name to continue after
+  AppendChannelListFields(
+      out, std::span(list.data(), std::min(r.limit, list.size())),
+      more ? std::optional<std::string_view>(list[r.limit - 1].channel) : std::nullopt);
+  return out;
+}
+
+// ----- User status ------------------------------------------------------------------------------
+
+Status StatusSet(OpCall& c, StatusSetRequest& r, Responder respond) {
+  engine::Engine& e = c.core.engine;
+  auto v = c.caller.handle != 0 ? e.SetStatus(c.caller.handle, r.status, std::move(r.text))
+                                : e.SetStatusOf(c.caller.client_id, r.status, std::move(r.text));
+  if (!v.ok()) return v.error();
+  // A status set by hand is on disk before the reply goes out.
+  c.core.store.PersistSettings(
+      std::string(c.caller.client_id),
+      [fields = Field("status", AppendStatus, *v), respond = std::move(respond)](Status st) {
+        if (!st.ok()) return respond(st.error());
+        respond(fields);
+      });
+  return Status::Ok();
+}
+
+Status StatusGet(OpCall& c, ClientIdsRequest& r, Responder respond) {
+  c.core.store.StatusesOf(r.client_ids,
+                          [respond = std::move(respond)](Result<std::string> statuses) {
+                            if (!statuses.ok()) return respond(statuses.error());
+                            respond("\"statuses\":" + *statuses);
+                          });
+  return Status::Ok();
+}
+
+Result<std::string> StatusWatch(OpCall& c, ClientIdsRequest& r) {
+  auto w = c.core.engine.Watch(c.caller.handle, r.client_ids);
+  if (!w.ok()) return w.error();
+  return Field("statuses", AppendStatuses, *w);
+}
+
+Result<std::string> StatusUnwatch(OpCall& c, ClientIdsRequest& r) {
+  if (Status st = c.core.engine.Unwatch(c.caller.handle, r.client_ids); !st) return st.error();
+  return std::string();
+}
+
+Result<std::string> RecordActivity(OpCall& c, ActivityRequest& r) {
+  Status st = c.core.engine.RecordActivity(c.caller.handle, r.kind, r.channel.value_or(""),
+                                           std::move(r.data));
+  if (!st) return st.error();
+  return std::string();
+}
+
+Status ActivityGet(OpCall& c, ActivityGetRequest& r, Responder respond) {
+  c.core.store.ActivitiesFor(
+      c.caller.client_id, c.caller.Patterns(),
+      std::string(r.client_id.value_or(c.caller.client_id)), r.limit, r.since,
+      [respond = std::move(respond)](Result<std::vector<storage::StoredActivity>> list) {
+        if (!list.ok()) return respond(list.error());
+        respond(Field("activities", AppendActivities, *list));
+      });
+  return Status::Ok();
+}
+
+Result<std::string> Devices(OpCall& c, DevicesRequest& r) {
+  const auto list =
+      c.core.engine.Devices(r.client_id.value_or(c.caller.client_id), c.caller.client_id);
+  return Field("devices", AppendDevices, list);
+}
+
+Result<std::string> Who(OpCall& c, WhoRequest& r) {
+  return Field("users", AppendStatuses, c.core.engine.Who(r.channel));
+}
+
+Status Command(OpCall& c, CommandRequest& r, Responder respond) {
+  RunCommand(c, r.text, std::move(respond));
+  return Status::Ok();
+}
+
+// POST /v1/tokens (REST only): a token for the caller.
+Result<std::string> MintTokenOp(OpCall& c, TokenRequest& r) {
+  const TimeMs now = c.core.clock.NowMs();
+  auto token =
+      MintToken(c.core.options.jwt_secret, c.caller.client_id, r.ttl_ms / 1000, r.channels, now);
+  if (!token.ok()) return token.error();
+  std::string out;
+  AppendTokenFields(out, *token, now / 1000 * 1000 + r.ttl_ms / 1000 * 1000);
+  return out;
+}
+
+// ----- The table
+// ----------------------------------------------------------------------------------
+
+constexpr std::array kOps = {
+    Sync<NoFields, Ping>("ping"),
+    Sync<EnterRequest, Enter, kChannelOp>("enter"),
+    Sync<UpdateRequest, Update, kChannelOp>("update"),
+    Sync<LeaveRequest, Leave, kChannelOp>("leave"),
+    Sync<GetRequest, Get, kChannelOp | kTouch>("get"),
+    Sync<SubscribeRequest, Subscribe, kChannelOp>("subscribe"),
+    Sync<ChannelRequest, Unsubscribe, kChannelOp>("unsubscribe"),
+    Sync<ChannelRequest, Occupancy, kChannelOp | kTouch>("occupancy"),
+    Async<HistoryRequest, History, kChannelOp | kTouch>("history"),
+    Async<StatusSetRequest, StatusSet>("status.set"),
+    Async<ClientIdsRequest, StatusGet, kTouch>("status.get"),
+    Sync<ClientIdsRequest, StatusWatch>("status.watch"),
+    Sync<ClientIdsRequest, StatusUnwatch>("status.unwatch"),
+    Sync<ActivityRequest, RecordActivity, kChannelOp>("activity"),
+    Async<ActivityGetRequest, ActivityGet, kTouch>("activity.get"),
+    Sync<DevicesRequest, Devices, kTouch>("devices"),
+    Sync<WhoRequest, Who, kChannelOp | kTouch>("who"),
+    Async<CommandRequest, Command, kTouch>("command"),
+    Sync<ChannelListRequest, ListChannels, kRestOnly>("channels"),
+    Sync<TokenRequest, MintTokenOp, kRestOnly>("tokens"),
+};
+
+}  // namespace
+
+const OpSpec* FindOp(std::string_view name) {
+  for (const OpSpec& op : kOps) {
+    if (op.name == name) return &op;
+  }
+  return nullptr;
+}
+
+std::span<const OpSpec> AllOps() { return kOps; }
+
+}  // namespace presenced::protocol

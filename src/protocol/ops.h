@@ -1,0 +1,88 @@
+// The op table: every request the server answers is one row {name, flags, handler}, like
+// Dragonfly's command families (hset_family.cc, Register) or centrifuge's dispatchCommand. The
+// flags carry what would otherwise be repeated in each handler:
+//   kChannelOp   the request's `channel` (required or optional) is a valid name allowed by the
+//                caller's token;
+//   kTouch       a read that counts as activity of the caller's device, once the request is valid
+//                (after a synchronous answer, before a store-backed one starts);
+//   kStoreBacked answered later (the store, the disk): the handler gets a Responder;
+//   kRestOnly    reached through REST only: a WebSocket asking for it gets "unknown op".
+// Each handler takes its typed request (requests.h) and writes its reply fields; the WebSocket
+// surface (Dispatcher::Message) and the REST routes (rest_routes.h) both run ops through this
+// table. Adding an op: one row in ops.cc, one handler, its unit tests.
+//
+// Threading: the Dispatcher's thread.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <optional>
+#include <span>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "common/clock.h"
+#include "common/error.h"
+#include "engine/engine.h"
+#include "protocol/args.h"
+#include "protocol/options.h"
+#include "protocol/store_bridge.h"
+
+namespace presenced::protocol {
+
+enum OpFlag : uint32_t {
+  kChannelOp = 1u << 0,
+  kTouch = 1u << 1,
+  kStoreBacked = 1u << 2,
+  kRestOnly = 1u << 3,
+};
+
+// Who a request comes from.
+struct Caller {
+  std::string_view client_id;
+  engine::ConnectionHandle handle = 0;  // 0: a backend over REST, acting for client_id
+  // The token's channel patterns; null or nullopt: every channel.
+  const std::optional<std::vector<std::string>>* patterns = nullptr;
+
+  bool AllChannels() const { return patterns == nullptr || !patterns->has_value(); }
+  std::optional<std::vector<std::string>> Patterns() const {
+    return AllChannels() ? std::nullopt : *patterns;
+  }
+};
+
+// What handlers work with.
+struct Core {
+  const DispatcherOptions& options;
+  const Clock& clock;
+  engine::Engine& engine;
+  StoreBridge& store;
+};
+
+// One request being handled.
+struct OpCall {
+  Core& core;
+  const Caller& caller;
+  const Args& args;
+};
+
+// Receives a store-backed op's reply fields (or its error), once, on the Dispatcher's thread.
+using Responder = std::function<void(Result<std::string>)>;
+
+struct OpSpec {
+  std::string_view name;
+  uint32_t flags = 0;
+  // Without kStoreBacked: the reply fields (`"a":..,"b":..`, no braces; may be empty).
+  Result<std::string> (*sync)(OpCall&) = nullptr;
+  // With kStoreBacked: an error now, or ok and `respond` is called later.
+  Status (*async)(OpCall&, Responder respond) = nullptr;
+};
+
+// The row named `name`, or null.
+const OpSpec* FindOp(std::string_view name);
+std::span<const OpSpec> AllOps();
+
+// The checks of kChannelOp: a valid channel name the caller's token allows.
+Status CheckChannel(const Core& core, const Caller& caller, std::string_view channel);
+
+}  // namespace presenced::protocol

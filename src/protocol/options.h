@@ -1,0 +1,31 @@
+// The Dispatcher's settings, and how it runs work later on its own thread. A plain value; the
+// server's Config embeds it (server/config.h), so each setting is defined once, here.
+#pragma once
+
+#include <functional>
+#include <string>
+
+#include "common/clock.h"
+#include "engine/config.h"
+
+namespace presenced::protocol {
+
+struct DispatcherOptions {
+  engine::EngineConfig engine;
+  // remainPresentFor when the upgrade does not ask (`remainPresentForMs`), and its upper bound.
+  TimeMs default_remain_present_for_ms = 15000;
+  TimeMs max_remain_present_for_ms = 300000;
+  double rate_per_second = 2000;           // sustained requests per connection
+  double rate_burst = 5000;                // bucket size
+  std::string epoch;                       // identifies this run of the server (set at start)
+  std::string api_key;                     // for REST (set at start: file or setting)
+  std::string jwt_secret;                  // for POST /v1/tokens (set at start)
+  TimeMs last_seen_checkpoint_ms = 10000;  // how often connected users' lastSeen is stored
+};
+
+// Runs a task on the Dispatcher's thread later, after the current call. Thread-safe. The store's
+// answers come back through it, so every frame leaves from the Dispatcher's thread (one delivery
+// path: the outbox flush).
+using Poster = std::function<void(std::function<void()>)>;
+
+}  // namespace presenced::protocol

@@ -1,0 +1,205 @@
+#include "protocol/requests.h"
+
+#include <algorithm>
+
+namespace presenced::protocol {
+
+namespace {
+
+// Fetches field `key` of `a` into `out`, or returns its error from the enclosing Parse.
+#define PRESENCED_FIELD(out, expr)           \
+  do {                                       \
+    auto field_ = (expr);                    \
+    if (!field_.ok()) return field_.error(); \
+    out = std::move(field_).value();         \
+  } while (false)
+
+Result<std::optional<std::string_view>> OptClientId(const Args& a, size_t max_id_bytes) {
+  auto client = a.OptString("clientId");
+  if (!client.ok()) return client.error();
+  if (*client) {
+    if (Status st = CheckName(**client, "clientId", max_id_bytes); !st) return st.error();
+  }
+  return *client;
+}
+
+Result<size_t> Limit(const Args& a, size_t fallback, size_t max) {
+  auto limit = a.OptInt("limit");
+  if (!limit.ok()) return limit.error();
+  if (*limit && **limit < 1) return BadRequest("limit must be at least 1");
+  return static_cast<size_t>(std::min<int64_t>(limit->value_or(static_cast<int64_t>(fallback)),
+                                               static_cast<int64_t>(max)));
+}
+
+}  // namespace
+
+Result<ChannelRequest> ChannelRequest::Parse(const Args& a) {
+  ChannelRequest r;
+  PRESENCED_FIELD(r.channel, a.String("channel"));
+  return r;
+}
+
+Result<EnterRequest> EnterRequest::Parse(const Args& a) {
+  EnterRequest r;
+  PRESENCED_FIELD(r.channel, a.String("channel"));
+  PRESENCED_FIELD(r.ttl_ms, a.OptInt("ttlMs"));
+  r.data = a.OptJson("data");
+  return r;
+}
+
+Result<UpdateRequest> UpdateRequest::Parse(const Args& a) {
+  UpdateRequest r;
+  PRESENCED_FIELD(r.channel, a.String("channel"));
+  PRESENCED_FIELD(r.ttl_ms, a.OptInt("ttlMs"));
+  auto data = a.OptJson("data");
+  if (!data) return BadRequest("missing field data");
+  r.data = std::move(*data);
+  PRESENCED_FIELD(r.merge, a.OptBool("merge", false));
+  return r;
+}
+
+Result<LeaveRequest> LeaveRequest::Parse(const Args& a) {
+  LeaveRequest r;
+  PRESENCED_FIELD(r.channel, a.String("channel"));
+  r.data = a.OptJson("data");
+  return r;
+}
+
+Result<GetRequest> GetRequest::Parse(const Args& a) {
+  GetRequest r;
+  PRESENCED_FIELD(r.channel, a.String("channel"));
+  PRESENCED_FIELD(r.client_id, a.OptString("clientId"));
+  PRESENCED_FIELD(r.connection_id, a.OptString("connectionId"));
+  return r;
+}
+
+Result<SubscribeRequest> SubscribeRequest::Parse(const Args& a) {
+  SubscribeRequest r;
+  PRESENCED_FIELD(r.channel, a.String("channel"));
+  if (a.Has("actions")) {
+    std::vector<std::string> actions;
+    PRESENCED_FIELD(actions, a.StringArray("actions"));
+    if (actions.empty()) return BadRequest("actions must not be empty");
+    r.actions = 0;
+    for (const auto& name : actions) {
+      auto action = engine::ParseAction(name);
+      if (!action) return BadRequest("unknown action " + name);
+      r.actions |= engine::ActionBit(*action);
+    }
+  }
+  PRESENCED_FIELD(r.since, a.OptInt("since"));
+  if (r.since && *r.since < 0) return BadRequest("since must not be negative");
+  PRESENCED_FIELD(r.epoch, a.OptString("epoch"));
+  return r;
+}
+
+Result<HistoryRequest> HistoryRequest::Parse(const Args& a) {
+  HistoryRequest r;
+  PRESENCED_FIELD(r.channel, a.String("channel"));
+  storage::HistoryQuery& q = r.query;
+  PRESENCED_FIELD(q.start, a.OptInt("start"));
+  PRESENCED_FIELD(q.end, a.OptInt("end"));
+  std::optional<int64_t> limit;
+  PRESENCED_FIELD(limit, a.OptInt("limit"));
+  std::optional<std::string_view> direction;
+  PRESENCED_FIELD(direction, a.OptString("direction"));
+  PRESENCED_FIELD(q.cursor, a.OptInt("cursor"));
+  if (limit && *limit < 1) return BadRequest("limit must be at least 1");
+  q.limit = static_cast<size_t>(std::min<int64_t>(limit.value_or(100), 1000));
+  if (direction && *direction != "backwards" && *direction != "forwards") {
+    return BadRequest("direction must be backwards or forwards");
+  }
+  q.forwards = direction && *direction == "forwards";
+  return r;
+}
+
+Result<StatusSetRequest> StatusSetRequest::Parse(const Args& a) {
+  StatusSetRequest r;
+  if (const json::value* st = a.Get("status")) {
+    if (!st->is_string()) return BadRequest("status must be a string");
+    r.status = engine::ParsePresence(st->as_string());
+    if (!r.status) return BadRequest("status must be online, away, dnd or offline");
+  }
+  if (const json::value* t = a.Get("text")) {
+    if (t->is_null()) {
+      r.text = std::optional<std::string>();
+    } else if (t->is_string()) {
+      r.text = std::optional<std::string>(std::string(t->as_string()));
+    } else {
+      return BadRequest("text must be a string or null");
+    }
+  }
+  return r;
+}
+
+Result<ClientIdsRequest> ClientIdsRequest::Parse(const Args& a) {
+  ClientIdsRequest r;
+  PRESENCED_FIELD(r.client_ids, a.StringArray("clientIds"));
+  return r;
+}
+
+Result<ActivityRequest> ActivityRequest::Parse(const Args& a) {
+  ActivityRequest r;
+  PRESENCED_FIELD(r.kind, a.String("kind"));
+  PRESENCED_FIELD(r.channel, a.OptString("channel"));
+  r.data = a.OptJson("data").value_or(JsonText());
+  return r;
+}
+
+Result<ActivityGetRequest> ActivityGetRequest::Parse(const Args& a, size_t max_id_bytes) {
+  ActivityGetRequest r;
+  PRESENCED_FIELD(r.client_id, OptClientId(a, max_id_bytes));
+  PRESENCED_FIELD(r.limit, Limit(a, 50, 1000));
+  PRESENCED_FIELD(r.since, a.OptInt("since"));
+  return r;
+}
+
+Result<DevicesRequest> DevicesRequest::Parse(const Args& a, size_t max_id_bytes) {
+  DevicesRequest r;
+  PRESENCED_FIELD(r.client_id, OptClientId(a, max_id_bytes));
+  return r;
+}
+
+Result<WhoRequest> WhoRequest::Parse(const Args& a) {
+  WhoRequest r;
+  PRESENCED_FIELD(r.channel, a.OptString("channel"));
+  return r;
+}
+
+Result<CommandRequest> CommandRequest::Parse(const Args& a) {
+  CommandRequest r;
+  PRESENCED_FIELD(r.text, a.String("text"));
+  return r;
+}
+
+Result<ChannelListRequest> ChannelListRequest::Parse(const Args& a) {
+  ChannelListRequest r;
+  std::optional<std::string_view> after;
+  PRESENCED_FIELD(after, a.OptString("after"));
+  r.after = after.value_or("");
+  PRESENCED_FIELD(r.limit, Limit(a, 1000, 10000));
+  return r;
+}
+
+Result<TokenRequest> TokenRequest::Parse(const Args& a) {
+  TokenRequest r;
+  if (const json::value* c = a.Get("channels")) {
+    if (!c->is_array()) return BadRequest("channels must be an array");
+    r.channels.emplace();
+    for (const auto& p : c->as_array()) {
+      if (!p.is_string()) return BadRequest("channels must hold strings");
+      r.channels->emplace_back(p.as_string());
+    }
+  }
+  if (const json::value* t = a.Get("ttlMs")) {
+    if (!t->is_int64() || t->as_int64() < 1000 || t->as_int64() > 30LL * 86400 * 1000) {
+      return BadRequest("ttlMs must be an integer from 1000 to 2592000000");
+    }
+    r.ttl_ms = t->as_int64();
+  }
+  return r;
+}
+
+#undef PRESENCED_FIELD
+
+}  // namespace presenced::protocol

@@ -1,0 +1,47 @@
+#include "protocol/upgrade.h"
+
+#include <boost/url/parse.hpp>
+#include <boost/url/url_view.hpp>
+#include <charconv>
+
+#include "protocol/args.h"
+#include "protocol/auth.h"
+
+namespace presenced::protocol {
+
+Result<ConnectRequest> ParseUpgrade(std::string_view target, std::string_view secret, TimeMs now,
+                                    size_t max_id_bytes) {
+  auto parsed = boost::urls::parse_origin_form(target);
+  if (!parsed) return BadRequest("malformed request target");
+  const boost::urls::url_view url = *parsed;
+  std::string token;
+  ConnectRequest req;
+  for (auto p : url.params()) {
+    if (p.key == "token") {
+      token = std::string(p.value);
+    } else if (p.key == "device") {
+      req.device = std::string(p.value);
+    } else if (p.key == "resume") {
+      req.resume_key = std::string(p.value);
+    } else if (p.key == "remainPresentForMs") {
+      int64_t v = 0;
+      std::string s(p.value);
+      auto [end, ec] = std::from_chars(s.data(), s.data() + s.size(), v);
+      if (ec != std::errc() || end != s.data() + s.size() || v < 0) {
+        return BadRequest("remainPresentForMs must be a non-negative integer");
+      }
+      req.remain_present_for_ms = v;
+    }
+  }
+  auto claims = VerifyToken(token, secret, now);
+  if (!claims.ok()) return claims.error();
+  if (Status st = CheckName(claims->client_id, "clientId", max_id_bytes); !st) return st.error();
+  if (!req.device.empty()) {
+    if (Status st = CheckName(req.device, "device", max_id_bytes); !st) return st.error();
+  }
+  req.client_id = claims->client_id;
+  req.channel_patterns = std::move(claims->channels);
+  return req;
+}
+
+}  // namespace presenced::protocol
