@@ -5,11 +5,13 @@
 #   make tsan   - ThreadSanitizer build (g++) of everything, then the unit and integration tests
 #   make fuzz   - libFuzzer build (clang, ASan + UBSan), then every fuzz target FUZZ_SECONDS each
 #   make fuzz-ci - the same, FUZZ_CI_SECONDS each, two at a time; fails on any finding
+#   make thread-safety - clang build of everything with -Wthread-safety: lock annotations checked
 JOBS ?= $(shell nproc)
 TEST_DIR ?= build/asan
 REL_DIR ?= build/release
 TSAN_DIR ?= build/tsan
 FUZZ_DIR ?= build/fuzz
+TSA_DIR ?= build/thread-safety
 FUZZ_SECONDS ?= 600
 FUZZ_CI_SECONDS ?= 60
 # Fuzz targets to run, without the fuzz_ prefix (e.g. "glob jwt"); empty: all of them.
@@ -17,7 +19,8 @@ FUZZ_TARGETS ?=
 # gcc 12's TSan runtime needs a layout without ASLR on some kernels ("unexpected memory mapping").
 SETARCH := $(shell setarch $$(uname -m) -R true >/dev/null 2>&1 && echo "setarch $$(uname -m) -R")
 
-.PHONY: test run bench build release clean format tsan tsan-build fuzz fuzz-ci fuzz-build
+.PHONY: test run bench build release clean format tsan tsan-build fuzz fuzz-ci fuzz-build \
+  thread-safety
 
 $(TEST_DIR)/build.ninja:
 	cmake -S . -B $(TEST_DIR) -G Ninja -DCMAKE_BUILD_TYPE=Debug -DCMAKE_CXX_FLAGS_DEBUG="-g -O1" \
@@ -70,6 +73,13 @@ fuzz: fuzz-build
 
 fuzz-ci: fuzz-build
 	FUZZ_PARALLEL=$(JOBS) fuzz/run.sh $(FUZZ_DIR) $(FUZZ_CI_SECONDS) $(FUZZ_TARGETS)
+
+$(TSA_DIR)/build.ninja:
+	cmake -S . -B $(TSA_DIR) -G Ninja -DCMAKE_BUILD_TYPE=Debug -DCMAKE_CXX_FLAGS_DEBUG="-O0" \
+	  -DCMAKE_CXX_COMPILER=clang++-14 -DPRESENCED_THREAD_SAFETY=ON -DPRESENCED_TESTS=OFF
+
+thread-safety: $(TSA_DIR)/build.ninja
+	cmake --build $(TSA_DIR) -j $(JOBS)
 
 bench: release
 	python3 bench/suite.py $(BENCH_ARGS)

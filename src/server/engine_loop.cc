@@ -6,7 +6,7 @@ namespace presenced::server {
 
 void EngineLoop::Post(std::function<void()> task) {
   {
-    std::lock_guard lock(mu_);
+    MutexLock lock(mu_);
     // After Stop nothing runs any more: the task is dropped here, on the caller's thread, while
     // whatever it holds (a session) is still valid.
     if (stopped_) return;
@@ -20,7 +20,7 @@ void EngineLoop::Post(std::function<void()> task) {
 
 void EngineLoop::Stop() {
   {
-    std::lock_guard lock(mu_);
+    MutexLock lock(mu_);
     stopping_ = true;
   }
   wake_.notify_one();
@@ -33,17 +33,17 @@ void EngineLoop::Run() {
   bool stop = false;
   while (!stop) {
     {
-      std::unique_lock lock(mu_);
-      auto ready = [&] { return stopping_ || !inbox_.empty(); };
+      MutexLock lock(mu_);
+      auto ready = [&]() EXCLUSIVE_LOCKS_REQUIRED(mu_) { return stopping_ || !inbox_.empty(); };
       if (dispatcher_.pending_frames() > 0) {
         // A burst is being held back (below): more work or the end of the window, whichever
         // comes first.
-        wake_.wait_until(lock, last_flush + kCoalesceWindow, ready);
+        wake_.wait_until(mu_, last_flush + kCoalesceWindow, ready);
       } else if (auto deadline = dispatcher_.NextDeadline()) {
         const TimeMs wait = *deadline - clock_.NowMs();
-        if (wait > 0) wake_.wait_for(lock, std::chrono::milliseconds(wait), ready);
+        if (wait > 0) wake_.wait_for(mu_, std::chrono::milliseconds(wait), ready);
       } else {
-        wake_.wait(lock, ready);
+        wake_.wait(mu_, ready);
       }
       if (stopping_ && inbox_.empty()) {
         stopped_ = true;

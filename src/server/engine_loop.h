@@ -6,12 +6,11 @@
 #pragma once
 
 #include <chrono>
-#include <condition_variable>
 #include <functional>
-#include <mutex>
 #include <vector>
 
 #include "common/clock.h"
+#include "common/thread_annotations.h"
 #include "protocol/dispatcher.h"
 
 namespace presenced::server {
@@ -35,11 +34,11 @@ class EngineLoop {
 
   protocol::Dispatcher& dispatcher_;
   const Clock& clock_;
-  std::mutex mu_;
-  std::condition_variable wake_;
-  std::vector<std::function<void()>> inbox_;
-  bool stopping_ = false;
-  bool stopped_ = false;  // Run has returned: Post drops tasks
+  Mutex mu_;
+  CondVar wake_;
+  std::vector<std::function<void()>> inbox_ GUARDED_BY(mu_);
+  bool stopping_ GUARDED_BY(mu_) = false;
+  bool stopped_ GUARDED_BY(mu_) = false;  // Run has returned: Post drops tasks
 };
 
 }  // namespace presenced::server

@@ -5,7 +5,7 @@
 namespace presenced::storage {
 
 void MemoryStore::AppendEvent(StoredEvent event) {
-  std::lock_guard lock(mu_);
+  MutexLock lock(mu_);
   auto it = logs_.find(event.channel);
   if (it == logs_.end()) {
     if (logs_.size() >= max_channels_) {
@@ -36,7 +36,7 @@ MemoryStore::UserData& MemoryStore::User(const std::string& client_id) {
 }
 
 void MemoryStore::AppendActivity(std::string client_id, StoredActivity activity) {
-  std::lock_guard lock(mu_);
+  MutexLock lock(mu_);
   auto& list = User(client_id).activities;
   list.push_front(std::move(activity));
   while (list.size() > activities_per_user_) list.pop_back();
@@ -44,14 +44,14 @@ void MemoryStore::AppendActivity(std::string client_id, StoredActivity activity)
 
 void MemoryStore::PutLastSeen(std::string client_id, TimeMs last_seen) {
   if (last_seen <= 0) return;
-  std::lock_guard lock(mu_);
+  MutexLock lock(mu_);
   TimeMs& stored = User(client_id).record.last_seen;
   stored = std::max(stored, last_seen);  // never backwards, as in SqliteStore
 }
 
 void MemoryStore::PutUserStatus(UserRecord record, std::function<void(Status)> durable) {
   {
-    std::lock_guard lock(mu_);
+    MutexLock lock(mu_);
     UserRecord& r = User(record.client_id).record;
     r.manual = record.manual;
     r.text = record.text;
@@ -63,7 +63,7 @@ void MemoryStore::PutUserStatus(UserRecord record, std::function<void(Status)> d
 void MemoryStore::QueryHistory(HistoryQuery q, std::function<void(Result<HistoryPage>)> done) {
   HistoryPage page;
   {
-    std::lock_guard lock(mu_);
+    MutexLock lock(mu_);
     auto it = logs_.find(q.channel);
     if (it != logs_.end()) {
       auto take = [&](const std::pair<int64_t, StoredEvent>& e) {
@@ -102,7 +102,7 @@ void MemoryStore::QueryActivities(std::string client_id, size_t limit, std::opti
                                   std::function<void(Result<std::vector<StoredActivity>>)> done) {
   std::vector<StoredActivity> out;
   {
-    std::lock_guard lock(mu_);
+    MutexLock lock(mu_);
     auto it = users_.find(client_id);
     if (it != users_.end()) {
       for (const auto& a : it->second.activities) {
@@ -118,7 +118,7 @@ void MemoryStore::GetUsers(std::vector<std::string> client_ids,
                            std::function<void(Result<std::vector<UserRecord>>)> done) {
   std::vector<UserRecord> out;
   {
-    std::lock_guard lock(mu_);
+    MutexLock lock(mu_);
     for (const auto& id : client_ids) {
       auto it = users_.find(id);
       if (it != users_.end()) out.push_back(it->second.record);
@@ -128,7 +128,7 @@ void MemoryStore::GetUsers(std::vector<std::string> client_ids,
 }
 
 Result<std::optional<UserRecord>> MemoryStore::ReadUser(const std::string& client_id) {
-  std::lock_guard lock(mu_);
+  MutexLock lock(mu_);
   auto it = users_.find(client_id);
   if (it == users_.end()) return std::optional<UserRecord>();
   return std::optional<UserRecord>(it->second.record);

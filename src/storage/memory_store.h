@@ -6,10 +6,10 @@
 
 #include <deque>
 #include <list>
-#include <mutex>
 #include <string>
 #include <unordered_map>
 
+#include "common/thread_annotations.h"
 #include "storage/store.h"
 
 namespace presenced::storage {
@@ -45,18 +45,18 @@ class MemoryStore final : public Store {
     UserRecord record;
     std::deque<StoredActivity> activities;  // newest first
   };
-  UserData& User(const std::string& client_id);
+  UserData& User(const std::string& client_id) EXCLUSIVE_LOCKS_REQUIRED(mu_);
 
   const size_t events_per_channel_;
   const size_t max_channels_;
   const size_t activities_per_user_;
   const size_t max_users_;
-  mutable std::mutex mu_;
-  int64_t next_position_ = 1;
-  std::unordered_map<std::string, ChannelLog> logs_;
-  std::list<std::string> lru_;  // least recently written first
-  std::unordered_map<std::string, UserData> users_;
-  std::deque<std::string> user_order_;  // insertion order, for the bound
+  mutable Mutex mu_;
+  int64_t next_position_ GUARDED_BY(mu_) = 1;
+  std::unordered_map<std::string, ChannelLog> logs_ GUARDED_BY(mu_);
+  std::list<std::string> lru_ GUARDED_BY(mu_);  // least recently written first
+  std::unordered_map<std::string, UserData> users_ GUARDED_BY(mu_);
+  std::deque<std::string> user_order_ GUARDED_BY(mu_);  // insertion order, for the bound
 };
 
 }  // namespace presenced::storage

@@ -191,7 +191,7 @@ SqliteStore::SqliteStore(SqliteOptions options, const Clock& clock, sqlite3* db,
 
 SqliteStore::~SqliteStore() {
   {
-    std::lock_guard lock(mu_);
+    MutexLock lock(mu_);
     stopping_ = true;
   }
   wake_.notify_one();
@@ -205,7 +205,7 @@ SqliteStore::~SqliteStore() {
 template <typename Fn>
 void SqliteStore::Enqueue(Fn&& push) {
   {
-    std::lock_guard lock(mu_);
+    MutexLock lock(mu_);
     const size_t queued = events_.size() + writes_.size();
     if (queued >= options_.max_pending) {
       dropped_writes_.fetch_add(1, std::memory_order_relaxed);
@@ -223,29 +223,33 @@ void SqliteStore::Enqueue(Fn&& push) {
 
 void SqliteStore::Submit(Task task) {
   {
-    std::lock_guard lock(mu_);
+    MutexLock lock(mu_);
     tasks_.push_back(std::move(task));
   }
   wake_.notify_one();
 }
 
 void SqliteStore::AppendEvent(StoredEvent event) {
-  Enqueue([&] { events_.push_back(std::move(event)); });
+  Enqueue([&]() EXCLUSIVE_LOCKS_REQUIRED(mu_) { events_.push_back(std::move(event)); });
 }
 
 void SqliteStore::AppendActivity(std::string client_id, StoredActivity activity) {
-  Enqueue([&] { writes_.push_back(ActivityWrite{std::move(client_id), std::move(activity)}); });
+  Enqueue([&]() EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    writes_.push_back(ActivityWrite{std::move(client_id), std::move(activity)});
+  });
 }
 
 void SqliteStore::PutLastSeen(std::string client_id, TimeMs last_seen) {
   if (last_seen <= 0) return;  // "never seen" changes nothing
-  Enqueue([&] { writes_.push_back(LastSeenWrite{std::move(client_id), last_seen}); });
+  Enqueue([&]() EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    writes_.push_back(LastSeenWrite{std::move(client_id), last_seen});
+  });
 }
 
 void SqliteStore::PutUserStatus(UserRecord record, std::function<void(Status)> durable) {
   {
     // The write and its barrier go in together, so the barrier runs after the write's commit.
-    std::lock_guard lock(mu_);
+    MutexLock lock(mu_);
     if (writes_.empty() && events_.empty()) first_pending_ = std::chrono::steady_clock::now();
     writes_.push_back(StatusWrite{std::move(record)});
     pending_.fetch_add(1, std::memory_order_relaxed);
@@ -289,18 +293,18 @@ void SqliteStore::Run() {
   while (true) {
     bool stop = false;
     {
-      std::unique_lock lock(mu_);
+      MutexLock lock(mu_);
       // Sleep until there is work: a task, a full batch, the oldest write's flush deadline, or
       // retention. Every notify re-evaluates, so the first write arms the flush timer.
       while (!stopping_ && tasks_.empty() && events_.size() + writes_.size() < options_.max_batch) {
         const auto now = std::chrono::steady_clock::now();
         if (!writes_.empty() || !events_.empty()) {
           if (now >= first_pending_ + interval) break;
-          wake_.wait_until(lock, first_pending_ + interval);
+          wake_.wait_until(mu_, first_pending_ + interval);
         } else {
           const TimeMs until_retention = next_retention_ - clock_.NowMs();
           if (until_retention <= 0) break;
-          wake_.wait_for(lock, std::chrono::milliseconds(until_retention));
+          wake_.wait_for(mu_, std::chrono::milliseconds(until_retention));
         }
       }
       events.swap(events_);
@@ -321,7 +325,7 @@ void SqliteStore::Run() {
       next_retention_ = clock_.NowMs() + options_.retention_interval_ms;
     }
     if (stop) {
-      std::lock_guard lock(mu_);
+      MutexLock lock(mu_);
       if (events_.empty() && writes_.empty() && tasks_.empty()) return;
     }
   }
@@ -499,7 +503,7 @@ void SqliteStore::GetUsers(std::vector<std::string> client_ids,
 }
 
 Result<std::optional<UserRecord>> SqliteStore::ReadUser(const std::string& client_id) {
-  std::lock_guard lock(reader_mu_);
+  MutexLock lock(reader_mu_);
   return ReadUserRow(reader_, client_id);
 }
 
