@@ -28,8 +28,10 @@ void EngineLoop::Stop() {
 
 void EngineLoop::Run() {
   using Steady = std::chrono::steady_clock;
+  const std::chrono::microseconds window(options_.coalesce_window_us);
+  const auto coalesce_frames = static_cast<size_t>(options_.coalesce_frames);
   std::vector<std::function<void()>> tasks;
-  Steady::time_point last_flush = Steady::now() - kCoalesceWindow;
+  Steady::time_point last_flush = Steady::now() - window;
   bool stop = false;
   while (!stop) {
     {
@@ -38,7 +40,7 @@ void EngineLoop::Run() {
       if (dispatcher_.pending_frames() > 0) {
         // A burst is being held back (below): more work or the end of the window, whichever
         // comes first.
-        wake_.wait_until(mu_, last_flush + kCoalesceWindow, ready);
+        wake_.wait_until(mu_, last_flush + window, ready);
       } else if (auto deadline = dispatcher_.NextDeadline()) {
         const TimeMs wait = *deadline - clock_.NowMs();
         if (wait > 0) wake_.wait_for(mu_, std::chrono::milliseconds(wait), ready);
@@ -60,7 +62,7 @@ void EngineLoop::Run() {
     // many frames instead of one write per event.
     const size_t pending = dispatcher_.pending_frames();
     const auto now = Steady::now();
-    if (pending > 0 && (stop || pending < kCoalesceFrames || now - last_flush >= kCoalesceWindow)) {
+    if (pending > 0 && (stop || pending < coalesce_frames || now - last_flush >= window)) {
       dispatcher_.FlushOutbound();
       last_flush = now;
     }

@@ -15,10 +15,18 @@
 
 namespace presenced::server {
 
+// Write coalescing under bursts (see Run).
+struct LoopOptions {
+  // A round that leaves at least `coalesce_frames` frames queued right after the previous flush is
+  // held until `coalesce_window_us` after it, so each socket gets one write carrying many frames.
+  int64_t coalesce_window_us = 1000;
+  int64_t coalesce_frames = 256;
+};
+
 class EngineLoop {
  public:
-  EngineLoop(protocol::Dispatcher& dispatcher, const Clock& clock)
-      : dispatcher_(dispatcher), clock_(clock) {}
+  EngineLoop(protocol::Dispatcher& dispatcher, const Clock& clock, LoopOptions options = {})
+      : dispatcher_(dispatcher), clock_(clock), options_(options) {}
 
   // Thread-safe. Tasks posted after Run has returned are dropped (destroyed at once).
   void Post(std::function<void()> task);
@@ -28,12 +36,9 @@ class EngineLoop {
   void Stop();
 
  private:
-  // Write coalescing under bursts (see Run).
-  static constexpr std::chrono::microseconds kCoalesceWindow{1000};
-  static constexpr size_t kCoalesceFrames = 256;
-
   protocol::Dispatcher& dispatcher_;
   const Clock& clock_;
+  const LoopOptions options_;
   Mutex mu_;
   CondVar wake_;
   std::vector<std::function<void()>> inbox_ GUARDED_BY(mu_);
