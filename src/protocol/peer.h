@@ -18,7 +18,7 @@ struct ConnectRequest {
   std::string device;
   std::optional<std::string> resume_key;
   std::optional<TimeMs> remain_present_for_ms;
-  TimeMs heartbeat_ms = 15000;  // the session's ping interval, as the network layer runs it
+  TimeMs heartbeat_ms = 0;  // the session's ping interval, as the network layer runs it
   // What the durable store remembers of this user (read on the I/O thread during the upgrade).
   std::optional<storage::UserRecord> stored_user;
 };

@@ -12,6 +12,7 @@
 #include <functional>
 #include <map>
 #include <sstream>
+#include <type_traits>
 
 #include "common/random.h"
 
@@ -28,11 +29,15 @@ Error Bad(const std::string& key, const std::string& why) {
   return MakeError(ErrorCode::kBadRequest, "setting " + key + ": " + why);
 }
 
+// The field a setting writes: FIELD(net.heartbeat_ms) is a function from a Config to that member.
+#define FIELD(member) \
+  [](Config & c) -> auto& { return c.member; }
+
 // An integer setting in [min, max]. Every setting has an upper bound: a value a deployment could
 // not mean (a heartbeat of 292 million years) would only overflow somewhere later.
-template <typename T>
-std::function<Status(Config&, const std::string&)> Int(T Config::*field, std::string key,
-                                                       int64_t min, int64_t max) {
+template <typename Field>
+std::function<Status(Config&, const std::string&)> Int(Field field, std::string key, int64_t min,
+                                                       int64_t max) {
   return [field, key, min, max](Config& c, const std::string& v) -> Status {
     int64_t n = 0;
     auto [p, ec] = std::from_chars(v.data(), v.data() + v.size(), n);
@@ -44,27 +49,29 @@ std::function<Status(Config&, const std::string&)> Int(T Config::*field, std::st
       return Bad(
           key, "must be from " + std::to_string(min) + " to " + std::to_string(max) + ", got " + v);
     }
-    c.*field = static_cast<T>(n);
+    auto& target = field(c);
+    target = static_cast<std::remove_reference_t<decltype(target)>>(n);
     return Status::Ok();
   };
 }
 
-std::function<Status(Config&, const std::string&)> Real(double Config::*field, std::string key,
-                                                        double max) {
+template <typename Field>
+std::function<Status(Config&, const std::string&)> Real(Field field, std::string key, double max) {
   return [field, key, max](Config& c, const std::string& v) -> Status {
     char* end = nullptr;
     double d = std::strtod(v.c_str(), &end);
     if (v.empty() || end != v.c_str() + v.size() || !(d > 0) || !(d <= max)) {
       return Bad(key, "must be a positive number of at most " + std::to_string(max));
     }
-    c.*field = d;
+    field(c) = d;
     return Status::Ok();
   };
 }
 
-std::function<Status(Config&, const std::string&)> Text(std::string Config::*field) {
+template <typename Field>
+std::function<Status(Config&, const std::string&)> Text(Field field) {
   return [field](Config& c, const std::string& v) -> Status {
-    c.*field = v;
+    field(c) = v;
     return Status::Ok();
   };
 }
@@ -86,77 +93,83 @@ const std::vector<Setting>& Table() {
       }
       t.push_back(Setting{{key, env, flag, std::move(help)}, setter});
     };
-    add("listen", "host:port for WebSocket, REST, metrics", Text(&Config::listen));
+    add("listen", "host:port for WebSocket, REST, metrics", Text(FIELD(listen)));
     add("data_dir", "directory for durable data, the secret and the API key",
-        Text(&Config::data_dir));
+        Text(FIELD(data_dir)));
     add("jwt_secret", "HS256 secret for client tokens (default: generated into data_dir)",
-        Text(&Config::jwt_secret));
-    add("api_key", "API key for REST (default: generated into data_dir)", Text(&Config::api_key));
-    add("log_level", "trace, debug, info, warn, error, off", Text(&Config::log_level));
+        Text(FIELD(protocol.jwt_secret)));
+    add("api_key", "API key for REST (default: generated into data_dir)",
+        Text(FIELD(protocol.api_key)));
+    add("log_level", "trace, debug, info, warn, error, off", Text(FIELD(log_level)));
     add("io_threads", "I/O threads (0 = one per core)",
-        Int(&Config::io_threads, "io_threads", 0, 256));
+        Int(FIELD(net.io_threads), "io_threads", 0, 256));
     add("heartbeat_ms", "ping interval; silent for two intervals = abrupt drop",
-        Int(&Config::heartbeat_ms, "heartbeat_ms", 10, kHour));
+        Int(FIELD(net.heartbeat_ms), "heartbeat_ms", 10, kHour));
     add("remain_present_for_ms", "default grace after an abrupt drop",
-        Int(&Config::remain_present_for_ms, "remain_present_for_ms", 0, kDay));
+        Int(FIELD(protocol.default_remain_present_for_ms), "remain_present_for_ms", 0, kDay));
     add("max_remain_present_for_ms", "upper bound for a client's own grace",
-        Int(&Config::max_remain_present_for_ms, "max_remain_present_for_ms", 0, kDay));
+        Int(FIELD(protocol.max_remain_present_for_ms), "max_remain_present_for_ms", 0, kDay));
     add("away_after_ms", "idle time before automatic away",
-        Int(&Config::away_after_ms, "away_after_ms", 0, kYear));
+        Int(FIELD(protocol.engine.away_after_ms), "away_after_ms", 0, kYear));
     add("offline_after_ms", "idle time before automatic offline",
-        Int(&Config::offline_after_ms, "offline_after_ms", 0, kYear));
+        Int(FIELD(protocol.engine.offline_after_ms), "offline_after_ms", 0, kYear));
     add("max_frame_bytes", "largest client frame",
-        Int(&Config::max_frame_bytes, "max_frame_bytes", 128, kGiB / 16));
+        Int(FIELD(net.max_frame_bytes), "max_frame_bytes", 128, kGiB / 16));
     add("max_data_bytes", "largest member data (serialized)",
-        Int(&Config::max_data_bytes, "max_data_bytes", 4, kGiB / 64));
+        Int(FIELD(protocol.engine.limits.max_data_bytes), "max_data_bytes", 4, kGiB / 64));
     add("max_connections", "open sockets",
-        Int(&Config::max_connections, "max_connections", 1, 10000000));
+        Int(FIELD(net.max_connections), "max_connections", 1, 10000000));
     add("handshake_timeout_ms", "time to send a complete HTTP request",
-        Int(&Config::handshake_timeout_ms, "handshake_timeout_ms", 10, kHour));
+        Int(FIELD(net.handshake_timeout_ms), "handshake_timeout_ms", 10, kHour));
     add("max_http_body_bytes", "largest REST request body",
-        Int(&Config::max_http_body_bytes, "max_http_body_bytes", 16, kGiB / 16));
+        Int(FIELD(net.max_http_body_bytes), "max_http_body_bytes", 16, kGiB / 16));
     add("max_outbound_bytes",
         "bytes queued to one WebSocket before it is dropped as a slow consumer",
-        Int(&Config::max_outbound_bytes, "max_outbound_bytes", 1024, kGiB));
+        Int(FIELD(net.max_outbound_bytes), "max_outbound_bytes", 1024, kGiB));
     add("rate_per_second", "sustained requests per connection",
-        Real(&Config::rate_per_second, "rate_per_second", 1e9));
-    add("rate_burst", "request burst per connection", Real(&Config::rate_burst, "rate_burst", 1e9));
+        Real(FIELD(protocol.rate_per_second), "rate_per_second", 1e9));
+    add("rate_burst", "request burst per connection",
+        Real(FIELD(protocol.rate_burst), "rate_burst", 1e9));
     add("max_channels_per_connection",
         "channels one connection may enter (and, separately, subscribe)",
-        Int(&Config::max_channels_per_connection, "max_channels_per_connection", 1, 1000000));
+        Int(FIELD(protocol.engine.limits.max_channels_per_connection),
+            "max_channels_per_connection", 1, 1000000));
     add("max_members_per_channel", "members in one channel",
-        Int(&Config::max_members_per_channel, "max_members_per_channel", 1, 100000000));
+        Int(FIELD(protocol.engine.limits.max_members_per_channel), "max_members_per_channel", 1,
+            100000000));
     add("max_watches_per_connection", "users one connection may watch",
-        Int(&Config::max_watches_per_connection, "max_watches_per_connection", 0, 1000000));
+        Int(FIELD(protocol.engine.limits.max_watches_per_connection), "max_watches_per_connection",
+            0, 1000000));
     add("max_channel_bytes", "longest channel name",
-        Int(&Config::max_channel_bytes, "max_channel_bytes", 1, 65536));
+        Int(FIELD(protocol.engine.limits.max_channel_bytes), "max_channel_bytes", 1, 65536));
     add("max_id_bytes", "longest clientId, device or activity kind",
-        Int(&Config::max_id_bytes, "max_id_bytes", 1, 65536));
+        Int(FIELD(protocol.engine.limits.max_id_bytes), "max_id_bytes", 1, 65536));
     add("event_ring_capacity", "recent events kept per channel for `since` (at least 1000)",
-        Int(&Config::event_ring_capacity, "event_ring_capacity", 1000, 1000000));
+        Int(FIELD(protocol.engine.event_ring_capacity), "event_ring_capacity", 1000, 1000000));
     add("max_retained_event_bytes",
         "bytes all channels' event rings keep together; over it the oldest events of the largest "
         "rings go (`since` before them gets a snapshot)",
-        Int(&Config::max_retained_event_bytes, "max_retained_event_bytes", 65536, kGiB * 1024));
+        Int(FIELD(protocol.engine.max_retained_event_bytes), "max_retained_event_bytes", 65536,
+            kGiB * 1024));
     add("storage", "sqlite (durable, in data_dir) or memory (lost on restart)",
-        Text(&Config::storage));
+        Text(FIELD(storage)));
     add("flush_interval_ms", "most time a history/activity/lastSeen write waits for its commit",
-        Int(&Config::flush_interval_ms, "flush_interval_ms", 1, 60000));
+        Int(FIELD(sqlite.flush_interval_ms), "flush_interval_ms", 1, 60000));
     add("last_seen_checkpoint_ms", "how often connected users' lastSeen is stored",
-        Int(&Config::last_seen_checkpoint_ms, "last_seen_checkpoint_ms", 10, kHour));
+        Int(FIELD(protocol.last_seen_checkpoint_ms), "last_seen_checkpoint_ms", 10, kHour));
     add("history_max_age_ms", "history older than this is deleted (0 = keep)",
-        Int(&Config::history_max_age_ms, "history_max_age_ms", 0, 100 * kYear));
+        Int(FIELD(sqlite.history_max_age_ms), "history_max_age_ms", 0, 100 * kYear));
     add("history_max_per_channel", "history events kept per channel (0 = no limit)",
-        Int(&Config::history_max_per_channel, "history_max_per_channel", 0, 1000000000));
+        Int(FIELD(sqlite.history_max_per_channel), "history_max_per_channel", 0, 1000000000));
     add("activity_max_age_ms", "activity records older than this are deleted (0 = keep)",
-        Int(&Config::activity_max_age_ms, "activity_max_age_ms", 0, 100 * kYear));
+        Int(FIELD(sqlite.activity_max_age_ms), "activity_max_age_ms", 0, 100 * kYear));
     add("activity_max_per_user", "activity records kept per user (0 = no limit)",
-        Int(&Config::activity_max_per_user, "activity_max_per_user", 0, 1000000000));
+        Int(FIELD(sqlite.activity_max_per_user), "activity_max_per_user", 0, 1000000000));
     add("retention_interval_ms", "how often retention runs",
-        Int(&Config::retention_interval_ms, "retention_interval_ms", 10, kDay));
+        Int(FIELD(sqlite.retention_interval_ms), "retention_interval_ms", 10, kDay));
     add("storage_max_bytes",
         "cap on the database size; writes beyond fail and are counted (0 = none)",
-        Int(&Config::storage_max_bytes, "storage_max_bytes", 0, kGiB * 1024 * 1024));
+        Int(FIELD(sqlite.max_bytes), "storage_max_bytes", 0, kGiB * 1024 * 1024));
     return t;
   }();
   return table;
@@ -277,15 +290,16 @@ std::vector<std::string> Reconcile(Config& c) {
   // Settings that contradict each other are brought in line rather than refused, so that setting
   // one of them (a lower maximum, a smaller frame) never stops the server from starting.
   std::vector<std::string> notes;
-  if (c.remain_present_for_ms > c.max_remain_present_for_ms) {
+  protocol::DispatcherOptions& p = c.protocol;
+  if (p.default_remain_present_for_ms > p.max_remain_present_for_ms) {
     notes.push_back("remain_present_for_ms lowered to max_remain_present_for_ms (" +
-                    std::to_string(c.max_remain_present_for_ms) + ")");
-    c.remain_present_for_ms = c.max_remain_present_for_ms;
+                    std::to_string(p.max_remain_present_for_ms) + ")");
+    p.default_remain_present_for_ms = p.max_remain_present_for_ms;
   }
-  if (c.away_after_ms > c.offline_after_ms) {
-    notes.push_back("offline_after_ms raised to away_after_ms (" + std::to_string(c.away_after_ms) +
-                    ")");
-    c.offline_after_ms = c.away_after_ms;
+  if (p.engine.away_after_ms > p.engine.offline_after_ms) {
+    notes.push_back("offline_after_ms raised to away_after_ms (" +
+                    std::to_string(p.engine.away_after_ms) + ")");
+    p.engine.offline_after_ms = p.engine.away_after_ms;
   }
   return notes;
 }
@@ -308,7 +322,7 @@ Result<std::pair<std::string, uint16_t>> SplitListen(const std::string& listen) 
 }
 
 Status ResolveSecrets(Config& config, std::vector<std::string>& created) {
-  if (!config.jwt_secret.empty() && !config.api_key.empty()) return Status::Ok();
+  if (!config.protocol.jwt_secret.empty() && !config.protocol.api_key.empty()) return Status::Ok();
   namespace fs = std::filesystem;
   const fs::path dir(config.data_dir);
   std::error_code ec;
@@ -331,8 +345,8 @@ Status ResolveSecrets(Config& config, std::vector<std::string>& created) {
     created.push_back(fs::absolute(path).string());
     return Status::Ok();
   };
-  if (Status st = resolve(config.jwt_secret, "jwt-secret"); !st) return st;
-  return resolve(config.api_key, "api-key");
+  if (Status st = resolve(config.protocol.jwt_secret, "jwt-secret"); !st) return st;
+  return resolve(config.protocol.api_key, "api-key");
 }
 
 }  // namespace presenced::server

@@ -13,49 +13,29 @@
 
 #include "common/clock.h"
 #include "common/error.h"
+#include "net/server.h"
+#include "protocol/options.h"
+#include "server/engine_loop.h"
+#include "storage/sqlite_options.h"
 
 namespace presenced::server {
 
+// Every setting of the server. The settings of the network layer, the protocol (and the engine
+// within it), the store and the engine loop are the option structs of those modules, embedded:
+// each is defined once, with its default and its meaning, beside the code that uses it
+// (net/server.h, protocol/options.h, engine/config.h, storage/sqlite_options.h, engine_loop.h).
+// Only what is the process's own is defined here.
 struct Config {
-  std::string listen = "127.0.0.1:7070";
+  std::string listen = "127.0.0.1:7070";  // host:port; sets net.host and net.port at start
   std::string data_dir = "./presenced-data";
-  std::string jwt_secret;  // empty: read or generate <data_dir>/jwt-secret
-  std::string api_key;     // empty: read or generate <data_dir>/api-key
   std::string log_level = "info";
-  int64_t io_threads = 0;  // 0 = one per core
-
-  TimeMs heartbeat_ms = 15000;
-  TimeMs remain_present_for_ms = 15000;
-  TimeMs max_remain_present_for_ms = 300000;
-  TimeMs away_after_ms = 300000;
-  TimeMs offline_after_ms = 3600000;
-
-  int64_t max_frame_bytes = 65536;
-  int64_t max_data_bytes = 16384;
-  int64_t max_connections = 10000;
-  int64_t handshake_timeout_ms = 10000;
-  int64_t max_http_body_bytes = 65536;
-  int64_t max_outbound_bytes = 4 << 20;  // the contract's default (protocol-ext.md)
-  double rate_per_second = 2000;
-  double rate_burst = 5000;
-
-  int64_t max_channels_per_connection = 200;
-  int64_t max_members_per_channel = 100000;
-  int64_t max_watches_per_connection = 1000;
-  int64_t max_channel_bytes = 256;
-  int64_t max_id_bytes = 256;
-  int64_t event_ring_capacity = 1000;
-  int64_t max_retained_event_bytes = 256 << 20;  // all channels' event rings together
-
   std::string storage = "sqlite";  // "sqlite" (durable, <data_dir>/presenced.db) or "memory"
-  int64_t flush_interval_ms = 50;
-  int64_t last_seen_checkpoint_ms = 10000;
-  int64_t history_max_age_ms = 7LL * 24 * 3600 * 1000;  // 0 = keep forever
-  int64_t history_max_per_channel = 10000;              // 0 = no count limit
-  int64_t activity_max_age_ms = 30LL * 24 * 3600 * 1000;
-  int64_t activity_max_per_user = 1000;
-  int64_t retention_interval_ms = 60000;
-  int64_t storage_max_bytes = 0;  // cap on the database size; 0 = none
+
+  net::NetOptions net;
+  // protocol.jwt_secret and protocol.api_key empty: read or generated in data_dir at start.
+  protocol::DispatcherOptions protocol;
+  storage::SqliteOptions sqlite;  // sqlite.path is <data_dir>/presenced.db
+  LoopOptions loop;
 };
 
 // One setting as the three sources name it, for --help and docs.

@@ -16,7 +16,7 @@ TEST(ConfigTest, EverySettingHasAllThreeNames) {
   }
   Config c;
   EXPECT_TRUE(ApplySetting(c, "heartbeat_ms", "500").ok());
-  EXPECT_EQ(c.heartbeat_ms, 500);
+  EXPECT_EQ(c.net.heartbeat_ms, 500);
   EXPECT_FALSE(ApplySetting(c, "heartbeat_ms", "5x").ok());
   EXPECT_FALSE(ApplySetting(c, "heartbeat_ms", "-1").ok());
   EXPECT_FALSE(ApplySetting(c, "no_such_thing", "1").ok());
@@ -43,7 +43,7 @@ TEST(ConfigTest, EveryNumericSettingHasAnUpperBound) {
   Config c;
   EXPECT_TRUE(ApplySetting(c, "heartbeat_ms", "3600000").ok());
   EXPECT_FALSE(ApplySetting(c, "heartbeat_ms", "3600001").ok());
-  EXPECT_EQ(c.heartbeat_ms, 3600000);  // a refused value changes nothing
+  EXPECT_EQ(c.net.heartbeat_ms, 3600000);  // a refused value changes nothing
   EXPECT_FALSE(ApplySetting(c, "rate_per_second", "inf").ok());
   EXPECT_FALSE(ApplySetting(c, "rate_per_second", "nan").ok());
 }
@@ -57,12 +57,12 @@ TEST(ConfigTest, TomlFileThenEnvironment) {
   Config c;
   ASSERT_TRUE(ApplyTomlFile(c, path.string()).ok());
   EXPECT_EQ(c.listen, "127.0.0.1:9000");
-  EXPECT_EQ(c.heartbeat_ms, 1234);
-  EXPECT_DOUBLE_EQ(c.rate_per_second, 2.5);
+  EXPECT_EQ(c.net.heartbeat_ms, 1234);
+  EXPECT_DOUBLE_EQ(c.protocol.rate_per_second, 2.5);
   setenv("PRESENCED_HEARTBEAT_MS", "99", 1);
   ASSERT_TRUE(ApplyEnvironment(c).ok());
   unsetenv("PRESENCED_HEARTBEAT_MS");
-  EXPECT_EQ(c.heartbeat_ms, 99);
+  EXPECT_EQ(c.net.heartbeat_ms, 99);
   {
     std::ofstream f(path);
     f << "hearbeat_ms = 5\n";  // a typo is an error, not silence
@@ -79,10 +79,10 @@ TEST(ConfigTest, TomlFileThenEnvironment) {
 TEST(ConfigTest, ValidatesAcrossSettings) {
   Config c;
   EXPECT_TRUE(Validate(c).ok());
-  c.remain_present_for_ms = c.max_remain_present_for_ms + 1;
+  c.protocol.default_remain_present_for_ms = c.protocol.max_remain_present_for_ms + 1;
   EXPECT_TRUE(Validate(c).ok());  // reconciled, not refused
   EXPECT_EQ(Reconcile(c).size(), 1u);
-  EXPECT_EQ(c.remain_present_for_ms, c.max_remain_present_for_ms);
+  EXPECT_EQ(c.protocol.default_remain_present_for_ms, c.protocol.max_remain_present_for_ms);
   c.storage = "floppy";
   EXPECT_FALSE(Validate(c).ok());
   c = Config();
@@ -97,7 +97,7 @@ TEST(ConfigTest, ValidatesAcrossSettings) {
 TEST(ConfigTest, TomlTextIsReadLikeAFile) {
   Config c;
   ASSERT_TRUE(ApplyTomlText(c, "heartbeat_ms = 500\nstorage = \"memory\"\n", "inline.toml").ok());
-  EXPECT_EQ(c.heartbeat_ms, 500);
+  EXPECT_EQ(c.net.heartbeat_ms, 500);
   EXPECT_EQ(c.storage, "memory");
   const Status bad = ApplyTomlText(c, "heartbeat_ms = \n", "inline.toml");
   ASSERT_FALSE(bad.ok());
@@ -110,8 +110,8 @@ TEST(ConfigTest, TomlFloatsKeepEveryDigit) {
   Config c;
   ASSERT_TRUE(
       ApplyTomlText(c, "rate_burst = 1234567.0\nrate_per_second = 2500.125\n", "t.toml").ok());
-  EXPECT_EQ(c.rate_burst, 1234567.0);
-  EXPECT_EQ(c.rate_per_second, 2500.125);
+  EXPECT_EQ(c.protocol.rate_burst, 1234567.0);
+  EXPECT_EQ(c.protocol.rate_per_second, 2500.125);
 }
 
 TEST(ConfigTest, TomlFloatForAnIntegerSettingIsRefused) {
@@ -121,7 +121,7 @@ TEST(ConfigTest, TomlFloatForAnIntegerSettingIsRefused) {
   const Status st = ApplyTomlText(c, "heartbeat_ms = 2e80\n", "t.toml");
   ASSERT_FALSE(st.ok());
   EXPECT_NE(st.error().message.find("heartbeat_ms"), std::string::npos);
-  EXPECT_EQ(c.heartbeat_ms, Config().heartbeat_ms);
+  EXPECT_EQ(c.net.heartbeat_ms, Config().net.heartbeat_ms);
 }
 
 TEST(ConfigTest, GeneratesSecretsOncePrivately) {
@@ -132,7 +132,7 @@ TEST(ConfigTest, GeneratesSecretsOncePrivately) {
   std::vector<std::string> created;
   ASSERT_TRUE(ResolveSecrets(c, created).ok());
   EXPECT_EQ(created.size(), 2u);
-  EXPECT_EQ(c.jwt_secret.size(), 64u);
+  EXPECT_EQ(c.protocol.jwt_secret.size(), 64u);
   struct stat st;
   ASSERT_EQ(stat((dir / "jwt-secret").c_str(), &st), 0);
   EXPECT_EQ(st.st_mode & 0777, 0600u);
@@ -141,8 +141,8 @@ TEST(ConfigTest, GeneratesSecretsOncePrivately) {
   created.clear();
   ASSERT_TRUE(ResolveSecrets(again, created).ok());
   EXPECT_TRUE(created.empty());
-  EXPECT_EQ(again.jwt_secret, c.jwt_secret);
-  EXPECT_EQ(again.api_key, c.api_key);
+  EXPECT_EQ(again.protocol.jwt_secret, c.protocol.jwt_secret);
+  EXPECT_EQ(again.protocol.api_key, c.protocol.api_key);
   std::filesystem::remove_all(dir);
 }
 

@@ -2,6 +2,8 @@
 
 #include <chrono>
 
+#include "protocol/dispatcher.h"
+
 namespace presenced::server {
 
 void EngineLoop::Post(std::function<void()> task) {

@@ -11,7 +11,10 @@
 
 #include "common/clock.h"
 #include "common/thread_annotations.h"
-#include "protocol/dispatcher.h"
+
+namespace presenced::protocol {
+class Dispatcher;
+}  // namespace presenced::protocol
 
 namespace presenced::server {
 

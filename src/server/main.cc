@@ -37,13 +37,13 @@ class Service final : public net::Service {
       : loop_(loop), dispatcher_(dispatcher), store_(store), config_(config), clock_(clock) {}
 
   Result<protocol::ConnectRequest> AuthorizeUpgrade(const HttpRequest& req) override {
-    auto request = protocol::ParseUpgrade(req.target, config_.jwt_secret, clock_.NowMs(),
-                                          static_cast<size_t>(config_.max_id_bytes));
+    auto request = protocol::ParseUpgrade(req.target, config_.protocol.jwt_secret, clock_.NowMs(),
+                                          config_.protocol.engine.limits.max_id_bytes);
     // What the store remembers of the user is read here, on the I/O thread, so the engine thread
     // never waits for the disk.
     if (request.ok()) {
       request->stored_user = Remembered(request->client_id);
-      request->heartbeat_ms = config_.heartbeat_ms;
+      request->heartbeat_ms = config_.net.heartbeat_ms;
     }
     return request;
   }
@@ -115,22 +115,13 @@ int Serve(Config config) {
   protocol::Metrics metrics;
   std::unique_ptr<storage::Store> store;
   if (config.storage == "memory") {
+    const storage::SqliteOptions& so = config.sqlite;
     store = std::make_unique<storage::MemoryStore>(
-        config.history_max_per_channel > 0 ? static_cast<size_t>(config.history_max_per_channel)
-                                           : 100000,
-        100000,
-        config.activity_max_per_user > 0 ? static_cast<size_t>(config.activity_max_per_user)
-                                         : 1000);
+        so.history_max_per_channel > 0 ? so.history_max_per_channel : 100000, 100000,
+        so.activity_max_per_user > 0 ? so.activity_max_per_user : 1000);
   } else {
-    storage::SqliteOptions so;
+    storage::SqliteOptions so = config.sqlite;
     so.path = config.data_dir + "/presenced.db";
-    so.flush_interval_ms = config.flush_interval_ms;
-    so.history_max_age_ms = config.history_max_age_ms;
-    so.history_max_per_channel = static_cast<size_t>(config.history_max_per_channel);
-    so.activity_max_age_ms = config.activity_max_age_ms;
-    so.activity_max_per_user = static_cast<size_t>(config.activity_max_per_user);
-    so.retention_interval_ms = config.retention_interval_ms;
-    so.max_bytes = config.storage_max_bytes;
     so.on_error = [](const std::string& why) {
       spdlog::error("event=storage_write_failed reason=\"{}\"", why);
     };
@@ -142,46 +133,19 @@ int Serve(Config config) {
     store = std::move(opened).value();
   }
 
-  protocol::DispatcherOptions options;
-  options.engine.away_after_ms = config.away_after_ms;
-  options.engine.offline_after_ms = config.offline_after_ms;
-  options.engine.event_ring_capacity = static_cast<size_t>(config.event_ring_capacity);
-  options.engine.max_retained_event_bytes = static_cast<size_t>(config.max_retained_event_bytes);
-  options.engine.limits.max_channels_per_connection =
-      static_cast<size_t>(config.max_channels_per_connection);
-  options.engine.limits.max_members_per_channel =
-      static_cast<size_t>(config.max_members_per_channel);
-  options.engine.limits.max_data_bytes = static_cast<size_t>(config.max_data_bytes);
-  options.engine.limits.max_channel_bytes = static_cast<size_t>(config.max_channel_bytes);
-  options.engine.limits.max_id_bytes = static_cast<size_t>(config.max_id_bytes);
-  options.engine.limits.max_watches_per_connection =
-      static_cast<size_t>(config.max_watches_per_connection);
-  options.default_remain_present_for_ms = config.remain_present_for_ms;
-  options.max_remain_present_for_ms = config.max_remain_present_for_ms;
-  options.rate_per_second = config.rate_per_second;
-  options.rate_burst = config.rate_burst;
+  protocol::DispatcherOptions options = config.protocol;
   options.epoch = RandomId(random, 12);
-  options.api_key = config.api_key;
-  options.jwt_secret = config.jwt_secret;
-  options.last_seen_checkpoint_ms = config.last_seen_checkpoint_ms;
   EngineLoop* loop_ptr = nullptr;  // the dispatcher posts to the loop that runs it
   protocol::Dispatcher dispatcher(
       options, clock, random, *store, metrics,
       [&loop_ptr](std::function<void()> task) { loop_ptr->Post(std::move(task)); });
-  EngineLoop loop(dispatcher, clock);
+  EngineLoop loop(dispatcher, clock, config.loop);
   loop_ptr = &loop;
   Service service(loop, dispatcher, *store, config, clock);
 
-  net::NetOptions net_options;
+  net::NetOptions net_options = config.net;
   net_options.host = listen->first;
   net_options.port = listen->second;
-  net_options.io_threads = static_cast<int>(config.io_threads);
-  net_options.max_frame_bytes = static_cast<size_t>(config.max_frame_bytes);
-  net_options.heartbeat_ms = config.heartbeat_ms;
-  net_options.handshake_timeout_ms = config.handshake_timeout_ms;
-  net_options.max_http_body_bytes = static_cast<size_t>(config.max_http_body_bytes);
-  net_options.max_connections = static_cast<size_t>(config.max_connections);
-  net_options.max_outbound_bytes = static_cast<size_t>(config.max_outbound_bytes);
   net::Server server(net_options, service, metrics);
   auto port = server.Listen();
   if (!port.ok()) {
@@ -222,6 +186,9 @@ int Serve(Config config) {
   loop.Stop();
   engine_thread.join();
   store->Flush();
+  // The store's thread ends here, while the loop it posts its answers to still exists (stopped:
+  // they are dropped), not after it.
+  store.reset();
   spdlog::info("event=shutdown_complete");
   return 0;
 }
@@ -295,7 +262,8 @@ int Main(int argc, char** argv) {
     std::optional<std::vector<std::string>> patterns;
     if (!channels.empty()) patterns = CLI::detail::split(channels, ',');
     SystemClock clock;
-    auto t = protocol::MintToken(config.jwt_secret, client_id, ttl_s, patterns, clock.NowMs());
+    auto t =
+        protocol::MintToken(config.protocol.jwt_secret, client_id, ttl_s, patterns, clock.NowMs());
     if (!t.ok()) {
       std::fprintf(stderr, "presenced: %s\n", t.error().message.c_str());
       return 2;

@@ -19,24 +19,10 @@
 #include <variant>
 
 #include "common/thread_annotations.h"
+#include "storage/sqlite_options.h"
 #include "storage/store.h"
 
 namespace presenced::storage {
-
-struct SqliteOptions {
-  std::string path;                         // the database file
-  TimeMs flush_interval_ms = 50;            // most a write waits before its commit
-  size_t max_batch = 20000;                 // writes per transaction
-  size_t max_pending = 1000000;             // queued writes; beyond: dropped and counted
-  TimeMs history_max_age_ms = 0;            // 0 = no age limit
-  size_t history_max_per_channel = 100000;  // 0 = no count limit
-  TimeMs activity_max_age_ms = 0;
-  size_t activity_max_per_user = 1000;
-  TimeMs retention_interval_ms = 60000;
-  int64_t max_bytes = 0;  // cap on the database size; 0 = none
-  // Told about every failed commit (on the storage thread), e.g. to log it.
-  std::function<void(const std::string&)> on_error;
-};
 
 class SqliteStore final : public Store {
  public:
