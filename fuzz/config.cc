@@ -24,8 +24,9 @@ using presenced::server::Config;
 
 void CheckConsistent(Config& config) {
   (void)presenced::server::Reconcile(config);
-  FUZZ_CHECK(config.remain_present_for_ms <= config.max_remain_present_for_ms);
-  FUZZ_CHECK(config.away_after_ms <= config.offline_after_ms);
+  FUZZ_CHECK(config.protocol.default_remain_present_for_ms <=
+             config.protocol.max_remain_present_for_ms);
+  FUZZ_CHECK(config.protocol.engine.away_after_ms <= config.protocol.engine.offline_after_ms);
   if (presenced::server::Validate(config).ok()) {
     FUZZ_CHECK(presenced::server::SplitListen(config.listen).ok());
   }
@@ -50,10 +51,10 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     } catch (const toml::parse_error&) {
       FUZZ_CHECK(false);  // ApplyTomlText accepted it
     }
-    for (const auto& [key, field] : {std::pair{"rate_per_second", &Config::rate_per_second},
-                                     std::pair{"rate_burst", &Config::rate_burst}}) {
+    for (const auto& [key, value] : {std::pair{"rate_per_second", config.protocol.rate_per_second},
+                                     std::pair{"rate_burst", config.protocol.rate_burst}}) {
       if (const toml::node* n = table.get(key); n && n->is_floating_point()) {
-        FUZZ_CHECK(config.*field == *n->value<double>());
+        FUZZ_CHECK(value == *n->value<double>());
       }
     }
   } else {
