@@ -2,7 +2,8 @@
 // epoch, as on the wire; SteadyClock gives monotonic milliseconds for deadlines and liveness.
 //
 // Logic that depends on time takes a Clock& so tests can move time with ManualClock instead of
-// sleeping. All three are thread-safe: ManualClock may be read on I/O threads while a test moves it.
+// sleeping. All three are thread-safe: ManualClock may be read on I/O threads while a test moves
+// it.
 #pragma once
 
 #include <atomic>

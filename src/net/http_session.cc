@@ -26,7 +26,8 @@ bool IsHttpParseError(const beast::error_code& ec) {
 }  // namespace
 
 void StartHttpSession(tcp::socket socket, Server::Impl& server, SocketSlot slot, bool over_cap) {
-  auto session = std::make_shared<HttpSession>(std::move(socket), server, std::move(slot), over_cap);
+  auto session =
+      std::make_shared<HttpSession>(std::move(socket), server, std::move(slot), over_cap);
   server.Register(session.get());
   session->Start();
 }
@@ -189,8 +190,7 @@ void HttpSession::Upgrade(const Request& req, const HttpRequest& r) {
   if (req.count(http::field::sec_websocket_version) != 1 ||
       req[http::field::sec_websocket_version] != "13") {
     return WriteError(426, ErrorCode::kBadRequest,
-                      "bad WebSocket handshake: Sec-WebSocket-Version must be 13",
-                      kUpgradeHeaders);
+                      "bad WebSocket handshake: Sec-WebSocket-Version must be 13", kUpgradeHeaders);
   }
   const std::string_view key = req[http::field::sec_websocket_key];
   if (req.count(http::field::sec_websocket_key) != 1 || !ws::IsValidClientKey(key)) {

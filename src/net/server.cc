@@ -74,9 +74,10 @@ Result<uint16_t> Server::Listen() {
   // The one response written without a session; its body is the service's, like every error.
   const HttpResponse busy = impl_->service.ErrorResponse(
       503, MakeError(ErrorCode::kLimitExceeded, "too many connections, retry"));
-  impl_->busy_response = "HTTP/1.1 503 Service Unavailable\r\nContent-Type: " +
-                         busy.content_type + "\r\nConnection: close\r\nContent-Length: " +
-                         std::to_string(busy.body.size()) + "\r\n\r\n" + busy.body;
+  impl_->busy_response =
+      "HTTP/1.1 503 Service Unavailable\r\nContent-Type: " + busy.content_type +
+      "\r\nConnection: close\r\nContent-Length: " + std::to_string(busy.body.size()) + "\r\n\r\n" +
+      busy.body;
 
   beast::error_code ec;
   auto address = asio::ip::make_address(impl_->options.host, ec);

@@ -11,8 +11,8 @@
 #include <boost/beast/core.hpp>
 #include <string>
 #include <thread>
-#include <utility>
 #include <unordered_set>
+#include <utility>
 #include <vector>
 
 #include "common/thread_annotations.h"

@@ -56,18 +56,16 @@ void WebSocketSession::Open(std::string early_bytes) {
   out_bytes_ += handshake_.size();
   beast::error_code ec;
   socket_.non_blocking(true, ec);
-  server_.service.OnOpen(id_, std::move(attachment_),
-                         std::make_shared<PeerImpl>(weak_from_this()));
+  server_.service.OnOpen(id_, std::move(attachment_), std::make_shared<PeerImpl>(weak_from_this()));
   ArmTimer();
   ProcessBytes(early_bytes.data(), early_bytes.size());
   if (!read_paused_) ReadFrames();
 }
 
 void WebSocketSession::PostSend(std::shared_ptr<const std::string> message) {
-  asio::post(socket_.get_executor(),
-             [self = shared_from_this(), m = std::move(message)]() mutable {
-               self->Enqueue(std::move(m));
-             });
+  asio::post(socket_.get_executor(), [self = shared_from_this(), m = std::move(message)]() mutable {
+    self->Enqueue(std::move(m));
+  });
 }
 
 void WebSocketSession::PostSendBatch(std::vector<std::shared_ptr<const std::string>> messages) {

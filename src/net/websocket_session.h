@@ -88,7 +88,7 @@ class WebSocketSession final : public Connection,
   tcp::socket socket_;
   Server::Impl& server_;
   SocketSlot slot_;
-  asio::steady_timer timer_;  // see ArmTimer
+  asio::steady_timer timer_;          // see ArmTimer
   std::shared_ptr<void> attachment_;  // the service's, until OnOpen
   const TimeMs heartbeat_ms_;         // this session's ping interval
 

@@ -214,7 +214,8 @@ void Dispatcher::Tick() {
     next_checkpoint_ = now + options_.last_seen_checkpoint_ms;
   }
   PersistLastSeen();
-  metrics_.PublishEngine(engine_.channel_count(), engine_.member_count(), engine_.connection_count(), engine_.user_count());
+  metrics_.PublishEngine(engine_.channel_count(), engine_.member_count(),
+                         engine_.connection_count(), engine_.user_count());
 }
 
 std::optional<TimeMs> Dispatcher::NextDeadline() const {

@@ -84,8 +84,8 @@ std::optional<HttpResponse> Service::AnswerInline(const HttpRequest& req) const 
   for (auto p : url.params()) {
     if (!IsValidUtf8(p.key) || !IsValidUtf8(p.value)) return std::nullopt;
   }
-  const bool dashboard = req.method == "GET" &&
-                         (seg.empty() || (seg.size() == 2 && seg[0] == "dashboard"));
+  const bool dashboard =
+      req.method == "GET" && (seg.empty() || (seg.size() == 2 && seg[0] == "dashboard"));
   const dashboard::Asset* asset =
       dashboard ? dashboard::FindAsset(seg.empty() ? "/index.html" : "/" + seg[1]) : nullptr;
   const bool healthz = seg.size() == 2 && seg[0] == "v1" && seg[1] == "healthz";
