@@ -49,7 +49,7 @@ void HttpSession::Start() {
 
 void HttpSession::PostCut() {
   if (auto self = weak_from_this().lock()) {
-    asio::post(stream_.get_executor(), [self] { self->Finish(); });
+    asio::post(stream_.get_executor(), [self = std::move(self)] { self->Finish(); });
   }
 }
 
@@ -57,7 +57,7 @@ void HttpSession::PostCutIfHttp() { PostCut(); }
 
 void HttpSession::PostCheckDeadlines() {
   if (auto self = weak_from_this().lock()) {
-    asio::post(stream_.get_executor(), [self] {
+    asio::post(stream_.get_executor(), [self = std::move(self)] {
       if (self->lingering_ && !self->done_) self->OnTimer();
     });
   }

@@ -25,7 +25,9 @@ namespace beast = boost::beast;
 using tcp = asio::ip::tcp;
 
 // A live connection, as the registry sees it. Every method is thread-safe: it posts to the
-// connection's strand (and does nothing once the connection is gone).
+// connection's strand (and does nothing once the connection is gone). The registry calls them
+// with its mutex held, and a connection unregisters itself as it is destroyed, so they move their
+// strong reference into the posted handler: the last one is never dropped under that mutex.
 class Connection {
  public:
   virtual ~Connection() = default;

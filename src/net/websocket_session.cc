@@ -90,20 +90,20 @@ void WebSocketSession::OnProcessed(size_t bytes) {
   const size_t before = inflight_bytes_.fetch_sub(bytes, std::memory_order_acq_rel);
   if (before - bytes < LowWater() && before >= LowWater()) {
     if (auto self = weak_from_this().lock()) {
-      asio::post(socket_.get_executor(), [self] { self->MaybeResumeReading(); });
+      asio::post(socket_.get_executor(), [self = std::move(self)] { self->MaybeResumeReading(); });
     }
   }
 }
 
 void WebSocketSession::PostCut() {
   if (auto self = weak_from_this().lock()) {
-    asio::post(socket_.get_executor(), [self] { self->Finish(); });
+    asio::post(socket_.get_executor(), [self = std::move(self)] { self->Finish(); });
   }
 }
 
 void WebSocketSession::PostCheckDeadlines() {
   if (auto self = weak_from_this().lock()) {
-    asio::post(socket_.get_executor(), [self] {
+    asio::post(socket_.get_executor(), [self = std::move(self)] {
       if (!self->done_) self->OnTimer();
     });
   }
