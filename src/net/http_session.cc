@@ -209,9 +209,9 @@ void HttpSession::Upgrade(const Request& req, const HttpRequest& r) {
     return WriteHttp(resp.status, std::move(resp.body), resp.content_type, false);
   }
   UpgradedSocket upgraded{stream_.release_socket(), std::move(slot_), {}, {}, std::move(*accepted)};
-  // The 101 response waits for the first write and leaves in it with the service's first frame
-  // (and, when the client pipelined requests, their replies): one system call per connection
-  // instead of three.
+  // With Upgrade::sends_on_open the 101 response waits for the first write and leaves in it with
+  // the service's first frame (and, when the client pipelined requests, their replies): one
+  // system call per connection instead of three.
   upgraded.handshake =
       "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
       "Sec-WebSocket-Accept: " +

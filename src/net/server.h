@@ -52,6 +52,9 @@ struct Upgrade {
   std::shared_ptr<void> attachment;
   // The session's ping interval; 0 = NetOptions::heartbeat_ms. Silent for two intervals = dropped.
   TimeMs heartbeat_ms = 0;
+  // The service sends a frame as soon as the session opens (presenced: `connected`): the 101
+  // response then waits for it and both leave in one write. Otherwise the 101 is written at once.
+  bool sends_on_open = false;
 };
 
 // What the network layer calls. Implemented by the code behind it (src/server, or a test).

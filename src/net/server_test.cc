@@ -26,8 +26,9 @@ constexpr auto kWait = std::chrono::seconds(10);  // only a failing test waits t
 
 // ----- The toy backend ------------------------------------------------------------------------
 
-// Accepts upgrades unless the target says token=bad (and takes `hb=N` as the session's heartbeat),
-// greets each session with "hello", echoes messages, and obeys a few commands:
+// Accepts upgrades unless the target says token=bad (takes `hb=N` as the session's heartbeat),
+// greets each session with "hello" (not when the target says `quiet`: its 101 then goes at once),
+// echoes messages, and obeys a few commands:
 //   "close"           the service closes the session with 4000
 //   "push N SIZE"     N messages of SIZE bytes in one batch
 //   "big SIZE"        one message of SIZE bytes
@@ -48,6 +49,7 @@ class EchoService final : public Service {
     }
     Upgrade upgrade;
     upgrade.attachment = std::make_shared<std::string>(req.target);
+    upgrade.sends_on_open = req.target.find("quiet") == std::string::npos;
     if (auto hb = req.target.find("hb="); hb != std::string::npos) {
       upgrade.heartbeat_ms = std::stoll(req.target.substr(hb + 3));
     }
@@ -60,7 +62,10 @@ class EchoService final : public Service {
   }
 
   void OnOpen(SessionId id, std::shared_ptr<void> attachment, std::shared_ptr<Peer> peer) override {
-    peer->Send(std::make_shared<const std::string>("hello"));
+    const std::string& target = *std::static_pointer_cast<std::string>(attachment);
+    if (target.find("quiet") == std::string::npos) {
+      peer->Send(std::make_shared<const std::string>("hello"));
+    }
     MutexLock lock(mu_);
     peers_[id] = peer;
     attachments_.push_back(*std::static_pointer_cast<std::string>(attachment));
@@ -227,6 +232,18 @@ TEST_F(NetServerTest, UpgradeAnswers101WithTheAcceptKey) {
   ASSERT_TRUE(hello);
   EXPECT_EQ(hello->opcode, kText);
   EXPECT_EQ(hello->payload, "hello");
+}
+
+TEST_F(NetServerTest, UpgradeOfAServiceThatSendsNothingIsAnsweredAtOnce) {
+  Start();
+  Client c(port_);
+  auto r = c.Upgrade("/v1/ws?token=ok&quiet");
+  ASSERT_TRUE(r);
+  EXPECT_EQ(r->status, 101u);
+  c.WriteFrame(kText, "first");
+  auto f = c.ReadFrame();
+  ASSERT_TRUE(f);
+  EXPECT_EQ(f->payload, "first");
 }
 
 TEST_F(NetServerTest, OnOpenGetsTheAttachmentOfTheUpgrade) {

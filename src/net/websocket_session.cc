@@ -41,6 +41,7 @@ WebSocketSession::WebSocketSession(UpgradedSocket upgraded, Server::Impl& server
       attachment_(std::move(upgraded.upgrade.attachment)),
       heartbeat_ms_(upgraded.upgrade.heartbeat_ms > 0 ? upgraded.upgrade.heartbeat_ms
                                                       : server.options.heartbeat_ms),
+      sends_on_open_(upgraded.upgrade.sends_on_open),
       id_(server.next_session.fetch_add(1, std::memory_order_relaxed)),
       reader_(server.options.max_frame_bytes),
       handshake_(std::move(upgraded.handshake)) {}
@@ -58,6 +59,7 @@ void WebSocketSession::Open(std::string early_bytes) {
   socket_.non_blocking(true, ec);
   server_.service.OnOpen(id_, std::move(attachment_), std::make_shared<PeerImpl>(weak_from_this()));
   ArmTimer();
+  if (!sends_on_open_) Write();  // the 101 now, else with the first frame
   ProcessBytes(early_bytes.data(), early_bytes.size());
   if (!read_paused_) ReadFrames();
 }

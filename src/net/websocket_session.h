@@ -91,6 +91,7 @@ class WebSocketSession final : public Connection,
   asio::steady_timer timer_;          // see ArmTimer
   std::shared_ptr<void> attachment_;  // the service's, until OnOpen
   const TimeMs heartbeat_ms_;         // this session's ping interval
+  const bool sends_on_open_;          // the 101 waits for the service's first frame
 
   bool reported_ = false;
   bool closing_ = false;    // a close frame is queued: nothing else is sent

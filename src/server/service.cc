@@ -30,6 +30,7 @@ Result<net::Upgrade> Service::AuthorizeUpgrade(const HttpRequest& req) {
   request->heartbeat_ms = config_.heartbeat_ms;
   net::Upgrade upgrade;
   upgrade.heartbeat_ms = request->heartbeat_ms;
+  upgrade.sends_on_open = true;  // the dispatcher's `connected` frame carries the 101
   upgrade.attachment = std::make_shared<protocol::ConnectRequest>(std::move(request).value());
   return upgrade;
 }
