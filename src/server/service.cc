@@ -1,3 +1,5 @@
+// The service adapter (see service.h): runs on I/O threads; presence work is posted to the
+// EngineLoop, everything else is answered here.
 #include "server/service.h"
 
 #include <spdlog/spdlog.h>
