@@ -1,5 +1,5 @@
 // Fuzzes what a socket's HTTP phase does with its bytes: Beast's request parser with the server's
-// limits (16 KB of header, the body limit), then, as net::Session::OnRequest does, either the
+// limits (16 KB of header, the body limit), then, as net::HttpSession::OnRequest does, either the
 // WebSocket upgrade (protocol::ParseUpgrade and Dispatcher::Open) or the REST routing
 // (protocol::HttpRouteUser and Dispatcher::Http) of a real dispatcher holding a little state.
 // Several requests may follow each other on one connection (keep-alive, pipelining).
@@ -59,7 +59,7 @@ using presenced::fuzz::DispatcherFixture;
 using presenced::fuzz::RecordingPeer;
 
 constexpr size_t kBodyLimits[] = {0, 1, 64, 4096, 65536};
-constexpr size_t kHeaderLimit = 16 * 1024;  // net::Session::ReadRequest
+constexpr size_t kHeaderLimit = 16 * 1024;  // net::HttpSession::ReadRequest
 
 // Some state for the REST routes to report: alice present in "room" with a status and activity.
 void Populate(DispatcherFixture& f) {

@@ -38,7 +38,7 @@ struct Outcome {
 
 bool IsControl(Opcode op) { return static_cast<uint8_t>(op) & 0x8; }
 
-// Feeds `stream` in the reads delimited by `cuts` (sorted offsets), as net::Session does.
+// Feeds `stream` in the reads delimited by `cuts` (sorted offsets), as net::WebSocketSession does.
 Outcome Feed(std::string_view stream, const std::vector<size_t>& cuts, size_t limit) {
   Outcome outcome;
   MessageReader reader(limit);

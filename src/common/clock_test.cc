@@ -21,5 +21,11 @@ TEST(SystemClockTest, ReturnsMillisecondsSinceEpoch) {
   EXPECT_LT(clock.NowMs(), 4102444800000);
 }
 
+TEST(SteadyClockTest, NeverGoesBackwards) {
+  SteadyClock clock;
+  const TimeMs first = clock.NowMs();
+  EXPECT_GE(clock.NowMs(), first);
+}
+
 }  // namespace
 }  // namespace presenced

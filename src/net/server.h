@@ -1,13 +1,15 @@
 // The network layer: an HTTP/1.1 + WebSocket server on Boost.Asio/Beast that adapts sockets to the
-// Service interface. It knows nothing of presence; it owns sockets, per-session strands, timeouts
-// and bounded outbound queues, and enforces RFC 6455 (handshake, framing, UTF-8, closing
-// handshake; see ws_codec.h and docs/architecture.md, "The network layer").
+// Service interface. A self-contained facade: it links only presenced_common (and Boost, OpenSSL),
+// knows nothing of presence, and reaches the logic only through Service. It owns sockets,
+// per-session strands, timeouts and bounded outbound queues, and enforces RFC 6455 (handshake,
+// framing, UTF-8, closing handshake; see ws_codec.h and docs/architecture.md, "The network layer").
 //
 // Threading: Run() drives `io_threads` threads. Each session runs on its own strand. Service
 // methods are called from I/O threads; the Peer handed to OnOpen is thread-safe. Asio and Beast
-// headers are included only in src/net/*.cc.
+// headers are included only in src/net/*.cc and src/net's private headers.
 #pragma once
 
+#include <atomic>
 #include <chrono>
 #include <cstdint>
 #include <functional>
@@ -16,8 +18,7 @@
 
 #include "common/clock.h"
 #include "common/error.h"
-#include "protocol/metrics.h"
-#include "protocol/peer.h"
+#include "common/transport.h"
 
 namespace presenced::net {
 
@@ -26,7 +27,7 @@ struct NetOptions {
   uint16_t port = 7070;                 // 0 = any free port
   int io_threads = 0;                   // 0 = one per core
   size_t max_frame_bytes = 65536;       // largest client WebSocket message
-  TimeMs heartbeat_ms = 15000;          // ping interval; silent for 2 intervals = abrupt drop
+  TimeMs heartbeat_ms = 15000;          // default ping interval; silent for 2 = abrupt drop
   TimeMs handshake_timeout_ms = 10000;  // to receive a complete HTTP request
   size_t max_http_body_bytes = 65536;
   size_t max_connections = 10000;       // open sockets (HTTP and WebSocket)
@@ -37,31 +38,57 @@ struct NetOptions {
   size_t max_over_cap_sockets = 32;
 };
 
-// What the network layer calls. Implemented by the server.
+// What the network layer counts. Updated by I/O threads; read (relaxed) from any thread.
+struct Counters {
+  std::atomic<uint64_t> connections_open{0};     // WebSocket sessions now
+  std::atomic<uint64_t> connections_total{0};    // accepted WebSocket sessions
+  std::atomic<uint64_t> connections_refused{0};  // over max connections, refused upgrades
+  std::atomic<uint64_t> queue_drops_total{0};    // sessions dropped for a full outbound queue
+};
+
+// An accepted WebSocket upgrade.
+struct Upgrade {
+  // The service's own state for the session, handed back untouched to OnOpen.
+  std::shared_ptr<void> attachment;
+  // The session's ping interval; 0 = NetOptions::heartbeat_ms. Silent for two intervals = dropped.
+  TimeMs heartbeat_ms = 0;
+  // The service sends a frame as soon as the session opens (presenced: `connected`): the 101
+  // response then waits for it and both leave in one write. Otherwise the 101 is written at once.
+  bool sends_on_open = false;
+};
+
+// What the network layer calls. Implemented by the code behind it (src/server, or a test).
 class Service {
  public:
   virtual ~Service() = default;
-  // A WebSocket upgrade request (GET /v1/ws): the connect request, or why it is refused.
-  // Called synchronously on an I/O thread.
-  virtual Result<protocol::ConnectRequest> AuthorizeUpgrade(const HttpRequest& req) = 0;
-  // Any other HTTP request. `done` must be called once, from any thread.
-  virtual void HandleHttp(HttpRequest req,
-                          std::function<void(HttpResponse)> done) = 0;
-  virtual void OnOpen(SessionId session, protocol::ConnectRequest request,
+  // A WebSocket upgrade request (GET /v1/ws) that passed the handshake checks: accepted, or why it
+  // is refused (kUnauthorized = 401, kTooLarge = 413, anything else 400). Called synchronously on
+  // an I/O thread.
+  virtual Result<Upgrade> AuthorizeUpgrade(const HttpRequest& req) = 0;
+  // Any other HTTP request. `done` must be called once, from any thread (inline is fine).
+  virtual void HandleHttp(HttpRequest req, std::function<void(HttpResponse)> done) = 0;
+  // The upgrade is complete: `attachment` is the one AuthorizeUpgrade returned.
+  virtual void OnOpen(SessionId session, std::shared_ptr<void> attachment,
                       std::shared_ptr<Peer> peer) = 0;
-  // A text message. `processed` must be called (from any thread) once the message has been
-  // handled; until then its bytes count against the session's in-flight bound.
+  // A text (or binary) message. `processed` must be called (from any thread) once the message has
+  // been handled; until then its bytes count against the session's in-flight bound.
   virtual void OnMessage(SessionId session, std::string text,
                          std::chrono::steady_clock::time_point received,
                          std::function<void()> processed) = 0;
   // The session ended; `clean` after a close frame (either side), false for an abrupt drop.
   // Reported exactly once per opened session.
   virtual void OnClose(SessionId session, bool clean) = 0;
+  // The response for an error the network layer answers itself (400, 405, 413, 426, 431, 503 and
+  // refused upgrades), so every error body has the service's shape. `status` is the status to
+  // send. Called on any I/O thread (and once in Listen); must be thread-safe.
+  virtual HttpResponse ErrorResponse(unsigned status, const Error& error) const = 0;
 };
 
 class Server {
  public:
-  Server(NetOptions options, Service& service, protocol::Metrics& metrics);
+  // `service` and `clock` must outlive the Server. `clock` (monotonic in production: SteadyClock)
+  // decides every heartbeat, silence, outbound-drain and close deadline.
+  Server(NetOptions options, Service& service, const Clock& clock);
   ~Server();
   Server(const Server&) = delete;
   Server& operator=(const Server&) = delete;
@@ -78,6 +105,11 @@ class Server {
   bool WaitForSessions(std::chrono::milliseconds timeout);
   // Stops the I/O threads (Run returns). Sessions still open are cut.
   void Stop();
+  // Thread-safe: makes every session re-check its deadlines against the clock now (tests that
+  // move a ManualClock call it instead of waiting for the sessions' timers).
+  void CheckDeadlines();
+  // Thread-safe; lives as long as the Server.
+  const Counters& counters() const;
 
   class Impl;  // opaque: keeps Asio out of this header
 

@@ -2,7 +2,6 @@
 
 #include <algorithm>
 
-#include "dashboard/assets.h"
 #include "protocol/args.h"
 #include "protocol/codec.h"
 
@@ -20,6 +19,8 @@ Dispatcher::Dispatcher(DispatcherOptions options, const presenced::Clock& clock,
 void Dispatcher::Tick() {
   engine_.Tick();
   store_.Checkpoint();
+  metrics_.PublishEngine(engine_.channel_count(), engine_.member_count(),
+                         engine_.connection_count(), engine_.user_count());
 }
 
 std::optional<TimeMs> Dispatcher::NextDeadline() const {
@@ -191,41 +192,8 @@ void Dispatcher::ReplyLater(SessionId sid, int64_t id, Result<std::string> field
 void Dispatcher::Http(const HttpRequest& req, std::optional<storage::UserRecord> stored,
                       std::function<void(HttpResponse)> done) {
   metrics_.http_requests_total.fetch_add(1, std::memory_order_relaxed);
-  if (ServeLocal(req, done)) return;
   HandleRest(core_, req, stored, std::move(done));
   store_.PersistLastSeen();
-}
-
-// Until the network facade serves them on its I/O threads: the dashboard, health and metrics.
-bool Dispatcher::ServeLocal(const HttpRequest& req, std::function<void(HttpResponse)>& done) {
-  std::string_view path = req.target;
-  path = path.substr(0, path.find('?'));
-  if (req.method == "GET" && (path == "/" || path.starts_with("/dashboard/"))) {
-    const std::string file = path == "/" ? "/index.html" : std::string(path.substr(10));
-    if (const dashboard::Asset* a = dashboard::FindAsset(file)) {
-      done(HttpResponse{200, std::string(a->body), std::string(a->content_type)});
-      return true;
-    }
-  }
-  if (path != "/v1/healthz" && path != "/metrics") return false;
-  if (req.method != "GET") {
-    done(ErrorResponse(MakeError(ErrorCode::kMethodNotAllowed, "method not allowed")));
-    return true;
-  }
-  if (path == "/v1/healthz") {
-    done(HttpResponse{200, R"({"ok":true})"});
-    return true;
-  }
-  const storage::StoreCounters sc = store_.store().counters();
-  Gauges g{engine_.channel_count(),
-           engine_.member_count(),
-           engine_.connection_count(),
-           engine_.user_count(),
-           sc.write_errors,
-           sc.dropped_writes,
-           sc.pending};
-  done(HttpResponse{200, metrics_.Render(g), "text/plain; version=0.0.4"});
-  return true;
 }
 
 // ----- Events out -----------------------------------------------------------------------------

@@ -88,7 +88,6 @@ class Dispatcher final : public engine::EventSink {
   // Ends a session's part here (its frames still go out).
   void Forget(std::unique_ptr<Session> s);
   void SendTo(engine::ConnectionHandle handle, const Frame& frame);
-  bool ServeLocal(const HttpRequest& req, std::function<void(HttpResponse)>& done);
 
   DispatcherOptions options_;
   const presenced::Clock& clock_;

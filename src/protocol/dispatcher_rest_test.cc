@@ -12,16 +12,6 @@ namespace {
 
 class DispatcherRestTest : public ProtocolTest {};
 
-TEST_F(DispatcherRestTest, HealthzAndMetricsNeedNoKey) {
-  HttpResponse health = Rest("GET", "/v1/healthz", "", std::nullopt);
-  EXPECT_EQ(health.status, 200u);
-  EXPECT_EQ(ParseObject(health.body), ParseObject(R"({"ok":true})"));
-  HttpResponse metrics = Rest("GET", "/metrics", "", std::nullopt);
-  EXPECT_EQ(metrics.status, 200u);
-  EXPECT_TRUE(metrics.content_type.starts_with("text/plain"));
-  EXPECT_EQ(Rest("POST", "/v1/healthz").status, 405u);
-}
-
 TEST_F(DispatcherRestTest, EveryKeyedRouteIs401WithoutOrWithAWrongKey) {
   const std::pair<const char*, const char*> routes[] = {
       {"GET", "/v1/channels"},

@@ -43,14 +43,31 @@ void Metric(std::string& out, const char* name, const char* type, const char* he
 }
 }  // namespace
 
+void Metrics::PublishEngine(uint64_t channel_count, uint64_t member_count,
+                            uint64_t connection_count, uint64_t user_count) {
+  channels.store(channel_count, std::memory_order_relaxed);
+  members.store(member_count, std::memory_order_relaxed);
+  engine_connections.store(connection_count, std::memory_order_relaxed);
+  users.store(user_count, std::memory_order_relaxed);
+}
+
+Gauges Metrics::EngineGauges() const {
+  Gauges g;
+  g.channels = channels.load(std::memory_order_relaxed);
+  g.members = members.load(std::memory_order_relaxed);
+  g.engine_connections = engine_connections.load(std::memory_order_relaxed);
+  g.users = users.load(std::memory_order_relaxed);
+  return g;
+}
+
 std::string Metrics::Render(const Gauges& e) const {
   std::string out;
   auto v = [](const std::atomic<uint64_t>& a) { return a.load(std::memory_order_relaxed); };
-  Metric(out, "presenced_connections", "gauge", "Open WebSocket sessions.", v(connections_open));
+  Metric(out, "presenced_connections", "gauge", "Open WebSocket sessions.", e.connections_open);
   Metric(out, "presenced_connections_total", "counter", "Accepted WebSocket sessions.",
-         v(connections_total));
+         e.connections_total);
   Metric(out, "presenced_connections_refused_total", "counter",
-         "Upgrades refused (bad token, connection limit).", v(connections_refused));
+         "Upgrades refused (bad token, connection limit).", e.connections_refused);
   Metric(out, "presenced_engine_connections", "gauge",
          "Connections known to the engine (live or in grace).", e.engine_connections);
   Metric(out, "presenced_channels", "gauge", "Channels with members or subscribers.", e.channels);
@@ -67,7 +84,7 @@ std::string Metrics::Render(const Gauges& e) const {
   Metric(out, "presenced_deliveries_total", "counter",
          "Event and status frames queued to sockets (events out).", v(deliveries_total));
   Metric(out, "presenced_queue_drops_total", "counter",
-         "Sessions disconnected because their outbound queue was full.", v(queue_drops_total));
+         "Sessions disconnected because their outbound queue was full.", e.queue_drops_total);
   Metric(out, "presenced_http_requests_total", "counter", "HTTP requests handled.",
          v(http_requests_total));
   Metric(out, "presenced_storage_write_errors_total", "counter",

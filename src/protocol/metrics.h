@@ -1,5 +1,8 @@
 // Process metrics, rendered in the Prometheus text format at /metrics. Counters are atomics
-// updated from any thread (I/O threads and the engine thread); rendering reads them relaxed.
+// updated from any thread (I/O threads and the engine thread); rendering reads them relaxed, so
+// /metrics is rendered on an I/O thread. The network layer's counters are its own (net::Counters)
+// and reach Render through Gauges; the engine's gauges are published by the engine thread after
+// each round (PublishEngine).
 #pragma once
 
 #include <array>
@@ -23,7 +26,7 @@ class LatencyHistogram {
   std::atomic<uint64_t> sum_micros_{0};
 };
 
-// Values read at render time from their owners (engine, store).
+// Values read at render time from their owners (engine, store, network layer).
 struct Gauges {
   uint64_t channels = 0;
   uint64_t members = 0;
@@ -32,22 +35,35 @@ struct Gauges {
   uint64_t storage_write_errors = 0;
   uint64_t storage_dropped_writes = 0;
   uint64_t storage_pending = 0;
+  // The network layer's (net::Counters).
+  uint64_t connections_open = 0;     // WebSocket sessions now
+  uint64_t connections_total = 0;    // accepted WebSocket sessions
+  uint64_t connections_refused = 0;  // over max connections, bad token
+  uint64_t queue_drops_total = 0;    // sessions dropped for a full outbound queue
 };
 
 struct Metrics {
-  std::atomic<uint64_t> connections_open{0};     // WebSocket sessions now
-  std::atomic<uint64_t> connections_total{0};    // accepted WebSocket sessions
-  std::atomic<uint64_t> connections_refused{0};  // over max connections, bad token
-  std::atomic<uint64_t> requests_total{0};       // WebSocket requests handled
+  std::atomic<uint64_t> requests_total{0};  // WebSocket requests handled
   std::atomic<uint64_t> request_errors_total{0};
   std::atomic<uint64_t> rate_limited_total{0};
-  std::atomic<uint64_t> events_total{0};       // presence events produced
-  std::atomic<uint64_t> deliveries_total{0};   // event and status frames queued to sockets
-  std::atomic<uint64_t> queue_drops_total{0};  // sessions dropped for a full outbound queue
+  std::atomic<uint64_t> events_total{0};      // presence events produced
+  std::atomic<uint64_t> deliveries_total{0};  // event and status frames queued to sockets
   std::atomic<uint64_t> http_requests_total{0};
   LatencyHistogram request_latency;
 
-  std::string Render(const Gauges& engine) const;
+  // The engine's gauges as of the end of its last round; written only by the engine thread.
+  std::atomic<uint64_t> channels{0};
+  std::atomic<uint64_t> members{0};
+  std::atomic<uint64_t> engine_connections{0};
+  std::atomic<uint64_t> users{0};
+
+  // On the engine thread, at the end of each round (Dispatcher::Tick).
+  void PublishEngine(uint64_t channel_count, uint64_t member_count, uint64_t connection_count,
+                     uint64_t user_count);
+  // Gauges with the published engine values filled in (the rest zero); any thread.
+  Gauges EngineGauges() const;
+
+  std::string Render(const Gauges& gauges) const;
 };
 
 }  // namespace presenced::protocol

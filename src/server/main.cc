@@ -4,7 +4,8 @@
 //   presenced token CLIENT_ID [--channels a,b*] [--ttl 3600]   mint a client token
 //
 // Threads: the main thread runs the I/O threads (net::Server::Run); one engine thread owns the
-// Dispatcher and Engine (EngineLoop); a shutdown thread orchestrates SIGTERM/SIGINT.
+// Dispatcher and Engine (EngineLoop); a shutdown thread orchestrates SIGTERM/SIGINT. The adapter
+// between the network layer and the engine thread is server/service.h.
 #include <spdlog/sinks/stdout_color_sinks.h>
 #include <spdlog/spdlog.h>
 
@@ -22,72 +23,12 @@
 #include "protocol/dispatcher.h"
 #include "server/config.h"
 #include "server/engine_loop.h"
+#include "server/service.h"
 #include "storage/memory_store.h"
 #include "storage/sqlite_store.h"
 
 namespace presenced::server {
 namespace {
-
-// Adapts the network layer to the engine thread: every call that touches presence state is
-// posted to the EngineLoop; token checks run on the I/O thread (they need no state).
-class Service final : public net::Service {
- public:
-  Service(EngineLoop& loop, protocol::Dispatcher& dispatcher, storage::Store& store,
-          const Config& config, const Clock& clock)
-      : loop_(loop), dispatcher_(dispatcher), store_(store), config_(config), clock_(clock) {}
-
-  Result<protocol::ConnectRequest> AuthorizeUpgrade(const HttpRequest& req) override {
-    auto request = protocol::ParseUpgrade(req.target, config_.protocol.jwt_secret, clock_.NowMs(),
-                                          config_.protocol.engine.limits.max_id_bytes);
-    // What the store remembers of the user is read here, on the I/O thread, so the engine thread
-    // never waits for the disk.
-    if (request.ok()) {
-      request->stored_user = Remembered(request->client_id);
-      request->heartbeat_ms = config_.net.heartbeat_ms;
-    }
-    return request;
-  }
-  void HandleHttp(HttpRequest req, std::function<void(HttpResponse)> done) override {
-    std::optional<storage::UserRecord> stored;
-    if (auto user = protocol::HttpRouteUser(req)) stored = Remembered(*user);
-    loop_.Post(
-        [this, req = std::move(req), stored = std::move(stored), done = std::move(done)]() mutable {
-          dispatcher_.Http(req, std::move(stored), std::move(done));
-        });
-  }
-  void OnOpen(SessionId id, protocol::ConnectRequest request, std::shared_ptr<Peer> peer) override {
-    loop_.Post([this, id, request = std::move(request), peer = std::move(peer)]() mutable {
-      dispatcher_.Open(id, std::move(request), std::move(peer));
-    });
-  }
-  void OnMessage(SessionId id, std::string text, std::chrono::steady_clock::time_point received,
-                 std::function<void()> processed) override {
-    loop_.Post([this, id, text = std::move(text), received, processed = std::move(processed)] {
-      dispatcher_.Message(id, text, received);
-      processed();
-    });
-  }
-  void OnClose(SessionId id, bool clean) override {
-    loop_.Post([this, id, clean] { dispatcher_.Closed(id, clean); });
-  }
-
- private:
-  std::optional<storage::UserRecord> Remembered(const std::string& client_id) {
-    auto r = store_.ReadUser(client_id);
-    if (!r.ok()) {
-      spdlog::warn("event=storage_read_failed client_id={} reason=\"{}\"", client_id,
-                   r.error().message);
-      return std::nullopt;
-    }
-    return *r;
-  }
-
-  EngineLoop& loop_;
-  protocol::Dispatcher& dispatcher_;
-  storage::Store& store_;
-  const Config& config_;
-  const Clock& clock_;
-};
 
 // Exit codes: 2 = bad configuration, 3 = data directory unusable (missing parent, not writable,
 // locked by another presenced), 4 = database unusable (corrupt, newer schema).
@@ -141,12 +82,14 @@ int Serve(Config config) {
       [&loop_ptr](std::function<void()> task) { loop_ptr->Post(std::move(task)); });
   EngineLoop loop(dispatcher, clock, config.loop);
   loop_ptr = &loop;
-  Service service(loop, dispatcher, *store, config, clock);
+  Service service(loop, dispatcher, *store, metrics, config, clock);
 
   net::NetOptions net_options = config.net;
   net_options.host = listen->first;
   net_options.port = listen->second;
-  net::Server server(net_options, service, metrics);
+  SteadyClock steady_clock;  // liveness deadlines must not jump with the wall clock
+  net::Server server(net_options, service, steady_clock);
+  service.SetNetCounters(&server.counters());
   auto port = server.Listen();
   if (!port.ok()) {
     spdlog::critical("event=startup_failed reason=\"{}\"", port.error().message);

@@ -1,0 +1,292 @@
+// The HTTP phase of a connection (see http_session.h). Runs on the session's strand.
+//
+// Ending: a session that sends a last response shuts down its sending side and keeps reading
+// (discarding) until the peer closes or the close deadline passes. Reading on means the kernel
+// never answers the peer's unread bytes with a reset, which would destroy the response still in
+// the send buffer.
+#include "net/http_session.h"
+
+#include <boost/beast/websocket/rfc6455.hpp>
+
+#include "net/ws_codec.h"
+
+namespace presenced::net {
+
+namespace http = beast::http;
+
+namespace {
+
+// What an over-cap socket waits at most for its request.
+constexpr std::chrono::milliseconds kOverCapReadTimeout{1000};
+
+bool IsHttpParseError(const beast::error_code& ec) {
+  return ec.category() == http::make_error_code(http::error::bad_target).category();
+}
+
+}  // namespace
+
+void StartHttpSession(tcp::socket socket, Server::Impl& server, SocketSlot slot, bool over_cap) {
+  auto session =
+      std::make_shared<HttpSession>(std::move(socket), server, std::move(slot), over_cap);
+  server.Register(session.get());
+  session->Start();
+}
+
+HttpSession::HttpSession(tcp::socket socket, Server::Impl& server, SocketSlot slot, bool over_cap)
+    : stream_(std::move(socket)),
+      server_(server),
+      slot_(std::move(slot)),
+      timer_(stream_.get_executor()),
+      over_cap_(over_cap) {}
+
+// Normally unregistered by Finish or the hand-off; this covers a session whose last handler was
+// dropped (a service that never called `done`).
+HttpSession::~HttpSession() { server_.Unregister(this); }
+
+void HttpSession::Start() {
+  asio::dispatch(stream_.get_executor(), [self = shared_from_this()] { self->ReadRequest(); });
+}
+
+void HttpSession::PostCut() {
+  if (auto self = weak_from_this().lock()) {
+    asio::post(stream_.get_executor(), [self = std::move(self)] { self->Finish(); });
+  }
+}
+
+void HttpSession::PostCutIfHttp() { PostCut(); }
+
+void HttpSession::PostCheckDeadlines() {
+  if (auto self = weak_from_this().lock()) {
+    asio::post(stream_.get_executor(), [self = std::move(self)] {
+      if (self->lingering_ && !self->done_) self->OnTimer();
+    });
+  }
+}
+
+std::chrono::milliseconds HttpSession::HttpTimeout() const {
+  const std::chrono::milliseconds t(server_.options.handshake_timeout_ms);
+  return over_cap_ ? std::min(t, kOverCapReadTimeout) : t;
+}
+
+void HttpSession::ReadRequest() {
+  parser_.emplace();
+  parser_->body_limit(server_.options.max_http_body_bytes);
+  parser_->header_limit(16 * 1024);
+  reading_request_ = true;
+  if (over_cap_) {
+    // The stream's own timeout would close the socket; this one only stops the read, so the
+    // socket can still be told why it waited.
+    stream_.expires_never();
+    timer_.expires_after(HttpTimeout());
+    timer_.async_wait([self = shared_from_this()](beast::error_code ec) {
+      if (!ec && !self->done_ && self->reading_request_) self->stream_.socket().cancel(ec);
+    });
+  } else {
+    stream_.expires_after(HttpTimeout());
+  }
+  http::async_read(
+      stream_, buffer_, *parser_,
+      [self = shared_from_this()](beast::error_code ec, size_t) { self->OnRequest(ec); });
+}
+
+void HttpSession::OnRequest(beast::error_code ec) {
+  reading_request_ = false;
+  if (done_) return;
+  if (over_cap_) {
+    timer_.cancel();
+    if (ec == asio::error::operation_aborted) ec = beast::error::timeout;
+  }
+  if (ec) return OnBadRequest(ec);
+  auto& req = parser_->get();
+  HttpRequest r;
+  r.method = std::string(req.method_string());
+  r.target = std::string(req.target());
+  r.authorization = std::string(req[http::field::authorization]);
+  r.body = req.body();
+  keep_alive_ = req.keep_alive() && !over_cap_;
+
+  std::string_view path = r.target;
+  path = path.substr(0, path.find('?'));
+  if (over_cap_) {
+    // Over the connection cap the process still reports its health (load balancers must not
+    // take a busy node for a dead one); everything else is refused.
+    if (req.method() != http::verb::get || path != "/v1/healthz") return RefuseOverCap();
+  } else if (path == "/v1/ws") {
+    return Upgrade(req, r);
+  }
+  stream_.expires_never();
+  server_.service.HandleHttp(std::move(r), [self = shared_from_this()](HttpResponse resp) {
+    asio::post(self->stream_.get_executor(), [self, resp = std::move(resp)]() mutable {
+      self->WriteHttp(resp.status, std::move(resp.body), resp.content_type, self->keep_alive_);
+    });
+  });
+}
+
+// A request that could not be read: answered when the peer may still be listening for why.
+void HttpSession::OnBadRequest(beast::error_code ec) {
+  if (ec == http::error::end_of_stream) return Finish();  // closed between requests
+  if (ec == beast::error::timeout) {
+    // Nothing (or not enough) arrived in time. An over-cap socket learns why it waited.
+    return over_cap_ ? RefuseOverCap() : Finish();
+  }
+  if (ec == http::error::body_limit) {
+    return WriteError(413, ErrorCode::kTooLarge, "request body too large");
+  }
+  if (ec == http::error::header_limit || ec == http::error::buffer_overflow) {
+    return WriteError(431, ErrorCode::kTooLarge, "request header fields too large");
+  }
+  if (IsHttpParseError(ec)) return WriteError(400, ErrorCode::kBadRequest, "malformed request");
+  Finish();  // reset or another socket error: nobody to answer
+}
+
+void HttpSession::RefuseOverCap() {
+  server_.counters.connections_refused.fetch_add(1, std::memory_order_relaxed);
+  WriteError(503, ErrorCode::kLimitExceeded, "too many connections, retry");
+}
+
+void HttpSession::WriteError(unsigned status, ErrorCode code, std::string message,
+                             const HeaderList& extra) {
+  HttpResponse resp = server_.service.ErrorResponse(status, MakeError(code, std::move(message)));
+  WriteHttp(resp.status, std::move(resp.body), resp.content_type, false, extra);
+}
+
+void HttpSession::WriteHttp(unsigned status, std::string body, std::string_view content_type,
+                            bool keep_alive, const HeaderList& extra) {
+  if (done_) return;
+  auto res =
+      std::make_shared<http::response<http::string_body>>(static_cast<http::status>(status), 11);
+  res->set(http::field::server, "presenced");
+  res->set(http::field::content_type, content_type);
+  for (const auto& [field, value] : extra) res->set(field, value);
+  res->keep_alive(keep_alive);  // keeps a Connection token set in `extra` (e.g. Upgrade)
+  res->body() = std::move(body);
+  res->prepare_payload();
+  stream_.expires_after(HttpTimeout());
+  http::async_write(stream_, *res, [self = shared_from_this(), res](beast::error_code ec, size_t) {
+    if (ec) return self->Finish();
+    if (!res->keep_alive()) return self->ShutdownAndLinger();
+    self->ReadRequest();
+  });
+}
+
+// GET /v1/ws: the opening handshake (RFC 6455 §4.2), then the service's decision.
+void HttpSession::Upgrade(const Request& req, const HttpRequest& r) {
+  static const HeaderList kUpgradeHeaders = {{http::field::upgrade, "websocket"},
+                                             {http::field::connection, "Upgrade"},
+                                             {http::field::sec_websocket_version, "13"}};
+  if (req.method() != http::verb::get) {
+    return WriteError(405, ErrorCode::kMethodNotAllowed, "a WebSocket upgrade is a GET",
+                      {{http::field::allow, "GET"}});
+  }
+  // HTTP/1.1 with "Connection: Upgrade" and "Upgrade: websocket" (tokens, any case).
+  if (!beast::websocket::is_upgrade(req)) {
+    return WriteError(426, ErrorCode::kBadRequest, "this endpoint needs a WebSocket upgrade",
+                      kUpgradeHeaders);
+  }
+  if (req.count(http::field::host) != 1) {
+    return WriteError(400, ErrorCode::kBadRequest, "bad WebSocket handshake: Host is required");
+  }
+  // §4.2.2: a version the server does not speak is answered with the versions it does.
+  if (req.count(http::field::sec_websocket_version) != 1 ||
+      req[http::field::sec_websocket_version] != "13") {
+    return WriteError(426, ErrorCode::kBadRequest,
+                      "bad WebSocket handshake: Sec-WebSocket-Version must be 13", kUpgradeHeaders);
+  }
+  const std::string_view key = req[http::field::sec_websocket_key];
+  if (req.count(http::field::sec_websocket_key) != 1 || !ws::IsValidClientKey(key)) {
+    return WriteError(
+        400, ErrorCode::kBadRequest,
+        "bad WebSocket handshake: Sec-WebSocket-Key must be the base64 encoding of 16 bytes");
+  }
+  auto accepted = server_.service.AuthorizeUpgrade(r);
+  if (!accepted.ok()) {
+    server_.counters.connections_refused.fetch_add(1, std::memory_order_relaxed);
+    const ErrorCode code = accepted.error().code;
+    const unsigned status = code == ErrorCode::kUnauthorized ? 401
+                            : code == ErrorCode::kTooLarge   ? 413
+                                                             : 400;
+    HttpResponse resp = server_.service.ErrorResponse(status, accepted.error());
+    return WriteHttp(resp.status, std::move(resp.body), resp.content_type, false);
+  }
+  UpgradedSocket upgraded{stream_.release_socket(), std::move(slot_), {}, {}, std::move(*accepted)};
+  // With Upgrade::sends_on_open the 101 response waits for the first write and leaves in it with
+  // the service's first frame (and, when the client pipelined requests, their replies): one
+  // system call per connection instead of three.
+  upgraded.handshake =
+      "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+      "Sec-WebSocket-Accept: " +
+      ws::AcceptKey(key) + "\r\nServer: presenced\r\n\r\n";
+  // Bytes that arrived with the upgrade request belong to the WebSocket stream.
+  upgraded.early_bytes.assign(static_cast<const char*>(buffer_.data().data()), buffer_.size());
+  done_ = true;
+  timer_.cancel();
+  // Registered before this session leaves the registry, so WaitForSessions never sees a gap.
+  StartWebSocketSession(std::move(upgraded), server_);
+  server_.Unregister(this);
+}
+
+// The last response is written: send FIN and wait (reading) for the peer's, at most until the
+// close deadline. Closing at once could reset the connection (unread bytes) and with it the data
+// still in the kernel's send buffer.
+void HttpSession::ShutdownAndLinger() {
+  if (done_) return;
+  lingering_ = true;
+  stream_.expires_never();
+  close_deadline_ = server_.clock.NowMs() + HttpTimeout().count();
+  ArmCloseTimer();
+  beast::error_code ec;
+  stream_.socket().shutdown(tcp::socket::shutdown_send, ec);
+  if (ec) return Finish();
+  stream_.socket().non_blocking(true, ec);
+  WaitReadable();
+}
+
+void HttpSession::WaitReadable() {
+  if (waiting_ || done_) return;
+  waiting_ = true;
+  stream_.socket().async_wait(tcp::socket::wait_read,
+                              [self = shared_from_this()](beast::error_code ec) {
+                                self->waiting_ = false;
+                                if (self->done_) return;
+                                if (ec) return self->Finish();
+                                self->Drain();
+                              });
+}
+
+// Reads and discards what the peer still sends, until its EOF.
+void HttpSession::Drain() {
+  for (int round = 0; round < 4; ++round) {
+    beast::error_code ec;
+    stream_.socket().read_some(ReadBuffer(), ec);
+    if (ec == asio::error::would_block || ec == asio::error::try_again) break;
+    if (ec) return Finish();
+  }
+  WaitReadable();
+}
+
+void HttpSession::ArmCloseTimer() {
+  const TimeMs wait = std::max<TimeMs>(0, close_deadline_ - server_.clock.NowMs());
+  timer_.expires_after(std::chrono::milliseconds(wait));
+  timer_.async_wait([self = shared_from_this()](beast::error_code ec) {
+    if (ec || self->done_) return;
+    self->OnTimer();
+  });
+}
+
+void HttpSession::OnTimer() {
+  // The peer had its time to take the response.
+  if (server_.clock.NowMs() >= close_deadline_) return Finish();
+  ArmCloseTimer();
+}
+
+void HttpSession::Finish() {
+  if (done_) return;
+  done_ = true;
+  timer_.cancel();
+  beast::error_code ec;
+  stream_.socket().shutdown(tcp::socket::shutdown_both, ec);
+  stream_.socket().close(ec);
+  server_.Unregister(this);
+}
+
+}  // namespace presenced::net

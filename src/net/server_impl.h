@@ -1,0 +1,130 @@
+// Private to src/net: what the listener (server.cc), the HTTP phase (http_session.cc) and the
+// WebSocket phase (websocket_session.cc) share. Server::Impl holds the options, the service, the
+// clock, the counters, the io_context and the registry of live connections.
+//
+// Threading: Impl's fields are set before Run and then only read, except the atomics and the
+// registry (guarded by `mu`). Each connection runs on its own strand; the acceptor on its own.
+#pragma once
+
+#include <atomic>
+#include <boost/asio.hpp>
+#include <boost/beast/core.hpp>
+#include <string>
+#include <thread>
+#include <unordered_set>
+#include <utility>
+#include <vector>
+
+#include "common/thread_annotations.h"
+#include "net/server.h"
+
+namespace presenced::net {
+
+namespace asio = boost::asio;
+namespace beast = boost::beast;
+using tcp = asio::ip::tcp;
+
+// A live connection, as the registry sees it. Every method is thread-safe: it posts to the
+// connection's strand (and does nothing once the connection is gone). The registry calls them
+// with its mutex held, and a connection unregisters itself as it is destroyed, so they move their
+// strong reference into the posted handler: the last one is never dropped under that mutex.
+class Connection {
+ public:
+  virtual ~Connection() = default;
+  // Closes the socket at once (Server::Stop).
+  virtual void PostCut() = 0;
+  // Ends the connection if it has not become a WebSocket (graceful shutdown).
+  virtual void PostCutIfHttp() = 0;
+  // Re-checks heartbeat and close deadlines against the clock (Server::CheckDeadlines).
+  virtual void PostCheckDeadlines() = 0;
+};
+
+// One accepted socket counted against its limit (open_sockets or over_cap_sockets); released
+// when the slot is destroyed. Moves with the socket from the HTTP to the WebSocket session.
+class SocketSlot {
+ public:
+  SocketSlot() = default;
+  explicit SocketSlot(std::atomic<size_t>& counter) : counter_(&counter) {
+    counter_->fetch_add(1, std::memory_order_relaxed);
+  }
+  SocketSlot(SocketSlot&& other) noexcept : counter_(std::exchange(other.counter_, nullptr)) {}
+  SocketSlot& operator=(SocketSlot&& other) noexcept {
+    if (this != &other) {
+      Release();
+      counter_ = std::exchange(other.counter_, nullptr);
+    }
+    return *this;
+  }
+  ~SocketSlot() { Release(); }
+
+ private:
+  void Release() {
+    if (counter_) counter_->fetch_sub(1, std::memory_order_relaxed);
+    counter_ = nullptr;
+  }
+  std::atomic<size_t>* counter_ = nullptr;
+};
+
+class Server::Impl {
+ public:
+  Impl(NetOptions options, Service& service, const Clock& clock)
+      : options(std::move(options)),
+        service(service),
+        clock(clock),
+        acceptor(asio::make_strand(ioc)),
+        accept_retry(acceptor.get_executor()),
+        signals(ioc) {}
+
+  void Accept();
+  void Register(Connection* c) LOCKS_EXCLUDED(mu);
+  void Unregister(Connection* c) LOCKS_EXCLUDED(mu);
+
+  const NetOptions options;
+  Service& service;
+  const Clock& clock;
+  // What connections touch as they are destroyed is declared before the io_context, so it
+  // outlives the handlers (and connections) the io_context destroys.
+  Counters counters;
+  std::atomic<uint64_t> next_session{1};
+  std::atomic<size_t> open_sockets{0};
+  std::atomic<size_t> over_cap_sockets{0};  // accepted beyond max_connections (see NetOptions)
+  std::string busy_response;  // the whole 503 for sockets beyond the over-cap allowance (Listen)
+  // Connections are created and end on many strands; the set is only touched on creation, end,
+  // shutdown and CheckDeadlines, so a mutex is simpler than routing those through a strand.
+  Mutex mu;
+  CondVar all_gone;
+  std::unordered_set<Connection*> connections GUARDED_BY(mu);
+  std::vector<std::thread> threads;
+
+  asio::io_context ioc;
+  tcp::acceptor acceptor;  // on its own strand: accept handlers and close() never race
+  asio::steady_timer accept_retry;
+  asio::signal_set signals;
+};
+
+// A server ping frame (empty payload).
+inline constexpr std::string_view kPingFrame("\x89\x00", 2);
+
+// The I/O thread's read buffer: sessions read into it and keep only what they must.
+inline asio::mutable_buffer ReadBuffer() {
+  thread_local std::vector<char> buf(64 * 1024);
+  return asio::buffer(buf);
+}
+
+// Starts the HTTP phase of an accepted socket (http_session.cc). `over_cap`: accepted beyond
+// max_connections (one request, healthz only).
+void StartHttpSession(tcp::socket socket, Server::Impl& server, SocketSlot slot, bool over_cap);
+
+// What the HTTP phase hands to the WebSocket phase at a successful upgrade.
+struct UpgradedSocket {
+  tcp::socket socket;
+  SocketSlot slot;
+  std::string early_bytes;  // read together with the upgrade request: the first frames
+  std::string handshake;    // the 101 response, sent with the first write
+  Upgrade upgrade;
+};
+
+// Starts the WebSocket phase (websocket_session.cc); call on the socket's strand.
+void StartWebSocketSession(UpgradedSocket upgraded, Server::Impl& server);
+
+}  // namespace presenced::net

@@ -1,0 +1,132 @@
+// Private to src/net. WebSocketSession: one connection after a successful upgrade, until its
+// socket closes. It owns the socket, the frame reader (ws_codec.h), the bounded outbound queue and
+// the session's one timer (heartbeat, silence, outbound drain, close deadline: all decided with
+// the server's Clock), and reports the session to the Service (OnOpen, OnMessage, OnClose).
+//
+// Threading: everything runs on the session's strand (the executor of its socket). Peer calls,
+// `processed` callbacks and the Connection methods post to it from any thread.
+//
+// Ending: a session that sends a close frame stops delivering, writes it, shuts down its sending
+// side and keeps reading (discarding) until the peer closes or the close deadline passes. Reading
+// on means the kernel never answers the peer's unread bytes with a reset, which would destroy the
+// close frame still in the send buffer.
+#pragma once
+
+#include <memory>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "net/server_impl.h"
+#include "net/ws_codec.h"
+
+namespace presenced::net {
+
+class WebSocketSession final : public Connection,
+                               public std::enable_shared_from_this<WebSocketSession> {
+ public:
+  WebSocketSession(UpgradedSocket upgraded, Server::Impl& server);
+  ~WebSocketSession() override;
+
+  // Reports OnOpen and starts reading; call on the session's strand, once.
+  void Open(std::string early_bytes);
+
+  // Thread-safe entry points used by the Peer.
+  void PostSend(std::shared_ptr<const std::string> message);
+  void PostSendBatch(std::vector<std::shared_ptr<const std::string>> messages);
+  void PostClose(uint16_t code, std::string reason, bool abrupt);
+  // Lets the session read again once the service has caught up with what it sent (backpressure).
+  void OnProcessed(size_t bytes);
+
+  void PostCut() override;
+  void PostCutIfHttp() override {}
+  void PostCheckDeadlines() override;
+
+ private:
+  enum Report { kClean, kAbrupt, kNoReport };
+  struct Outgoing {
+    std::string header;                          // frame header, or a whole control frame
+    std::shared_ptr<const std::string> payload;  // message text (null for control frames)
+    bool droppable = true;                       // false for the handshake and the close frame
+    size_t size() const { return header.size() + (payload ? payload->size() : 0); }
+  };
+
+  // Input.
+  void ReadFrames();
+  void ReadAvailable();
+  void Drain();
+  void ProcessBytes(const char* data, size_t n);
+  void ProcessInput(std::string_view input, size_t& offset);
+  void MaybeResumeReading();
+  // Deadlines.
+  void ArmTimer();
+  void OnTimer();
+  // Output.
+  void Enqueue(std::shared_ptr<const std::string> message);
+  void CloseSlowConsumer(std::string_view why);
+  void Push(Outgoing o);
+  void QueuePong(std::string_view payload);
+  void QueuePing();
+  void NoteOutbound();
+  bool HasOutput() const;
+  void Write();
+  void WriteSome();
+  void OnWritten(beast::error_code ec, size_t n);
+  void Advance(size_t n);
+  void ReleaseWritten();
+  // Ending.
+  void CloseWith(uint16_t code, std::string_view reason, Report report, bool drop_unsent = false);
+  void ShutdownAndLinger();
+  void EndAbruptly();
+  void ReportClose(Report report);
+  void Finish();
+
+  size_t HighWater() const { return 16 * server_.options.max_frame_bytes; }
+  size_t LowWater() const { return 8 * server_.options.max_frame_bytes; }
+
+  tcp::socket socket_;
+  Server::Impl& server_;
+  SocketSlot slot_;
+  asio::steady_timer timer_;          // see ArmTimer
+  std::shared_ptr<void> attachment_;  // the service's, until OnOpen
+  const TimeMs heartbeat_ms_;         // this session's ping interval
+  const bool sends_on_open_;          // the 101 waits for the service's first frame
+
+  bool reported_ = false;
+  bool closing_ = false;    // a close frame is queued: nothing else is sent
+  bool lingering_ = false;  // ... and written, FIN sent: waiting for the peer's end
+  bool done_ = false;
+  bool reading_ = false;   // a read wait is pending
+  bool peer_eof_ = false;  // the peer shut down its sending side
+  const SessionId id_;
+  ws::MessageReader reader_;
+  std::string inbuf_;
+  // Deadlines, in the server clock's milliseconds.
+  TimeMs last_rx_ = 0;
+  TimeMs last_ping_ = 0;
+  TimeMs close_deadline_ = 0;
+  std::optional<TimeMs> over_bound_since_;  // out_bytes_ over the bound since
+  // Unsent output. out_bytes_ counts every byte not yet accepted by the kernel: the handshake,
+  // control frames, queued and in-flight messages.
+  std::string handshake_;  // the 101 response, until the first write
+  std::string pong_;       // the one pong waiting to be written (empty: none)
+  bool ping_pending_ = false;
+  std::vector<Outgoing> queue_;  // a deque would allocate even while empty
+  std::vector<Outgoing> batch_;  // being written: batch_[batch_pos_] from byte batch_off_ on
+  size_t batch_pos_ = 0;
+  size_t batch_off_ = 0;
+  bool trim_batch_ = false;  // drop the batch's unwritten frames at the next write completion
+  std::vector<asio::const_buffer> buffers_;
+  size_t out_bytes_ = 0;
+  size_t pending_messages_ = 0;  // text messages queued or being written
+  bool writing_ = false;
+  bool batching_ = false;  // queuing a batch: write once at its end
+  // Bytes of messages handed to the service and not yet processed. Above HighWater the session
+  // stops reading (TCP backpressure) until it falls below LowWater, so a flooding client cannot
+  // grow the service's inbox without bound.
+  std::atomic<size_t> inflight_bytes_{0};
+  bool read_paused_ = false;  // backpressure: inflight or outbound over its bound
+};
+
+}  // namespace presenced::net

@@ -1,0 +1,133 @@
+// The service adapter (see service.h): runs on I/O threads; presence work is posted to the
+// EngineLoop, everything else is answered here.
+#include "server/service.h"
+
+#include <spdlog/spdlog.h>
+
+#include <boost/url/parse.hpp>
+#include <vector>
+
+#include "common/utf8.h"
+#include "dashboard/assets.h"
+#include "protocol/codec.h"
+
+namespace presenced::server {
+
+Service::Service(EngineLoop& loop, protocol::Dispatcher& dispatcher, storage::Store& store,
+                 protocol::Metrics& metrics, const Config& config, const Clock& clock)
+    : loop_(loop),
+      dispatcher_(dispatcher),
+      store_(store),
+      metrics_(metrics),
+      config_(config),
+      clock_(clock) {}
+
+Result<net::Upgrade> Service::AuthorizeUpgrade(const HttpRequest& req) {
+  auto request = protocol::ParseUpgrade(req.target, config_.protocol.jwt_secret, clock_.NowMs(),
+                                        config_.protocol.engine.limits.max_id_bytes);
+  if (!request.ok()) return request.error();
+  // What the store remembers of the user is read here, on the I/O thread, so the engine thread
+  // never waits for the disk.
+  request->stored_user = Remembered(request->client_id);
+  request->heartbeat_ms = config_.net.heartbeat_ms;
+  net::Upgrade upgrade;
+  upgrade.heartbeat_ms = request->heartbeat_ms;
+  upgrade.sends_on_open = true;  // the dispatcher's `connected` frame carries the 101
+  upgrade.attachment = std::make_shared<protocol::ConnectRequest>(std::move(request).value());
+  return upgrade;
+}
+
+void Service::HandleHttp(HttpRequest req, std::function<void(HttpResponse)> done) {
+  if (auto response = AnswerInline(req)) return done(std::move(*response));
+  std::optional<storage::UserRecord> stored;
+  if (auto user = protocol::HttpRouteUser(req)) stored = Remembered(*user);
+  loop_.Post(
+      [this, req = std::move(req), stored = std::move(stored), done = std::move(done)]() mutable {
+        dispatcher_.Http(req, std::move(stored), std::move(done));
+      });
+}
+
+void Service::OnOpen(SessionId id, std::shared_ptr<void> attachment, std::shared_ptr<Peer> peer) {
+  // The attachment is the ConnectRequest AuthorizeUpgrade made.
+  auto request = std::static_pointer_cast<protocol::ConnectRequest>(std::move(attachment));
+  loop_.Post([this, id, request = std::move(request), peer = std::move(peer)]() mutable {
+    dispatcher_.Open(id, std::move(*request), std::move(peer));
+  });
+}
+
+void Service::OnMessage(SessionId id, std::string text,
+                        std::chrono::steady_clock::time_point received,
+                        std::function<void()> processed) {
+  loop_.Post([this, id, text = std::move(text), received, processed = std::move(processed)] {
+    dispatcher_.Message(id, text, received);
+    processed();
+  });
+}
+
+void Service::OnClose(SessionId id, bool clean) {
+  loop_.Post([this, id, clean] { dispatcher_.Closed(id, clean); });
+}
+
+HttpResponse Service::ErrorResponse(unsigned status, const Error& error) const {
+  return HttpResponse{status, protocol::ErrorBody(error)};
+}
+
+// The same rules as Dispatcher::Http for these routes: a target that does not parse, or whose
+// path or query is not UTF-8, is the dispatcher's to refuse; the dashboard's files (GET `/` and
+// `/dashboard/<file>`) need no key; healthz and metrics are GET only.
+std::optional<HttpResponse> Service::AnswerInline(const HttpRequest& req) const {
+  auto parsed = boost::urls::parse_origin_form(req.target);
+  if (!parsed) return std::nullopt;
+  const boost::urls::url_view url = *parsed;
+  std::vector<std::string> seg;
+  for (auto s : url.segments()) {
+    seg.emplace_back(s);
+    if (!IsValidUtf8(seg.back())) return std::nullopt;
+  }
+  for (auto p : url.params()) {
+    if (!IsValidUtf8(p.key) || !IsValidUtf8(p.value)) return std::nullopt;
+  }
+  const bool dashboard =
+      req.method == "GET" && (seg.empty() || (seg.size() == 2 && seg[0] == "dashboard"));
+  const dashboard::Asset* asset =
+      dashboard ? dashboard::FindAsset(seg.empty() ? "/index.html" : "/" + seg[1]) : nullptr;
+  const bool healthz = seg.size() == 2 && seg[0] == "v1" && seg[1] == "healthz";
+  const bool metrics = seg.size() == 1 && seg[0] == "metrics";
+  if (!asset && !healthz && !metrics) return std::nullopt;
+
+  metrics_.http_requests_total.fetch_add(1, std::memory_order_relaxed);
+  if (asset) return HttpResponse{200, std::string(asset->body), std::string(asset->content_type)};
+  if (req.method != "GET") {
+    return ErrorResponse(405, MakeError(ErrorCode::kMethodNotAllowed, "method not allowed"));
+  }
+  if (healthz) return HttpResponse{200, R"({"ok":true})"};
+  return RenderMetrics();
+}
+
+HttpResponse Service::RenderMetrics() const {
+  protocol::Gauges g = metrics_.EngineGauges();
+  const storage::StoreCounters sc = store_.counters();
+  g.storage_write_errors = sc.write_errors;
+  g.storage_dropped_writes = sc.dropped_writes;
+  g.storage_pending = sc.pending;
+  if (net_counters_) {
+    auto v = [](const std::atomic<uint64_t>& a) { return a.load(std::memory_order_relaxed); };
+    g.connections_open = v(net_counters_->connections_open);
+    g.connections_total = v(net_counters_->connections_total);
+    g.connections_refused = v(net_counters_->connections_refused);
+    g.queue_drops_total = v(net_counters_->queue_drops_total);
+  }
+  return HttpResponse{200, metrics_.Render(g), "text/plain; version=0.0.4"};
+}
+
+std::optional<storage::UserRecord> Service::Remembered(const std::string& client_id) {
+  auto r = store_.ReadUser(client_id);
+  if (!r.ok()) {
+    spdlog::warn("event=storage_read_failed client_id={} reason=\"{}\"", client_id,
+                 r.error().message);
+    return std::nullopt;
+  }
+  return *r;
+}
+
+}  // namespace presenced::server

@@ -1,0 +1,58 @@
+// Service: adapts the network layer (net::Service) to presenced. Every call that touches presence
+// state is posted to the EngineLoop; what needs no presence state is answered on the calling I/O
+// thread, never queued behind presence work: token checks and the store read of a connecting user
+// (AuthorizeUpgrade), the dashboard's files, GET /v1/healthz and GET /metrics (HandleHttp).
+//
+// Threading: every method is called on I/O threads and is thread-safe. Construct it before the
+// net::Server and hand it the server's counters (SetNetCounters) before Listen. Everything passed
+// to the constructor must outlive the Service.
+#pragma once
+
+#include <functional>
+#include <memory>
+#include <optional>
+#include <string>
+
+#include "common/clock.h"
+#include "net/server.h"
+#include "protocol/dispatcher.h"
+#include "protocol/metrics.h"
+#include "server/config.h"
+#include "server/engine_loop.h"
+#include "storage/store.h"
+
+namespace presenced::server {
+
+class Service final : public net::Service {
+ public:
+  Service(EngineLoop& loop, protocol::Dispatcher& dispatcher, storage::Store& store,
+          protocol::Metrics& metrics, const Config& config, const Clock& clock);
+
+  // The network layer's counters, rendered at /metrics. Call once, before the server listens.
+  void SetNetCounters(const net::Counters* counters) { net_counters_ = counters; }
+
+  Result<net::Upgrade> AuthorizeUpgrade(const HttpRequest& req) override;
+  void HandleHttp(HttpRequest req, std::function<void(HttpResponse)> done) override;
+  void OnOpen(SessionId id, std::shared_ptr<void> attachment, std::shared_ptr<Peer> peer) override;
+  void OnMessage(SessionId id, std::string text, std::chrono::steady_clock::time_point received,
+                 std::function<void()> processed) override;
+  void OnClose(SessionId id, bool clean) override;
+  HttpResponse ErrorResponse(unsigned status, const Error& error) const override;
+
+ private:
+  // The answer to a request served on the I/O thread (dashboard, healthz, metrics), or nullopt
+  // for one the dispatcher answers (presence routes, and every malformed request).
+  std::optional<HttpResponse> AnswerInline(const HttpRequest& req) const;
+  HttpResponse RenderMetrics() const;
+  std::optional<storage::UserRecord> Remembered(const std::string& client_id);
+
+  EngineLoop& loop_;
+  protocol::Dispatcher& dispatcher_;
+  storage::Store& store_;
+  protocol::Metrics& metrics_;
+  const Config& config_;
+  const Clock& clock_;
+  const net::Counters* net_counters_ = nullptr;
+};
+
+}  // namespace presenced::server
