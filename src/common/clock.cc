@@ -1,3 +1,4 @@
+// SystemClock, SteadyClock and ManualClock (clock.h); thread-safe.
 #include "common/clock.h"
 
 #include <chrono>

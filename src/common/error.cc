@@ -1,3 +1,4 @@
+// Error codes, their wire names and Error/Result helpers (error.h); no thread affinity.
 #include "common/error.h"
 
 namespace presenced {

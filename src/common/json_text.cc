@@ -1,3 +1,4 @@
+// JsonText (json_text.h): immutable shared JSON text; copies may cross threads.
 #include "common/json_text.h"
 
 #include <cstdlib>

@@ -1,3 +1,4 @@
+// SecureRandom (getrandom, thread-safe), SeededRandom and id helpers (random.h).
 #include "common/random.h"
 
 #include <sys/random.h>

@@ -1,3 +1,4 @@
+// UTF-8 validation, whole and incremental (utf8.h); pure, thread-compatible.
 #include "common/utf8.h"
 
 #include <cstring>

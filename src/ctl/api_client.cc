@@ -1,3 +1,4 @@
+// presencectl's REST client (api_client.h); blocking, on the calling thread.
 #include "ctl/api_client.h"
 
 #include <boost/asio/as_tuple.hpp>

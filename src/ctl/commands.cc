@@ -1,3 +1,4 @@
+// presencectl's subcommands (commands.h); main's thread only.
 #include "ctl/commands.h"
 
 #include <boost/json.hpp>

@@ -1,3 +1,4 @@
+// presencectl's --url parsing and request targets (endpoint.h); a value type.
 #include "ctl/endpoint.h"
 
 #include <boost/url.hpp>

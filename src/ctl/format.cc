@@ -1,3 +1,4 @@
+// presencectl's human-readable output (format.h); no I/O, any thread.
 #include "ctl/format.h"
 
 #include <algorithm>

@@ -1,3 +1,4 @@
+// `presencectl watch` over one WebSocket (watch.h); on the calling thread.
 #include "ctl/watch.h"
 
 #include <algorithm>

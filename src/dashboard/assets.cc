@@ -1,3 +1,4 @@
+// Lookup of the dashboard files embedded at build time (assets.h); any thread.
 #include "dashboard/assets.h"
 
 namespace presenced::dashboard {

@@ -1,3 +1,4 @@
+// EventRing (event_ring.h): one channel's recent events; the engine's thread.
 #include "engine/event_ring.h"
 
 #include <algorithm>

@@ -1,3 +1,4 @@
+// Shallow merge of presence data for `update` (json_merge.h); pure.
 #include "engine/json_merge.h"
 
 #include <boost/json.hpp>

@@ -1,3 +1,4 @@
+// TimerQueue (timer_queue.h): the engine's indexed deadline heap; the engine's thread.
 #include "engine/timer_queue.h"
 
 #include <cassert>

@@ -1,3 +1,4 @@
+// Names of the engine's value types on the wire (types.h); pure.
 #include "engine/types.h"
 
 namespace presenced::engine {

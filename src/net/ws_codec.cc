@@ -1,3 +1,4 @@
+// RFC 6455 server-side framing (ws_codec.h); pure, one reader per session.
 #include "net/ws_codec.h"
 
 #include <openssl/evp.h>

@@ -1,3 +1,4 @@
+// Args (args.h): request fields from JSON or from a REST path and query; pure.
 #include "protocol/args.h"
 
 #include <boost/json/parse.hpp>

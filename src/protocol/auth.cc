@@ -1,3 +1,4 @@
+// JWT verification and minting, channel patterns, API keys (auth.h); pure, thread-safe.
 #include "protocol/auth.h"
 
 #include <jwt.h>

@@ -1,3 +1,4 @@
+// The `/presence` command runner (chat_commands.h); the Dispatcher's thread.
 #include "protocol/chat_commands.h"
 
 #include <boost/json/parse.hpp>

@@ -1,3 +1,4 @@
+// Every frame and field of the wire contract (codec.h); pure, thread-safe.
 #include "protocol/codec.h"
 
 #include "protocol/commands.h"

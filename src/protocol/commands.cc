@@ -1,3 +1,4 @@
+// The `/presence` command parser (commands.h); pure.
 #include "protocol/commands.h"
 
 #include <cctype>

@@ -1,3 +1,4 @@
+// The Dispatcher (dispatcher.h): sessions in and out, the engine's EventSink; its one thread.
 #include "protocol/dispatcher.h"
 
 #include <algorithm>

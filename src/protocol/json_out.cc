@@ -1,3 +1,4 @@
+// Direct JSON writers into strings (json_out.h); pure, thread-safe.
 #include "protocol/json_out.h"
 
 namespace presenced::protocol {

@@ -1,3 +1,4 @@
+// Metrics (metrics.h): Prometheus text rendering; counters from any thread.
 #include "protocol/metrics.h"
 
 #include <cstdio>

@@ -1,3 +1,4 @@
+// Outbox (outbox.h): the round's frames per peer; the Dispatcher's thread.
 #include "protocol/outbox.h"
 
 namespace presenced::protocol {

@@ -1,3 +1,4 @@
+// The typed requests and their one Parse each (requests.h); pure.
 #include "protocol/requests.h"
 
 #include <algorithm>

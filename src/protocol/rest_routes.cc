@@ -1,3 +1,4 @@
+// The REST route table and its runner (rest_routes.h); the Dispatcher's thread.
 #include "protocol/rest_routes.h"
 
 #include <array>

@@ -1,3 +1,4 @@
+// SessionTable and RateLimiter (session_table.h); the Dispatcher's thread.
 #include "protocol/session_table.h"
 
 #include <algorithm>

@@ -1,3 +1,4 @@
+// StoreBridge (store_bridge.h): store answers posted back to the Dispatcher's thread.
 #include "protocol/store_bridge.h"
 
 #include <algorithm>

@@ -1,3 +1,4 @@
+// The upgrade query and its token (upgrade.h); pure, on I/O threads.
 #include "protocol/upgrade.h"
 
 #include <boost/url/parse.hpp>

@@ -1,3 +1,4 @@
+// Settings, their sources and checks (config.h); main's thread, at start.
 #include "server/config.h"
 
 #include <fcntl.h>

@@ -1,3 +1,4 @@
+// EngineLoop (engine_loop.h): the engine thread, its inbox and its timer.
 #include "server/engine_loop.h"
 
 #include <chrono>

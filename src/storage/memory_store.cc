@@ -1,3 +1,4 @@
+// MemoryStore (memory_store.h): bounded, not durable; thread-safe under one mutex.
 #include "storage/memory_store.h"
 
 #include <algorithm>

@@ -1,3 +1,4 @@
+// SqliteStore (sqlite_store.h): the durable store and its storage thread.
 #include "storage/sqlite_store.h"
 
 #include <fcntl.h>
