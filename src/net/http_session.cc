@@ -257,7 +257,7 @@ void HttpSession::WaitReadable() {
 void HttpSession::Drain() {
   for (int round = 0; round < 4; ++round) {
     beast::error_code ec;
-    stream_.socket().read_some(ReadBuffer(), ec);
+    stream_.socket().read_some(ReadBuffer(server_.options.read_buffer_bytes), ec);
     if (ec == asio::error::would_block || ec == asio::error::try_again) break;
     if (ec) return Finish();
   }

@@ -7,6 +7,7 @@
 // any thread (Run blocks on the calling thread, which becomes an I/O thread).
 #include "net/server.h"
 
+#include <algorithm>
 #include <boost/beast/core.hpp>
 
 #include "net/server_impl.h"
@@ -58,8 +59,19 @@ void Server::Impl::Accept() {
   });
 }
 
+namespace {
+// The tuning options are never zero (a zero read buffer or write batch would stall every session).
+NetOptions Normalized(NetOptions o) {
+  o.read_buffer_bytes = std::max<size_t>(o.read_buffer_bytes, 4096);
+  o.write_batch_frames = std::max<size_t>(o.write_batch_frames, 1);
+  o.write_batch_bytes = std::max<size_t>(o.write_batch_bytes, 1);
+  o.input_high_water_frames = std::max<size_t>(o.input_high_water_frames, 1);
+  return o;
+}
+}  // namespace
+
 Server::Server(NetOptions options, Service& service, const Clock& clock)
-    : impl_(std::make_unique<Impl>(std::move(options), service, clock)) {}
+    : impl_(std::make_unique<Impl>(Normalized(std::move(options)), service, clock)) {}
 
 Server::~Server() {
   Stop();

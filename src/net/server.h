@@ -36,6 +36,12 @@ struct NetOptions {
   // GET /v1/healthz, 503 otherwise), each for at most min(handshake_timeout_ms, 1 s); any more
   // are answered 503 without being read.
   size_t max_over_cap_sockets = 32;
+  // Tuning of the I/O path (not settings of the server; they are here so they are defined once):
+  size_t read_buffer_bytes = 64 * 1024;  // each I/O thread's read buffer, shared by its sessions
+  size_t write_batch_frames = 512;       // frames taken into one gather write, at most
+  size_t write_batch_bytes = 1 << 20;    // bytes taken into one gather write (a frame may pass it)
+  // Reading stops while this many max_frame_bytes of input wait for the service (backpressure).
+  size_t input_high_water_frames = 16;
 };
 
 // What the network layer counts. Updated by I/O threads; read (relaxed) from any thread.

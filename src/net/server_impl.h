@@ -105,9 +105,11 @@ class Server::Impl {
 // A server ping frame (empty payload).
 inline constexpr std::string_view kPingFrame("\x89\x00", 2);
 
-// The I/O thread's read buffer: sessions read into it and keep only what they must.
-inline asio::mutable_buffer ReadBuffer() {
-  thread_local std::vector<char> buf(64 * 1024);
+// The I/O thread's read buffer (NetOptions::read_buffer_bytes): sessions read into it and keep
+// only what they must.
+inline asio::mutable_buffer ReadBuffer(size_t bytes) {
+  thread_local std::vector<char> buf;
+  if (buf.size() != bytes) buf.resize(bytes);
   return asio::buffer(buf);
 }
 

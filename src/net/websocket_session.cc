@@ -129,7 +129,7 @@ void WebSocketSession::ReadFrames() {
 
 void WebSocketSession::ReadAvailable() {
   if (closing_) return Drain();
-  const asio::mutable_buffer buf = ReadBuffer();
+  const asio::mutable_buffer buf = ReadBuffer(server_.options.read_buffer_bytes);
   for (int round = 0; round < 4; ++round) {
     beast::error_code ec;
     const size_t n = socket_.read_some(buf, ec);
@@ -148,7 +148,7 @@ void WebSocketSession::ReadAvailable() {
 void WebSocketSession::Drain() {
   for (int round = 0; round < 4; ++round) {
     beast::error_code ec;
-    socket_.read_some(ReadBuffer(), ec);
+    socket_.read_some(ReadBuffer(server_.options.read_buffer_bytes), ec);
     if (ec == asio::error::would_block || ec == asio::error::try_again) break;
     if (ec) {
       peer_eof_ = true;
@@ -339,7 +339,8 @@ bool WebSocketSession::HasOutput() const {
 }
 
 // Writes what is queued in as few system calls as the kernel allows: the handshake first, then
-// control frames (they may go between any two frames), then up to 512 frames / 1 MiB.
+// control frames (they may go between any two frames), then up to write_batch_frames /
+// write_batch_bytes.
 void WebSocketSession::Write() {
   if (writing_ || done_ || !HasOutput()) return;
   writing_ = true;
@@ -360,7 +361,8 @@ void WebSocketSession::Write() {
   }
   size_t bytes = 0;
   size_t taken = 0;
-  while (taken < queue_.size() && batch_.size() < 512 && bytes < (1 << 20)) {
+  while (taken < queue_.size() && batch_.size() < server_.options.write_batch_frames &&
+         bytes < server_.options.write_batch_bytes) {
     bytes += queue_[taken].size();
     batch_.push_back(std::move(queue_[taken++]));
   }

@@ -82,7 +82,9 @@ class WebSocketSession final : public Connection,
   void ReportClose(Report report);
   void Finish();
 
-  size_t HighWater() const { return 16 * server_.options.max_frame_bytes; }
+  size_t HighWater() const {
+    return server_.options.input_high_water_frames * server_.options.max_frame_bytes;
+  }
   size_t LowWater() const { return 8 * server_.options.max_frame_bytes; }
 
   tcp::socket socket_;
