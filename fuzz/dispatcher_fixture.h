@@ -70,6 +70,8 @@ class RecordingPeer final : public Peer {
   void SendBatch(std::vector<std::shared_ptr<const std::string>> messages) override {
     for (const auto& m : messages) Record(*m);
   }
+  bool HasRoomFor(size_t, size_t) const override { return true; }
+  void NotifyWhenDrained() override {}
   void Close(uint16_t code, std::string reason, bool) override {
     if (Verbose()) std::fprintf(stderr, "  <- close %u %s\n", code, reason.c_str());
     FUZZ_CHECK(code == 1000 || code == 1001 || code == 1008 || code == 4000);
@@ -87,7 +89,24 @@ class RecordingPeer final : public Peer {
     if (Verbose()) {
       std::fprintf(stderr, "  <- %.*s\n", static_cast<int>(frame.size()), frame.data());
     }
-    boost::json::object o = CheckJsonObject(frame);
+    const boost::json::object o = CheckJsonObject(frame);
+    const boost::json::value* type = o.if_contains("type");
+    if (type != nullptr && type->is_string() && type->as_string() == "batch") {
+      // batch=1 (protocol-ext §1): two or more messages, none of them `connected`.
+      const boost::json::value* messages = o.if_contains("messages");
+      FUZZ_CHECK(messages != nullptr && messages->is_array() && messages->as_array().size() >= 2);
+      for (const boost::json::value& m : messages->as_array()) {
+        FUZZ_CHECK(m.is_object());
+        const boost::json::value* mt = m.as_object().if_contains("type");
+        FUZZ_CHECK(mt == nullptr || !mt->is_string() || mt->as_string() != "connected");
+        RecordMessage(m.as_object());
+      }
+      return;
+    }
+    RecordMessage(o);
+  }
+
+  void RecordMessage(const boost::json::object& o) {
     const boost::json::value* type = o.if_contains("type");
     FUZZ_CHECK(type != nullptr && type->is_string());
     const std::string_view t = type->as_string();

@@ -77,6 +77,7 @@ export class PresenceClient {
             reconnectBaseMs: 250,
             reconnectMaxMs: 10000,
             requestTimeoutMs: 10000,
+            batch: true,
             ...options,
         };
         void this.open().catch((e) => this.onOpenFailed(e));
@@ -194,6 +195,8 @@ export class PresenceClient {
         }
         if (this.connectionKey)
             url.searchParams.set("resume", this.connectionKey);
+        if (this.opts.batch)
+            url.searchParams.set("batch", "1");
         const Ctor = await this.socketFactory();
         if (this.closing)
             return;
@@ -236,6 +239,17 @@ export class PresenceClient {
         catch {
             return;
         }
+        if (frame.type === "batch" && Array.isArray(frame.messages)) {
+            for (const m of frame.messages)
+                this.onFrame(m);
+            return;
+        }
+        this.onFrame(frame);
+    }
+    // One server message (a frame's, or one of a batch's, in order). A `sync` may come at any time:
+    // after a resume that missed too much, or when this client read too slowly (the server then
+    // replaces the events it could not take by the channel's state).
+    onFrame(frame) {
         switch (frame.type) {
             case "connected":
                 return void this.onConnected(frame);

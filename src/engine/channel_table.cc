@@ -362,6 +362,15 @@ Status Engine::Unsubscribe(ConnectionHandle handle, std::string_view channel_nam
   return Status::Ok();
 }
 
+bool Engine::IsSubscribed(ConnectionHandle handle, std::string_view channel_name) {
+  Connection* c = Find(handle);
+  if (c == nullptr) return false;
+  for (const Subscription& s : c->subscriptions) {
+    if (s.channel->name == channel_name) return true;
+  }
+  return false;
+}
+
 void Engine::OnTtlTimer(Connection& c, TimerQueue::TimerId id) {
   for (const Membership& m : c.memberships) {
     Member& member = m.channel->members[m.slot];

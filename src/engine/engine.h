@@ -128,6 +128,8 @@ class Engine {
   Result<Subscribed> Subscribe(ConnectionHandle connection, std::string_view channel,
                                ActionMask actions, std::optional<uint64_t> since);
   Status Unsubscribe(ConnectionHandle connection, std::string_view channel);
+  // Whether the connection is subscribed to the channel (false for an unknown connection).
+  bool IsSubscribed(ConnectionHandle connection, std::string_view channel);
 
   // --- User status ---------------------------------------------------------------------------
   // `status`: kOnline returns to automatic; away/dnd/offline are set by hand. `text`: absent =

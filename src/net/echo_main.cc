@@ -41,6 +41,7 @@ class EchoService final : public net::Service {
     if (peer) peer->Send(std::make_shared<const std::string>(std::move(text)));
     processed();
   }
+  void OnDrained(SessionId) override {}
   void OnClose(SessionId id, bool) override {
     std::lock_guard lock(mu_);
     peers_.erase(id);

@@ -10,6 +10,7 @@
 #include <algorithm>
 #include <boost/beast/core.hpp>
 
+#include "common/cpu.h"
 #include "net/server_impl.h"
 
 namespace presenced::net {
@@ -120,7 +121,7 @@ void Server::OnSignal(std::function<void()> handler) {
 void Server::Run() {
   int n = impl_->options.io_threads > 0
               ? impl_->options.io_threads
-              : static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
+              : UsableCpus();  // the process's CPUs (affinity, cgroup quota), not the host's
   auto guard = asio::make_work_guard(impl_->ioc);
   for (int i = 1; i < n; ++i) impl_->threads.emplace_back([this] { impl_->ioc.run(); });
   impl_->ioc.run();

@@ -25,7 +25,7 @@ namespace presenced::net {
 struct NetOptions {
   std::string host = "127.0.0.1";
   uint16_t port = 7070;                 // 0 = any free port
-  int io_threads = 0;                   // 0 = one per core
+  int io_threads = 0;                   // 0 = one per usable CPU (common/cpu.h)
   size_t max_frame_bytes = 65536;       // largest client WebSocket message
   TimeMs heartbeat_ms = 15000;          // default ping interval; silent for 2 = abrupt drop
   TimeMs handshake_timeout_ms = 10000;  // to receive a complete HTTP request
@@ -84,6 +84,9 @@ class Service {
   // The session ended; `clean` after a close frame (either side), false for an abrupt drop.
   // Reported exactly once per opened session.
   virtual void OnClose(SessionId session, bool clean) = 0;
+  // The session's unsent output fell to at most half the outbound bound after its peer's
+  // NotifyWhenDrained. Called on the session's I/O thread; not after OnClose.
+  virtual void OnDrained(SessionId session) = 0;
   // The response for an error the network layer answers itself (400, 405, 413, 426, 431, 503 and
   // refused upgrades), so every error body has the service's shape. `status` is the status to
   // send. Called on any I/O thread (and once in Listen); must be thread-safe.

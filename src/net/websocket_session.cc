@@ -9,19 +9,41 @@ namespace {
 // after the session ended costs nothing and does nothing.
 class PeerImpl final : public Peer {
  public:
-  explicit PeerImpl(std::weak_ptr<WebSocketSession> s) : session_(std::move(s)) {}
+  PeerImpl(const std::shared_ptr<WebSocketSession>& s, size_t bound)
+      : session_(s), gauge_(s->gauge()), bound_(bound) {}
+  // Bytes handed over count as unsent from here on (HasRoomFor), until the strand queues them.
   void Send(std::shared_ptr<const std::string> message) override {
-    if (auto s = session_.lock()) s->PostSend(std::move(message));
+    if (auto s = session_.lock()) {
+      gauge_->handed.fetch_add(message->size(), std::memory_order_relaxed);
+      s->PostSend(std::move(message));
+    }
   }
   void SendBatch(std::vector<std::shared_ptr<const std::string>> messages) override {
-    if (auto s = session_.lock()) s->PostSendBatch(std::move(messages));
+    if (auto s = session_.lock()) {
+      size_t bytes = 0;
+      for (const auto& m : messages) bytes += m->size();
+      gauge_->handed.fetch_add(bytes, std::memory_order_relaxed);
+      s->PostSendBatch(std::move(messages));
+    }
   }
   void Close(uint16_t code, std::string reason, bool abrupt) override {
     if (auto s = session_.lock()) s->PostClose(code, std::move(reason), abrupt);
   }
+  bool HasRoomFor(size_t queued, size_t bytes) const override {
+    const size_t total = gauge_->total() + queued;
+    return total == 0 || total + bytes <= bound_;
+  }
+  void NotifyWhenDrained() override {
+    if (auto s = session_.lock()) {
+      gauge_->drain_wanted.store(true, std::memory_order_relaxed);
+      s->PostCheckDrained();
+    }
+  }
 
  private:
   std::weak_ptr<WebSocketSession> session_;
+  const std::shared_ptr<OutboundGauge> gauge_;
+  const size_t bound_;
 };
 
 }  // namespace
@@ -57,7 +79,9 @@ void WebSocketSession::Open(std::string early_bytes) {
   out_bytes_ += handshake_.size();
   beast::error_code ec;
   socket_.non_blocking(true, ec);
-  server_.service.OnOpen(id_, std::move(attachment_), std::make_shared<PeerImpl>(weak_from_this()));
+  server_.service.OnOpen(
+      id_, std::move(attachment_),
+      std::make_shared<PeerImpl>(shared_from_this(), server_.options.max_outbound_bytes));
   ArmTimer();
   if (!sends_on_open_) Write();  // the 101 now, else with the first frame
   ProcessBytes(early_bytes.data(), early_bytes.size());
@@ -86,6 +110,10 @@ void WebSocketSession::PostClose(uint16_t code, std::string reason, bool abrupt)
              [self = shared_from_this(), code, reason = std::move(reason), abrupt] {
                self->CloseWith(code, reason, abrupt ? kAbrupt : kClean);
              });
+}
+
+void WebSocketSession::PostCheckDrained() {
+  asio::post(socket_.get_executor(), [self = shared_from_this()] { self->CheckDrained(); });
 }
 
 void WebSocketSession::OnProcessed(size_t bytes) {
@@ -271,10 +299,14 @@ void WebSocketSession::OnTimer() {
 // ----- Output ---------------------------------------------------------------------------------
 
 void WebSocketSession::Enqueue(std::shared_ptr<const std::string> message) {
+  gauge_->handed.fetch_sub(message->size(), std::memory_order_relaxed);
   if (closing_ || done_) return;
-  // One message is always accepted when no other is waiting (a large snapshot must not drop a
-  // healthy client); a backlog over the bound is what marks a slow consumer.
-  if (pending_messages_ > 0 && out_bytes_ + message->size() > server_.options.max_outbound_bytes) {
+  // Keeping under the bound is the service's (Peer::HasRoomFor): it drops what it may. Over it,
+  // the drain deadline runs; a backlog past twice the bound is a slow consumer at once. One
+  // message is always accepted when no other is waiting (a large snapshot must not drop a healthy
+  // client).
+  if (pending_messages_ > 0 &&
+      out_bytes_ + message->size() > 2 * server_.options.max_outbound_bytes) {
     return CloseSlowConsumer("outbound queue full");
   }
   Outgoing o{ws::FrameHeader(ws::Opcode::kText, message->size()), std::move(message)};
@@ -331,6 +363,21 @@ void WebSocketSession::NoteOutbound() {
     MaybeResumeReading();
   } else if (read_paused_ && out_bytes_ <= bound / 2) {
     MaybeResumeReading();
+  }
+  gauge_->unsent.store(out_bytes_, std::memory_order_relaxed);
+  CheckDrained();
+}
+
+// Peer::NotifyWhenDrained: one OnDrained once the output (what is queued here and what is on its
+// way to this strand) is at most half the bound. Never after the session's end was reported.
+void WebSocketSession::CheckDrained() {
+  if (!gauge_->drain_wanted.load(std::memory_order_relaxed) || reported_ || closing_ || done_) {
+    return;
+  }
+  const size_t unsent = gauge_->handed.load(std::memory_order_relaxed) + out_bytes_;
+  if (unsent > server_.options.max_outbound_bytes / 2) return;
+  if (gauge_->drain_wanted.exchange(false, std::memory_order_relaxed)) {
+    server_.service.OnDrained(id_);
   }
 }
 

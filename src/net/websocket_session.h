@@ -12,6 +12,7 @@
 // close frame still in the send buffer.
 #pragma once
 
+#include <atomic>
 #include <memory>
 #include <optional>
 #include <string>
@@ -22,6 +23,17 @@
 #include "net/ws_codec.h"
 
 namespace presenced::net {
+
+// What a Peer reads of its session's output from other threads (Peer::HasRoomFor): the bytes
+// handed to the session and not yet queued on its strand, and the session's unsent bytes.
+struct OutboundGauge {
+  std::atomic<size_t> handed{0};
+  std::atomic<size_t> unsent{0};
+  std::atomic<bool> drain_wanted{false};  // Peer::NotifyWhenDrained, until OnDrained
+  size_t total() const {
+    return handed.load(std::memory_order_relaxed) + unsent.load(std::memory_order_relaxed);
+  }
+};
 
 class WebSocketSession final : public Connection,
                                public std::enable_shared_from_this<WebSocketSession> {
@@ -36,6 +48,8 @@ class WebSocketSession final : public Connection,
   void PostSend(std::shared_ptr<const std::string> message);
   void PostSendBatch(std::vector<std::shared_ptr<const std::string>> messages);
   void PostClose(uint16_t code, std::string reason, bool abrupt);
+  void PostCheckDrained();
+  const std::shared_ptr<OutboundGauge>& gauge() const { return gauge_; }
   // Lets the session read again once the service has caught up with what it sent (backpressure).
   void OnProcessed(size_t bytes);
 
@@ -69,6 +83,7 @@ class WebSocketSession final : public Connection,
   void QueuePong(std::string_view payload);
   void QueuePing();
   void NoteOutbound();
+  void CheckDrained();
   bool HasOutput() const;
   void Write();
   void WriteSome();
@@ -121,6 +136,7 @@ class WebSocketSession final : public Connection,
   bool trim_batch_ = false;  // drop the batch's unwritten frames at the next write completion
   std::vector<asio::const_buffer> buffers_;
   size_t out_bytes_ = 0;
+  const std::shared_ptr<OutboundGauge> gauge_ = std::make_shared<OutboundGauge>();
   size_t pending_messages_ = 0;  // text messages queued or being written
   bool writing_ = false;
   bool batching_ = false;  // queuing a batch: write once at its end

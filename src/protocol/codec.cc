@@ -197,15 +197,24 @@ std::string ConnectedFrame(const engine::Attached& attached, TimeMs heartbeat_ms
   return frame;
 }
 
-std::string SyncFrame(const engine::CatchUp& cu) {
+namespace {
+std::string Sync(std::string_view channel, std::span<const engine::MemberView> members,
+                 uint64_t serial) {
   std::string sync = R"({"type":"sync","channel":)";
-  AppendQuoted(sync, cu.channel);
+  AppendQuoted(sync, channel);
   sync += R"(,"members":)";
-  AppendMembers(sync, cu.members);
+  AppendMembers(sync, members);
   sync += R"(,"serial":)";
-  AppendUint(sync, cu.serial);
+  AppendUint(sync, serial);
   sync += '}';
   return sync;
+}
+}  // namespace
+
+std::string SyncFrame(const engine::CatchUp& cu) { return Sync(cu.channel, cu.members, cu.serial); }
+
+std::string SyncFrame(std::string_view channel, const engine::Snapshot& snapshot) {
+  return Sync(channel, snapshot.members, snapshot.serial);
 }
 
 void AppendSnapshotFields(std::string& out, const engine::Snapshot& snap, std::string_view epoch) {

@@ -46,6 +46,8 @@ std::string ConnectedFrame(const engine::Attached& attached, TimeMs heartbeat_ms
 // What a resumed connection missed on a channel whose events are gone: a fresh snapshot,
 // {"type":"sync","channel":..,"members":[..],"serial":N}.
 std::string SyncFrame(const engine::CatchUp& catch_up);
+// The same for a channel's current state (a slow subscriber's conflated events).
+std::string SyncFrame(std::string_view channel, const engine::Snapshot& snapshot);
 
 // Reply fields (`"a":..,"b":..`, no braces), as both a WebSocket reply and a REST body carry them.
 // `"members":[...],"serial":N,"epoch":S` (get, REST presence).

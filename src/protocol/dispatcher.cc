@@ -15,7 +15,8 @@ Dispatcher::Dispatcher(DispatcherOptions options, const presenced::Clock& clock,
       metrics_(metrics),
       engine_(options_.engine, clock, random, *this),
       store_(store, engine_, clock, std::move(post), options_.last_seen_checkpoint_ms),
-      core_{options_, clock, engine_, store_} {}
+      core_{options_, clock, engine_, store_},
+      outbox_(options_.max_batch_bytes) {}
 
 void Dispatcher::Tick() {
   engine_.Tick();
@@ -72,7 +73,9 @@ void Dispatcher::Open(SessionId id, ConnectRequest request, std::shared_ptr<Peer
   Session& s = sessions_.Add(Session{id, attached.handle, std::move(peer), request.client_id,
                                      std::move(request.channel_patterns),
                                      RateLimiter(options_.rate_burst, clock_.NowMs())});
+  s.batch = request.batch;
   Reply(s, ConnectedFrame(attached, request.heartbeat_ms, resumed.has_value(), options_.epoch));
+  outbox_.Seal(s);  // `connected` is never packed into a batch
   if (resumed) {
     for (const engine::CatchUp& cu : resumed->catch_up) {
       if (cu.snapshot) {
@@ -112,6 +115,41 @@ void Dispatcher::Shutdown() {
 void Dispatcher::ClosePeer(const std::shared_ptr<Peer>& peer, uint16_t code, std::string reason) {
   FlushOutbound();
   peer->Close(code, std::move(reason));
+}
+
+void Dispatcher::Drained(SessionId id) {
+  Session* s = sessions_.ById(id);
+  if (s == nullptr) return;
+  s->drain_requested = false;
+  for (const std::string& channel : s->conflated) {
+    // Unsubscribed meanwhile: nothing is owed.
+    if (!engine_.IsSubscribed(s->handle, channel)) continue;
+    Reply(*s, SyncFrame(channel, engine_.Get(channel)));
+    metrics_.sync_conflations_total.fetch_add(1, std::memory_order_relaxed);
+  }
+  s->conflated.clear();
+}
+
+void Dispatcher::DeliverEvent(engine::ConnectionHandle handle, std::string_view channel,
+                              const Frame& frame) {
+  Session* s = sessions_.ByHandle(handle);
+  if (s == nullptr) return;
+  if (!s->conflated.empty() &&
+      std::find(s->conflated.begin(), s->conflated.end(), channel) != s->conflated.end()) {
+    return;  // already owed a sync for this channel: the sync will carry this event's effect
+  }
+  if (!s->peer->HasRoomFor(outbox_.QueuedBytes(*s), frame->size())) {
+    // A slow subscriber (protocol-ext §1): its output does not grow; the channel's events are
+    // replaced by one `sync` once it drained below half the bound.
+    s->conflated.emplace_back(channel);
+    if (!s->drain_requested) {
+      s->drain_requested = true;
+      s->peer->NotifyWhenDrained();
+    }
+    return;
+  }
+  outbox_.Queue(*s, frame);
+  metrics_.deliveries_total.fetch_add(1, std::memory_order_relaxed);
 }
 
 void Dispatcher::SendTo(engine::ConnectionHandle handle, const Frame& frame) {
@@ -203,7 +241,7 @@ void Dispatcher::OnPresence(const engine::PresenceEvent& event,
                             std::span<const engine::ConnectionHandle> recipients) {
   metrics_.events_total.fetch_add(1, std::memory_order_relaxed);
   auto frame = std::make_shared<const std::string>(EventFrame(event));
-  for (engine::ConnectionHandle h : recipients) SendTo(h, frame);
+  for (engine::ConnectionHandle h : recipients) DeliverEvent(h, event.channel, frame);
   store_.store().AppendEvent(storage::StoredEvent{std::string(event.channel), event.serial,
                                                   event.member.timestamp, std::move(frame)});
 }

@@ -49,6 +49,9 @@ class Dispatcher final : public engine::EventSink {
   void Message(SessionId session, std::string_view text, Clock::time_point received);
   // The session ended: `clean` after a close frame, otherwise an abrupt drop.
   void Closed(SessionId session, bool clean);
+  // The session's output drained after Peer::NotifyWhenDrained: each channel whose events were
+  // dropped for it (a slow subscriber) gets its `sync`.
+  void Drained(SessionId session);
   // A REST request (the API key is checked here). `stored` is what the store remembers of the
   // user the request acts for (HttpRouteUser), read off this thread. `done` is called exactly
   // once, on this thread: at once, or from a task run through the Poster.
@@ -88,6 +91,8 @@ class Dispatcher final : public engine::EventSink {
   // Ends a session's part here (its frames still go out).
   void Forget(std::unique_ptr<Session> s);
   void SendTo(engine::ConnectionHandle handle, const Frame& frame);
+  // An event to a subscriber: queued when the peer has room, else dropped and owed a `sync`.
+  void DeliverEvent(engine::ConnectionHandle handle, std::string_view channel, const Frame& frame);
 
   DispatcherOptions options_;
   const presenced::Clock& clock_;

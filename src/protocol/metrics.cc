@@ -82,6 +82,9 @@ std::string Metrics::Render(const Gauges& e) const {
          v(rate_limited_total));
   Metric(out, "presenced_events_total", "counter", "Presence events produced (events in).",
          v(events_total));
+  Metric(out, "presenced_sync_conflations_total", "counter",
+         "Sync frames sent to slow subscribers in place of the events they could not take.",
+         v(sync_conflations_total));
   Metric(out, "presenced_deliveries_total", "counter",
          "Event and status frames queued to sockets (events out).", v(deliveries_total));
   Metric(out, "presenced_queue_drops_total", "counter",

@@ -46,8 +46,9 @@ struct Metrics {
   std::atomic<uint64_t> requests_total{0};  // WebSocket requests handled
   std::atomic<uint64_t> request_errors_total{0};
   std::atomic<uint64_t> rate_limited_total{0};
-  std::atomic<uint64_t> events_total{0};      // presence events produced
-  std::atomic<uint64_t> deliveries_total{0};  // event and status frames queued to sockets
+  std::atomic<uint64_t> events_total{0};            // presence events produced
+  std::atomic<uint64_t> sync_conflations_total{0};  // `sync` frames replacing dropped events
+  std::atomic<uint64_t> deliveries_total{0};        // event and status frames queued to sockets
   std::atomic<uint64_t> http_requests_total{0};
   LatencyHistogram request_latency;
 

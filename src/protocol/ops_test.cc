@@ -122,6 +122,8 @@ class CountingPeer final : public Peer {
     for (auto& m : ms) frames.push_back(*m);
   }
   void Close(uint16_t, std::string, bool) override {}
+  bool HasRoomFor(size_t, size_t) const override { return true; }
+  void NotifyWhenDrained() override {}
   std::vector<std::string> frames;
   int batches = 0;
 };

@@ -21,6 +21,7 @@ struct DispatcherOptions {
   std::string api_key;                     // for REST (set at start: file or setting)
   std::string jwt_secret;                  // for POST /v1/tokens (set at start)
   TimeMs last_seen_checkpoint_ms = 10000;  // how often connected users' lastSeen is stored
+  size_t max_batch_bytes = 1 << 20;        // largest `batch` frame for `batch=1` sessions
 };
 
 // Runs a task on the Dispatcher's thread later, after the current call. Thread-safe. The store's

@@ -18,6 +18,7 @@ struct ConnectRequest {
   std::string device;
   std::optional<std::string> resume_key;
   std::optional<TimeMs> remain_present_for_ms;
+  bool batch = false;       // `batch=1`: several messages may share one frame (protocol-ext §1)
   TimeMs heartbeat_ms = 0;  // the session's ping interval, as the network layer runs it
   // What the durable store remembers of this user (read on the I/O thread during the upgrade).
   std::optional<storage::UserRecord> stored_user;

@@ -40,6 +40,11 @@ struct Session {
   std::optional<std::vector<std::string>> channel_patterns;  // absent = all channels
   RateLimiter limiter;
   int32_t outbox_entry = -1;  // this round's entry in the Outbox, if any
+  bool batch = false;         // `batch=1`: the round's messages go out packed (Outbox::Flush)
+  // Slow subscriber (protocol-ext §1): the channels whose events were dropped for want of room,
+  // each owed a `sync` once the peer drained (Dispatcher::Drained).
+  std::vector<std::string> conflated = {};
+  bool drain_requested = false;  // Peer::NotifyWhenDrained is pending
 };
 
 class SessionTable {

@@ -32,6 +32,13 @@ Result<ConnectRequest> ParseUpgrade(std::string_view target, std::string_view se
         return BadRequest("remainPresentForMs must be a non-negative integer");
       }
       req.remain_present_for_ms = v;
+    } else if (p.key == "batch") {
+      // protocol-ext §1: opt-in batched frames.
+      if (p.value == "1" || p.value == "true") {
+        req.batch = true;
+      } else if (p.value != "0" && p.value != "false") {
+        return BadRequest("batch must be 1 or 0");
+      }
     }
   }
   auto claims = VerifyToken(token, secret, now);

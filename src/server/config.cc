@@ -102,7 +102,7 @@ const std::vector<Setting>& Table() {
     add("api_key", "API key for REST (default: generated into data_dir)",
         Text(FIELD(protocol.api_key)));
     add("log_level", "trace, debug, info, warn, error, off", Text(FIELD(log_level)));
-    add("io_threads", "I/O threads (0 = one per core)",
+    add("io_threads", "I/O threads (0 = one per usable CPU: affinity mask and cgroup quota)",
         Int(FIELD(net.io_threads), "io_threads", 0, 256));
     add("heartbeat_ms", "ping interval; silent for two intervals = abrupt drop",
         Int(FIELD(net.heartbeat_ms), "heartbeat_ms", 10, kHour));

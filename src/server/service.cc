@@ -68,6 +68,10 @@ void Service::OnClose(SessionId id, bool clean) {
   loop_.Post([this, id, clean] { dispatcher_.Closed(id, clean); });
 }
 
+void Service::OnDrained(SessionId id) {
+  loop_.Post([this, id] { dispatcher_.Drained(id); });
+}
+
 HttpResponse Service::ErrorResponse(unsigned status, const Error& error) const {
   return HttpResponse{status, protocol::ErrorBody(error)};
 }

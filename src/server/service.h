@@ -37,6 +37,7 @@ class Service final : public net::Service {
   void OnMessage(SessionId id, std::string text, std::chrono::steady_clock::time_point received,
                  std::function<void()> processed) override;
   void OnClose(SessionId id, bool clean) override;
+  void OnDrained(SessionId id) override;
   HttpResponse ErrorResponse(unsigned status, const Error& error) const override;
 
  private:

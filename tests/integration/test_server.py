@@ -300,6 +300,22 @@ class LifecycleTest(ServerTest):
         again = await self.connect("mover", resume=a.connected["connectionKey"])
         self.assertFalse(again.connected["resumed"])
 
+    async def test_batch_1_packs_a_resumed_connections_catch_up_but_never_connected(self):
+        ch = unique()
+        a = await self.connect("batcher", remainPresentForMs=2000, batch=1)
+        await a.ok("subscribe", channel=ch)
+        a.drop()
+        b = await self.connect()
+        await b.ok("enter", channel=ch, data=1)
+        await b.ok("update", channel=ch, data=2)
+        r = await self.connect("batcher", resume=a.connected["connectionKey"], batch=1,
+                               remainPresentForMs=2000)
+        self.assertTrue(r.connected["resumed"])  # `connected` came as a frame of its own
+        f = await r.next()
+        self.assertEqual(f["type"], "batch")
+        self.assertEqual([(m["type"], m["action"], m["member"]["data"]) for m in f["messages"]],
+                         [("presence", "enter", 1), ("presence", "update", 2)])
+
     async def test_resume_while_the_old_socket_is_alive_closes_the_old_one(self):
         a = await self.connect("twin")
         b = await self.connect("twin", resume=a.connected["connectionKey"])
@@ -534,10 +550,8 @@ class SlowConsumerTest(ServerTest):
     settings = dict(ServerTest.settings, heartbeat_ms=10000, max_outbound_bytes=1 << 20,
                     rate_per_second=100000, rate_burst=100000)
 
-    async def test_slow_consumer_is_dropped_instead_of_growing_memory(self):
+    async def test_a_slow_subscriber_gets_a_sync_instead_of_growing_memory(self):
         ch = unique()
-        w = await self.connect()
-        await w.ok("subscribe", channel=ch, actions=["leave"])
         raw = RawClient(self.server, self.server.token(unique("slow")), rcvbuf=4096, remainPresentForMs=0)
         raw.read_frame()
         raw.send_frame(json.dumps({"op": "enter", "id": 1, "channel": ch}))
@@ -552,13 +566,50 @@ class SlowConsumerTest(ServerTest):
                                                   "channel": ch, "data": "y" * 15000}))
             for i in range(20):
                 await writer.next("reply")
-        # Dropped as abrupt (grace 0 here), so its member leaves with reason timeout.
-        e = await w.presence(ch)
-        self.assertEqual((e["member"]["clientId"].startswith("slow"), e["reason"]), (True, "timeout"))
+        await writer.ok("update", channel=ch, data="last")
+        last_serial = (await writer.ok("get", channel=ch))["serial"]
+        # protocol-ext section 1: not dropped, its events are; nothing is sent until it drains.
         _, text = self.server.http("GET", "/metrics", key=False)
-        self.assertIn("presenced_queue_drops_total 1\n", text)
-        raw.close()
+        self.assertIn("presenced_queue_drops_total 0\n", text)
+        self.assertIn("presenced_sync_conflations_total 0\n", text)
 
+        def read_until_sync():
+            serials, replies = [], []
+            while True:
+                opcode, payload = raw.read_frame()
+                if opcode != 1:
+                    continue
+                m = json.loads(payload)
+                if m["type"] == "presence":
+                    serials.append(m["serial"])
+                elif m["type"] == "reply":
+                    replies.append(m["id"])
+                elif m["type"] == "sync":
+                    return serials, replies, m
+        loop = asyncio.get_running_loop()
+        serials, replies, sync = await loop.run_in_executor(None, read_until_sync)
+        self.assertEqual(replies, [1, 2])  # replies are never dropped
+        self.assertEqual(serials, sorted(serials))
+        self.assertEqual(sync["channel"], ch)
+        # The state once it drained: the writer's last data, at the last serial.
+        self.assertEqual(sync["serial"], last_serial)
+        data = {m["clientId"].split("-")[0]: m.get("data") for m in sync["members"]}
+        self.assertEqual(data["writer"], "last")
+        self.assertGreater(sync["serial"], serials[-1] if serials else 0)
+        # Still connected, and the next event follows the sync's serial.
+        raw.send_frame(json.dumps({"op": "ping", "id": 3}))
+        await writer.ok("update", channel=ch, data="after")
+        def next_event():
+            while True:
+                opcode, payload = raw.read_frame()
+                if opcode == 1 and json.loads(payload)["type"] == "presence":
+                    return json.loads(payload)
+        e = await loop.run_in_executor(None, next_event)
+        self.assertEqual(e["serial"], sync["serial"] + 1)
+        _, text = self.server.http("GET", "/metrics", key=False)
+        self.assertIn("presenced_sync_conflations_total 1\n", text)
+        self.assertIn("presenced_queue_drops_total 0\n", text)
+        raw.close()
 
     async def test_a_single_large_reply_does_not_drop_a_healthy_client(self):
         ch = unique()

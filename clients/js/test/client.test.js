@@ -217,3 +217,21 @@ test("a bad URL is reported as an error event, never thrown", async () => {
   assert.equal(errors[0].code, "internal");
   await c.close();
 });
+
+test("batched and unbatched clients see the same burst, in order (batch=1 is the default)", async () => {
+  const ch = unique();
+  const writer = connect(unique("writer"));
+  const batched = connect(unique("batched"));
+  const plain = connect(unique("plain"), { batch: false });
+  const got = { batched: [], plain: [] };
+  await batched.channel(ch).presence.subscribe((e) => got.batched.push(e));
+  await plain.channel(ch).presence.subscribe((e) => got.plain.push(e));
+  await writer.channel(ch).presence.enter(0);
+  // Pipelined: the server handles many in one round, so the batched client gets them packed.
+  await Promise.all(Array.from({ length: 50 }, (_, i) => writer.channel(ch).presence.update(i + 1)));
+  await waitFor(() => got.batched.length === 51 && got.plain.length === 51, 8000, "the burst");
+  assert.deepEqual(got.batched.map((e) => e.serial), got.plain.map((e) => e.serial));
+  for (let i = 1; i < 51; i++) assert.equal(got.batched[i].serial, got.batched[i - 1].serial + 1);
+  assert.deepEqual(batched.channel(ch).presence.members()[0].data, 50);
+  assert.deepEqual(plain.channel(ch).presence.members()[0].data, 50);
+});

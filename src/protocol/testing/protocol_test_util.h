@@ -119,6 +119,16 @@ class RecordingPeer final : public Peer {
     if (closed_) ADD_FAILURE() << "peer closed twice (" << code << " " << reason << ")";
     closed_ = CloseRecord{code, std::move(reason), abrupt};
   }
+  // The outbound bound as the network layer keeps it: `unsent` bytes wait (set by the test), and
+  // at most `room_bytes` may be unsent in all (unbounded by default).
+  bool HasRoomFor(size_t queued, size_t bytes) const override {
+    const size_t total = unsent + queued;
+    return total == 0 || total + bytes <= room_bytes;
+  }
+  void NotifyWhenDrained() override { ++drain_requests; }
+  size_t unsent = 0;
+  size_t room_bytes = SIZE_MAX;
+  size_t drain_requests = 0;
 
   // Every frame received since the last Take/Clear, oldest first.
   const std::vector<json::object>& frames() const { return frames_; }
@@ -178,6 +188,7 @@ struct ConnectOptions {
   std::optional<std::string> remain_present_for_ms;  // `remainPresentForMs=`, as sent
   int64_t token_ttl_s = 3600;
   TimeMs heartbeat_ms = kTestHeartbeatMs;
+  bool batch = false;  // `batch=1`
 };
 
 // The options of Connect(client_id, options...), e.g. Connect("a", Device{"phone"},
@@ -200,6 +211,7 @@ struct TokenTtl {
 struct Heartbeat {
   TimeMs ms;
 };
+struct Batch {};
 inline void ApplyOption(ConnectOptions& o, Channels v) { o.channels = std::move(v.patterns); }
 inline void ApplyOption(ConnectOptions& o, Device v) { o.device = std::move(v.name); }
 inline void ApplyOption(ConnectOptions& o, Resume v) { o.resume = std::move(v.key); }
@@ -208,6 +220,7 @@ inline void ApplyOption(ConnectOptions& o, RemainPresentFor v) {
 }
 inline void ApplyOption(ConnectOptions& o, TokenTtl v) { o.token_ttl_s = v.seconds; }
 inline void ApplyOption(ConnectOptions& o, Heartbeat v) { o.heartbeat_ms = v.ms; }
+inline void ApplyOption(ConnectOptions& o, Batch) { o.batch = true; }
 template <typename... Opts>
 ConnectOptions MakeConnectOptions(Opts... opts) {
   ConnectOptions o;
@@ -274,6 +287,7 @@ class ProtocolHarness {
     if (!o.device.empty()) target += "&device=" + o.device;
     if (o.resume) target += "&resume=" + *o.resume;
     if (o.remain_present_for_ms) target += "&remainPresentForMs=" + *o.remain_present_for_ms;
+    if (o.batch) target += "&batch=1";
     return UpgradeTarget(target, o.heartbeat_ms);
   }
   Result<ConnectRequest> UpgradeTarget(std::string_view target,
