@@ -225,6 +225,11 @@ Result<Resumed> Engine::Resume(std::string_view connection_key, std::string_view
   return out;
 }
 
+const Identity* Engine::IdentityOf(ConnectionHandle handle) {
+  Connection* c = Find(handle);
+  return c == nullptr ? nullptr : &*c->identity;
+}
+
 Status Engine::Touch(ConnectionHandle handle) {
   Begin();
   Connection* c = Find(handle);

@@ -104,6 +104,9 @@ class Engine {
   // is replaced; the connection keeps members, subscriptions and watches; no event is emitted.
   Result<Resumed> Resume(std::string_view connection_key, std::string_view client_id,
                          TimeMs remain_present_for_ms);
+  // Who the connection is (clientId, connectionId, device), or null for an unknown handle. Valid
+  // until the next call into the Engine.
+  const Identity* IdentityOf(ConnectionHandle connection);
   // Records activity of the connection's device (for read-only requests answered ok).
   Status Touch(ConnectionHandle connection);
   // Graceful shutdown: closes every connection cleanly (members leave with reason disconnected).

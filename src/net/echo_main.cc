@@ -42,7 +42,7 @@ class EchoService final : public net::Service {
     processed();
   }
   void OnDrained(SessionId) override {}
-  void OnClose(SessionId id, bool) override {
+  void OnClose(SessionId id, bool, const net::CloseInfo&) override {
     std::lock_guard lock(mu_);
     peers_.erase(id);
   }

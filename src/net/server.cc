@@ -60,6 +60,30 @@ void Server::Impl::Accept() {
   });
 }
 
+std::string_view CloseCauseName(CloseCause cause) {
+  switch (cause) {
+    case CloseCause::kClientClosed:
+      return "client_closed";
+    case CloseCause::kConnectionLost:
+      return "connection_lost";
+    case CloseCause::kHeartbeatTimeout:
+      return "heartbeat_timeout";
+    case CloseCause::kSlowConsumer:
+      return "slow_consumer";
+    case CloseCause::kProtocolError:
+      return "protocol_error";
+    case CloseCause::kInvalidUtf8:
+      return "invalid_utf8";
+    case CloseCause::kMessageTooLarge:
+      return "message_too_large";
+    case CloseCause::kServiceClosed:
+      return "service_closed";
+    case CloseCause::kServerStopped:
+      return "server_stopped";
+  }
+  return "unknown";
+}
+
 namespace {
 // The tuning options are never zero (a zero read buffer or write batch would stall every session).
 NetOptions Normalized(NetOptions o) {

@@ -9,12 +9,14 @@
 // headers are included only in src/net/*.cc and src/net's private headers.
 #pragma once
 
+#include <array>
 #include <atomic>
 #include <chrono>
 #include <cstdint>
 #include <functional>
 #include <memory>
 #include <string>
+#include <string_view>
 
 #include "common/clock.h"
 #include "common/error.h"
@@ -44,12 +46,35 @@ struct NetOptions {
   size_t input_high_water_frames = 16;
 };
 
+// Why a WebSocket session ended, as the network layer saw it.
+enum class CloseCause : uint8_t {
+  kClientClosed,      // the client's close frame
+  kConnectionLost,    // the TCP connection ended (or failed) without a close frame
+  kHeartbeatTimeout,  // silent for two heartbeat intervals
+  kSlowConsumer,      // 4008: the output did not drain (or grew past twice the bound)
+  kProtocolError,     // 1002: a frame RFC 6455 forbids
+  kInvalidUtf8,       // 1007
+  kMessageTooLarge,   // 1009: over max_frame_bytes
+  kServiceClosed,     // the service closed it (Peer::Close; the code says why)
+  kServerStopped,     // the server stopped (Stop, or a cut after StopAccepting)
+};
+inline constexpr size_t kCloseCauseCount = 9;
+// The cause's name, as in `presenced_disconnects_total{reason=...}` and the logs.
+std::string_view CloseCauseName(CloseCause cause);
+
+struct CloseInfo {
+  CloseCause cause = CloseCause::kConnectionLost;
+  uint16_t code = 0;   // the close code sent (0: none)
+  std::string reason;  // the close frame's reason text, if any
+};
+
 // What the network layer counts. Updated by I/O threads; read (relaxed) from any thread.
 struct Counters {
   std::atomic<uint64_t> connections_open{0};     // WebSocket sessions now
   std::atomic<uint64_t> connections_total{0};    // accepted WebSocket sessions
   std::atomic<uint64_t> connections_refused{0};  // over max connections, refused upgrades
   std::atomic<uint64_t> queue_drops_total{0};    // sessions dropped for a full outbound queue
+  std::array<std::atomic<uint64_t>, kCloseCauseCount> disconnects{};  // ended sessions, by cause
 };
 
 // An accepted WebSocket upgrade.
@@ -81,9 +106,9 @@ class Service {
   virtual void OnMessage(SessionId session, std::string text,
                          std::chrono::steady_clock::time_point received,
                          std::function<void()> processed) = 0;
-  // The session ended; `clean` after a close frame (either side), false for an abrupt drop.
-  // Reported exactly once per opened session.
-  virtual void OnClose(SessionId session, bool clean) = 0;
+  // The session ended; `clean` after a close frame (either side), false for an abrupt drop;
+  // `info` says why. Reported exactly once per opened session.
+  virtual void OnClose(SessionId session, bool clean, const CloseInfo& info) = 0;
   // The session's unsent output fell to at most half the outbound bound after its peer's
   // NotifyWhenDrained. Called on the session's I/O thread; not after OnClose.
   virtual void OnDrained(SessionId session) = 0;

@@ -38,6 +38,7 @@ class EchoService final : public Service {
   struct Closed {
     SessionId id;
     bool clean;
+    CloseInfo info;
   };
 
   bool echo = true;             // set before traffic
@@ -124,9 +125,9 @@ class EchoService final : public Service {
     return peers_.size() == 1 ? peers_.begin()->second : nullptr;
   }
 
-  void OnClose(SessionId id, bool clean) override {
+  void OnClose(SessionId id, bool clean, const CloseInfo& info) override {
     MutexLock lock(mu_);
-    closed_.push_back(Closed{id, clean});
+    closed_.push_back(Closed{id, clean, info});
     peers_.erase(id);
     changed_.notify_all();
   }
@@ -377,6 +378,7 @@ TEST_F(NetServerTest, SilentForTwoIntervalsIsDroppedAbruptly) {
   auto closed = service_.WaitClosed();
   ASSERT_TRUE(closed);
   EXPECT_FALSE(closed->clean);
+  EXPECT_EQ(closed->info.cause, CloseCause::kHeartbeatTimeout);
   EXPECT_TRUE(c->ReadUntilEof());
 }
 
@@ -406,6 +408,7 @@ TEST_F(NetServerTest, ClientCloseIsEchoedAndReportedClean) {
   auto closed = service_.WaitClosed();
   ASSERT_TRUE(closed);
   EXPECT_TRUE(closed->clean);
+  EXPECT_EQ(closed->info.cause, CloseCause::kClientClosed);
   EXPECT_TRUE(c->ReadUntilEof());
 }
 
@@ -420,6 +423,9 @@ TEST_F(NetServerTest, ServiceCloseSendsItsCodeAndReason) {
   auto closed = service_.WaitClosed();
   ASSERT_TRUE(closed);
   EXPECT_TRUE(closed->clean);
+  EXPECT_EQ(closed->info.cause, CloseCause::kServiceClosed);
+  EXPECT_EQ(closed->info.code, 4000);
+  EXPECT_EQ(closed->info.reason, "superseded");
 }
 
 TEST_F(NetServerTest, InvalidUtf8Closes1007) {
@@ -481,6 +487,7 @@ TEST_F(NetServerTest, BacklogPastTwiceTheOutboundBoundCloses4008) {
   auto closed = service_.WaitClosed();
   ASSERT_TRUE(closed);
   EXPECT_FALSE(closed->clean);
+  EXPECT_EQ(closed->info.cause, CloseCause::kSlowConsumer);
   auto f = c->ReadFrameOf(kClose);
   ASSERT_TRUE(f);
   EXPECT_EQ(f->CloseCode(), ws::kCloseSlowConsumer);
@@ -503,6 +510,7 @@ TEST_F(NetServerTest, OutputThatDoesNotDrainFor2IntervalsCloses4008) {
   auto closed = service_.WaitClosed();
   ASSERT_TRUE(closed);
   EXPECT_FALSE(closed->clean);
+  EXPECT_EQ(closed->info.cause, CloseCause::kSlowConsumer);
   // The frame on the wire is completed, then the close frame follows.
   auto big = c->ReadFrame();
   ASSERT_TRUE(big);
@@ -629,6 +637,19 @@ TEST_F(NetServerTest, CountersFollowSessions) {
   ASSERT_TRUE(server_->WaitForSessions(kWait));
   EXPECT_EQ(counters.connections_open.load(), 0u);
   EXPECT_EQ(counters.connections_total.load(), 1u);
+  EXPECT_EQ(counters.disconnects[static_cast<size_t>(CloseCause::kClientClosed)].load(), 1u);
+  EXPECT_EQ(CloseCauseName(CloseCause::kClientClosed), "client_closed");
+}
+
+TEST_F(NetServerTest, ProtocolErrorsAreReportedWithTheirCause) {
+  Start();
+  auto c = Open();
+  c->WriteFrame(kText, std::string(2000, 'x'));  // over max_frame_bytes
+  ASSERT_TRUE(c->ReadFrameOf(kClose));
+  auto closed = service_.WaitClosed();
+  ASSERT_TRUE(closed);
+  EXPECT_EQ(closed->info.cause, CloseCause::kMessageTooLarge);
+  EXPECT_EQ(closed->info.code, ws::kCloseTooBig);
 }
 
 }  // namespace

@@ -5,6 +5,17 @@ namespace presenced::net {
 
 namespace {
 
+CloseCause CauseOfReaderError(uint16_t code) {
+  switch (code) {
+    case ws::kCloseInvalidData:
+      return CloseCause::kInvalidUtf8;
+    case ws::kCloseTooBig:
+      return CloseCause::kMessageTooLarge;
+    default:
+      return CloseCause::kProtocolError;
+  }
+}
+
 // Writes the Service's frames through the session; holds it weakly, so a Peer kept by the service
 // after the session ended costs nothing and does nothing.
 class PeerImpl final : public Peer {
@@ -108,7 +119,7 @@ void WebSocketSession::PostSendBatch(std::vector<std::shared_ptr<const std::stri
 void WebSocketSession::PostClose(uint16_t code, std::string reason, bool abrupt) {
   asio::post(socket_.get_executor(),
              [self = shared_from_this(), code, reason = std::move(reason), abrupt] {
-               self->CloseWith(code, reason, abrupt ? kAbrupt : kClean);
+               self->CloseWith(code, reason, abrupt ? kAbrupt : kClean, CloseCause::kServiceClosed);
              });
 }
 
@@ -217,7 +228,8 @@ void WebSocketSession::ProcessInput(std::string_view input, size_t& offset) {
     offset += used;
     if (r == ws::MessageReader::Result::kNeedMore) break;
     if (r == ws::MessageReader::Result::kError) {
-      return CloseWith(reader_.close_code(), reader_.error(), kClean);
+      return CloseWith(reader_.close_code(), reader_.error(), kClean,
+                       CauseOfReaderError(reader_.close_code()));
     }
     switch (m.opcode) {
       // A binary message is read as a request too (docs/protocol.md): the contract closes a
@@ -239,7 +251,8 @@ void WebSocketSession::ProcessInput(std::string_view input, size_t& offset) {
       case ws::Opcode::kPong:
         break;
       case ws::Opcode::kClose:
-        return CloseWith(m.ReplyCode(), "", kClean);  // §5.5.1: echo the peer's code
+        // §5.5.1: echo the peer's code
+        return CloseWith(m.ReplyCode(), "", kClean, CloseCause::kClientClosed);
       default:
         break;
     }
@@ -285,7 +298,9 @@ void WebSocketSession::OnTimer() {
   // whose output is stuck over the bound cannot answer pings it never got: the drain deadline
   // below judges it, and tells it why with a close frame.
   if (read_paused_ || over_bound_since_) last_rx_ = now;
-  if (now - last_rx_ >= 2 * heartbeat_ms_) return EndAbruptly();  // silent for two intervals
+  if (now - last_rx_ >= 2 * heartbeat_ms_) {
+    return EndAbruptly(CloseCause::kHeartbeatTimeout);  // silent for two intervals
+  }
   if (over_bound_since_ && now - *over_bound_since_ >= 2 * heartbeat_ms_) {
     return CloseSlowConsumer("outbound queue did not drain");
   }
@@ -318,7 +333,7 @@ void WebSocketSession::Enqueue(std::shared_ptr<const std::string> message) {
 // close frame follows at most the frame being written.
 void WebSocketSession::CloseSlowConsumer(std::string_view why) {
   server_.counters.queue_drops_total.fetch_add(1, std::memory_order_relaxed);
-  CloseWith(ws::kCloseSlowConsumer, why, kAbrupt, /*drop_unsent=*/true);
+  CloseWith(ws::kCloseSlowConsumer, why, kAbrupt, CloseCause::kSlowConsumer, /*drop_unsent=*/true);
 }
 
 void WebSocketSession::Push(Outgoing o) {
@@ -497,12 +512,12 @@ void WebSocketSession::ReleaseWritten() {
 // then ends the session once the peer closed or the close deadline passed: the time to take the
 // frame in flight and the close frame, and to answer with its own close (§7.1.1).
 void WebSocketSession::CloseWith(uint16_t code, std::string_view reason, Report report,
-                                 bool drop_unsent) {
+                                 CloseCause cause, bool drop_unsent) {
   if (closing_ || done_) return;
   closing_ = true;
   read_paused_ = false;
   over_bound_since_.reset();
-  ReportClose(report);
+  ReportClose(report, CloseInfo{cause, code, std::string(reason)});
   if (drop_unsent) {
     for (const Outgoing& o : queue_) {
       out_bytes_ -= o.size();
@@ -532,21 +547,23 @@ void WebSocketSession::ShutdownAndLinger() {
   ReadFrames();
 }
 
-void WebSocketSession::EndAbruptly() {
-  ReportClose(kAbrupt);
+void WebSocketSession::EndAbruptly(CloseCause cause) {
+  ReportClose(kAbrupt, CloseInfo{cause, 0, {}});
   Finish();
 }
 
-void WebSocketSession::ReportClose(Report report) {
+void WebSocketSession::ReportClose(Report report, CloseInfo info) {
   if (reported_ || report == kNoReport) return;
   reported_ = true;
-  server_.service.OnClose(id_, report == kClean);
+  server_.counters.disconnects[static_cast<size_t>(info.cause)].fetch_add(
+      1, std::memory_order_relaxed);
+  server_.service.OnClose(id_, report == kClean, info);
 }
 
 void WebSocketSession::Finish() {
   if (done_) return;
   done_ = true;
-  if (!reported_) ReportClose(kAbrupt);
+  if (!reported_) ReportClose(kAbrupt, CloseInfo{CloseCause::kServerStopped, 0, {}});
   server_.counters.connections_open.fetch_sub(1, std::memory_order_relaxed);
   timer_.cancel();
   beast::error_code ec;

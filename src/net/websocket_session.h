@@ -91,10 +91,11 @@ class WebSocketSession final : public Connection,
   void Advance(size_t n);
   void ReleaseWritten();
   // Ending.
-  void CloseWith(uint16_t code, std::string_view reason, Report report, bool drop_unsent = false);
+  void CloseWith(uint16_t code, std::string_view reason, Report report, CloseCause cause,
+                 bool drop_unsent = false);
   void ShutdownAndLinger();
-  void EndAbruptly();
-  void ReportClose(Report report);
+  void EndAbruptly(CloseCause cause = CloseCause::kConnectionLost);
+  void ReportClose(Report report, CloseInfo info);
   void Finish();
 
   size_t HighWater() const {

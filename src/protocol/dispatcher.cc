@@ -100,6 +100,13 @@ void Dispatcher::Closed(SessionId id, bool clean) {
   store_.PersistLastSeen();
 }
 
+std::string Dispatcher::Describe(SessionId id) {
+  Session* s = sessions_.ById(id);
+  if (s == nullptr) return {};
+  const engine::Identity* who = engine_.IdentityOf(s->handle);
+  return s->client_id + "/" + (who != nullptr ? who->connection_id : std::string("?"));
+}
+
 void Dispatcher::Forget(std::unique_ptr<Session> s) {
   if (s) outbox_.Forget(*s);
 }

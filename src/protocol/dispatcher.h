@@ -49,6 +49,8 @@ class Dispatcher final : public engine::EventSink {
   void Message(SessionId session, std::string_view text, Clock::time_point received);
   // The session ended: `clean` after a close frame, otherwise an abrupt drop.
   void Closed(SessionId session, bool clean);
+  // Who a session is, for logs: "clientId/connectionId", or empty for an unknown session.
+  std::string Describe(SessionId session);
   // The session's output drained after Peer::NotifyWhenDrained: each channel whose events were
   // dropped for it (a slow subscriber) gets its `sync`.
   void Drained(SessionId session);

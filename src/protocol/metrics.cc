@@ -89,6 +89,18 @@ std::string Metrics::Render(const Gauges& e) const {
          "Event and status frames queued to sockets (events out).", v(deliveries_total));
   Metric(out, "presenced_queue_drops_total", "counter",
          "Sessions disconnected because their outbound queue was full.", e.queue_drops_total);
+  if (!e.disconnects.empty()) {
+    out +=
+        "# HELP presenced_disconnects_total WebSocket sessions ended, by reason.\n"
+        "# TYPE presenced_disconnects_total counter\n";
+    for (const auto& [reason, n] : e.disconnects) {
+      out += "presenced_disconnects_total{reason=\"";
+      out += reason;
+      out += "\"} ";
+      out += std::to_string(n);
+      out += '\n';
+    }
+  }
   Metric(out, "presenced_http_requests_total", "counter", "HTTP requests handled.",
          v(http_requests_total));
   Metric(out, "presenced_storage_write_errors_total", "counter",

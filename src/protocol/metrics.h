@@ -9,6 +9,9 @@
 #include <atomic>
 #include <cstdint>
 #include <string>
+#include <string_view>
+#include <utility>
+#include <vector>
 
 namespace presenced::protocol {
 
@@ -40,6 +43,8 @@ struct Gauges {
   uint64_t connections_total = 0;    // accepted WebSocket sessions
   uint64_t connections_refused = 0;  // over max connections, bad token
   uint64_t queue_drops_total = 0;    // sessions dropped for a full outbound queue
+  // Ended WebSocket sessions by reason (`presenced_disconnects_total{reason=...}`).
+  std::vector<std::pair<std::string_view, uint64_t>> disconnects;
 };
 
 struct Metrics {

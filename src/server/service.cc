@@ -64,8 +64,57 @@ void Service::OnMessage(SessionId id, std::string text,
   });
 }
 
-void Service::OnClose(SessionId id, bool clean) {
-  loop_.Post([this, id, clean] { dispatcher_.Closed(id, clean); });
+Service::ServiceReason Service::ServiceReasonOf(uint16_t code) {
+  switch (code) {
+    case 1001:
+      return kShutdown;
+    case 4000:
+      return kSuperseded;
+    case 1008:
+      return kRefused;
+    default:
+      return kOtherServiceClose;
+  }
+}
+
+void Service::OnClose(SessionId id, bool clean, const net::CloseInfo& info) {
+  std::string_view reason = net::CloseCauseName(info.cause);
+  if (info.cause == net::CloseCause::kServiceClosed) {
+    const ServiceReason r = ServiceReasonOf(info.code);
+    service_closes_[r].fetch_add(1, std::memory_order_relaxed);
+    reason = kServiceReasonNames[r];
+  }
+  const bool by_client = info.cause == net::CloseCause::kClientClosed ||
+                         info.cause == net::CloseCause::kConnectionLost;
+  const bool log = spdlog::default_logger_raw()->should_log(by_client ? spdlog::level::debug
+                                                                      : spdlog::level::info);
+  loop_.Post([this, id, clean, log, reason, info = log ? info : net::CloseInfo{}] {
+    if (log) LogClose(id, info, reason);
+    dispatcher_.Closed(id, clean);
+  });
+}
+
+void Service::LogClose(SessionId id, const net::CloseInfo& info, std::string_view reason) {
+  const std::string who = dispatcher_.Describe(id);
+  const bool by_client = info.cause == net::CloseCause::kClientClosed ||
+                         info.cause == net::CloseCause::kConnectionLost;
+  if (by_client) {
+    spdlog::debug("event=disconnected session={} who={} reason={} code={}", id, who, reason,
+                  info.code);
+    return;
+  }
+  const TimeMs now = clock_.NowMs();
+  log_tokens_ = std::min(kLogBurst, log_tokens_ + (now - log_refilled_at_) * kLogPerSecond / 1000);
+  log_refilled_at_ = now;
+  if (log_tokens_ < 1) {
+    ++log_suppressed_;
+    return;
+  }
+  log_tokens_ -= 1;
+  spdlog::info("event=closed_by_server session={} who={} reason={} code={} detail=\"{}\"{}", id,
+               who, reason, info.code, info.reason,
+               log_suppressed_ > 0 ? fmt::format(" suppressed_before={}", log_suppressed_) : "");
+  log_suppressed_ = 0;
 }
 
 void Service::OnDrained(SessionId id) {
@@ -120,6 +169,14 @@ HttpResponse Service::RenderMetrics() const {
     g.connections_total = v(net_counters_->connections_total);
     g.connections_refused = v(net_counters_->connections_refused);
     g.queue_drops_total = v(net_counters_->queue_drops_total);
+    for (size_t i = 0; i < net::kCloseCauseCount; ++i) {
+      const auto cause = static_cast<net::CloseCause>(i);
+      if (cause == net::CloseCause::kServiceClosed) continue;  // by code, below
+      g.disconnects.emplace_back(net::CloseCauseName(cause), v(net_counters_->disconnects[i]));
+    }
+    for (size_t r = 0; r < kServiceReasons; ++r) {
+      g.disconnects.emplace_back(kServiceReasonNames[r], v(service_closes_[r]));
+    }
   }
   return HttpResponse{200, metrics_.Render(g), "text/plain; version=0.0.4"};
 }

@@ -8,10 +8,13 @@
 // to the constructor must outlive the Service.
 #pragma once
 
+#include <array>
+#include <atomic>
 #include <functional>
 #include <memory>
 #include <optional>
 #include <string>
+#include <string_view>
 
 #include "common/clock.h"
 #include "net/server.h"
@@ -36,7 +39,7 @@ class Service final : public net::Service {
   void OnOpen(SessionId id, std::shared_ptr<void> attachment, std::shared_ptr<Peer> peer) override;
   void OnMessage(SessionId id, std::string text, std::chrono::steady_clock::time_point received,
                  std::function<void()> processed) override;
-  void OnClose(SessionId id, bool clean) override;
+  void OnClose(SessionId id, bool clean, const net::CloseInfo& info) override;
   void OnDrained(SessionId id) override;
   HttpResponse ErrorResponse(unsigned status, const Error& error) const override;
 
@@ -46,6 +49,23 @@ class Service final : public net::Service {
   std::optional<HttpResponse> AnswerInline(const HttpRequest& req) const;
   HttpResponse RenderMetrics() const;
   std::optional<storage::UserRecord> Remembered(const std::string& client_id);
+  // On the engine thread: the log line of a session's end (server-initiated ones at info,
+  // rate-limited; the client's own at debug).
+  void LogClose(SessionId id, const net::CloseInfo& info, std::string_view reason);
+
+  // The reasons of closes the service itself asked for (Peer::Close), by close code.
+  enum ServiceReason { kShutdown, kSuperseded, kRefused, kOtherServiceClose, kServiceReasons };
+  static ServiceReason ServiceReasonOf(uint16_t code);
+  static constexpr std::string_view kServiceReasonNames[kServiceReasons] = {
+      "shutdown", "superseded", "refused", "server_closed"};
+  std::array<std::atomic<uint64_t>, kServiceReasons> service_closes_{};
+  // Log rate limit (engine thread only): a token bucket of kLogBurst lines refilled at
+  // kLogPerSecond; what it suppresses is counted into the next line.
+  static constexpr double kLogBurst = 50;
+  static constexpr double kLogPerSecond = 10;
+  double log_tokens_ = kLogBurst;
+  TimeMs log_refilled_at_ = 0;
+  uint64_t log_suppressed_ = 0;
 
   EngineLoop& loop_;
   protocol::Dispatcher& dispatcher_;
