@@ -88,16 +88,15 @@ void Service::OnClose(SessionId id, bool clean, const net::CloseInfo& info) {
                          info.cause == net::CloseCause::kConnectionLost;
   const bool log = spdlog::default_logger_raw()->should_log(by_client ? spdlog::level::debug
                                                                       : spdlog::level::info);
-  loop_.Post([this, id, clean, log, reason, info = log ? info : net::CloseInfo{}] {
-    if (log) LogClose(id, info, reason);
+  loop_.Post([this, id, clean, log, by_client, reason, info = log ? info : net::CloseInfo{}] {
+    if (log) LogClose(id, info, reason, by_client);
     dispatcher_.Closed(id, clean);
   });
 }
 
-void Service::LogClose(SessionId id, const net::CloseInfo& info, std::string_view reason) {
+void Service::LogClose(SessionId id, const net::CloseInfo& info, std::string_view reason,
+                       bool by_client) {
   const std::string who = dispatcher_.Describe(id);
-  const bool by_client = info.cause == net::CloseCause::kClientClosed ||
-                         info.cause == net::CloseCause::kConnectionLost;
   if (by_client) {
     spdlog::debug("event=disconnected session={} who={} reason={} code={}", id, who, reason,
                   info.code);

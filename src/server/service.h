@@ -51,7 +51,7 @@ class Service final : public net::Service {
   std::optional<storage::UserRecord> Remembered(const std::string& client_id);
   // On the engine thread: the log line of a session's end (server-initiated ones at info,
   // rate-limited; the client's own at debug).
-  void LogClose(SessionId id, const net::CloseInfo& info, std::string_view reason);
+  void LogClose(SessionId id, const net::CloseInfo& info, std::string_view reason, bool by_client);
 
   // The reasons of closes the service itself asked for (Peer::Close), by close code.
   enum ServiceReason { kShutdown, kSuperseded, kRefused, kOtherServiceClose, kServiceReasons };
