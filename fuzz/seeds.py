@@ -356,6 +356,10 @@ write("config", "toml-unknown", b"\x00no_such_key = 1\n")
 write("config", "toml-syntax", b"\x00listen = \n")
 write("config", "toml-reconcile", b"\x00remain_present_for_ms = 90000\nmax_remain_present_for_ms"
       b" = 1000\naway_after_ms = 50\noffline_after_ms = 10\n")
+# toml++ 3.3.0's whitespace table reaches __builtin_unreachable (upstream #190, #295): the fuzz
+# target must parse with the server's shared library, never a header-only copy of the parser.
+write("config", "toml-unicode-190", b'\x00s = """\\\n\xc2\xa7"""\n')
+write("config", "toml-unicode-295", b"\x00\xcc\xaa")
 for i, value in enumerate([b"500", b"-1", b"9223372036854775807", b"1e300", b"0x10", b"",
                            b"127.0.0.1:0", b"[::1]:7070", b"memory", b"nan", b"inf"]):
     write("config", "setting-%02d" % i, bytes([1, i * 3]) + value)

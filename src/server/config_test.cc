@@ -76,6 +76,20 @@ TEST(ConfigTest, TomlFileThenEnvironment) {
   std::filesystem::remove(path);
 }
 
+// toml++ 3.3.0 (Debian) classifies some non-ASCII code points as whitespace through a generated
+// table whose default case is __builtin_unreachable (upstream marzer/tomlplusplus #190, #295;
+// fixed by returning false in #305). These are the two inputs reported upstream; the server must
+// read the first as written and refuse the second with its file's name, never misbehave.
+TEST(ConfigTest, NonAsciiAfterLineEndingBackslashAndStrayCombiningMark) {
+  Config c;
+  ASSERT_TRUE(ApplyTomlText(c, "listen = \"\"\"\\\n\xc2\xa7\"\"\"\n", "unicode.toml").ok());
+  EXPECT_EQ(c.listen, "\xc2\xa7");
+  const Status stray = ApplyTomlText(c, "\xcc\xaa", "unicode.toml");
+  ASSERT_FALSE(stray.ok());
+  EXPECT_NE(stray.error().message.find("unicode.toml"), std::string::npos);
+  EXPECT_FALSE(ApplyTomlText(c, "heartbeat_ms = 5 \xc4\x80\n", "unicode.toml").ok());
+}
+
 TEST(ConfigTest, ValidatesAcrossSettings) {
   Config c;
   EXPECT_TRUE(Validate(c).ok());
