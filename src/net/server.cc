@@ -9,11 +9,46 @@
 
 #include <algorithm>
 #include <boost/beast/core.hpp>
+#include <fstream>
 
 #include "common/cpu.h"
 #include "net/server_impl.h"
 
 namespace presenced::net {
+
+int IoThreads(const NetOptions& options) {
+  // The process's CPUs (affinity, cgroup quota), not the host's.
+  return options.io_threads > 0 ? options.io_threads : UsableCpus();
+}
+
+AsioTaskLoop::AsioTaskLoop(asio::io_context& ioc, int threads)
+    : ioc_(ioc), single_(threads <= 1), strand_(asio::make_strand(ioc)), timer_(strand_) {}
+
+void AsioTaskLoop::Post(std::function<void()> task) {
+  if (single_) {
+    asio::post(ioc_, std::move(task));
+  } else {
+    asio::post(strand_, std::move(task));
+  }
+}
+
+bool AsioTaskLoop::InLoop() const {
+  return single_ ? ioc_.get_executor().running_in_this_thread() : strand_.running_in_this_thread();
+}
+
+void AsioTaskLoop::WakeAfter(std::chrono::microseconds delay) {
+  const uint64_t arming = ++armed_;
+  timer_.expires_after(delay);
+  timer_.async_wait([this, arming](beast::error_code ec) {
+    if (ec || arming != armed_ || !wake_) return;
+    wake_();
+  });
+}
+
+void AsioTaskLoop::CancelWake() {
+  ++armed_;
+  timer_.cancel();
+}
 
 void Server::Impl::Register(Connection* c) {
   MutexLock lock(mu);
@@ -124,7 +159,14 @@ Result<uint16_t> Server::Listen() {
   a.open(endpoint.protocol(), ec);
   if (!ec) a.set_option(asio::socket_base::reuse_address(true), ec);
   if (!ec) a.bind(endpoint, ec);
-  if (!ec) a.listen(asio::socket_base::max_listen_connections, ec);
+  // The backlog holds a connection storm: the kernel's own cap (net.core.somaxconn), which
+  // SOMAXCONN in the headers may understate.
+  int backlog = asio::socket_base::max_listen_connections;
+  if (std::ifstream f("/proc/sys/net/core/somaxconn"); f) {
+    int somaxconn = 0;
+    if (f >> somaxconn && somaxconn > backlog) backlog = somaxconn;
+  }
+  if (!ec) a.listen(backlog, ec);
   if (ec) {
     return MakeError(ErrorCode::kInternal, "cannot listen on " + impl_->options.host + ":" +
                                                std::to_string(impl_->options.port) + ": " +
@@ -142,10 +184,12 @@ void Server::OnSignal(std::function<void()> handler) {
   });
 }
 
+TaskLoop& Server::WorkLoop() { return impl_->task_loop; }
+
+int Server::io_threads() const { return impl_->io_threads; }
+
 void Server::Run() {
-  int n = impl_->options.io_threads > 0
-              ? impl_->options.io_threads
-              : UsableCpus();  // the process's CPUs (affinity, cgroup quota), not the host's
+  const int n = impl_->io_threads;
   auto guard = asio::make_work_guard(impl_->ioc);
   for (int i = 1; i < n; ++i) impl_->threads.emplace_back([this] { impl_->ioc.run(); });
   impl_->ioc.run();

@@ -20,6 +20,7 @@
 
 #include "common/clock.h"
 #include "common/error.h"
+#include "common/task_loop.h"
 #include "common/transport.h"
 
 namespace presenced::net {
@@ -144,6 +145,12 @@ class Server {
   void CheckDeadlines();
   // Thread-safe; lives as long as the Server.
   const Counters& counters() const;
+  // The loop the code behind the service may run its own work on (the presence engine): with one
+  // I/O thread that thread, with several a strand over them. Lives as long as the Server; tasks
+  // still queued when it stops are destroyed unrun.
+  TaskLoop& WorkLoop();
+  // The number of I/O threads Run drives (NetOptions::io_threads, or one per usable CPU).
+  int io_threads() const;
 
   class Impl;  // opaque: keeps Asio out of this header
 

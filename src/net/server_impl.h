@@ -15,6 +15,7 @@
 #include <utility>
 #include <vector>
 
+#include "common/task_loop.h"
 #include "common/thread_annotations.h"
 #include "net/server.h"
 
@@ -65,12 +66,39 @@ class SocketSlot {
   std::atomic<size_t>* counter_ = nullptr;
 };
 
+// The TaskLoop handed out by Server::WorkLoop: with one I/O thread, the io_context itself (its
+// handlers never run concurrently); with several, a strand over them. The wake-up is a timer on
+// the same executor.
+class AsioTaskLoop final : public TaskLoop {
+ public:
+  AsioTaskLoop(asio::io_context& ioc, int threads);
+  void Post(std::function<void()> task) override;
+  bool InLoop() const override;
+  void SetWake(std::function<void()> wake) override { wake_ = std::move(wake); }
+  void WakeAfter(std::chrono::microseconds delay) override;
+  void CancelWake() override;
+
+ private:
+  asio::io_context& ioc_;
+  const bool single_;  // one I/O thread: no strand
+  asio::strand<asio::io_context::executor_type> strand_;
+  asio::steady_timer timer_;
+  std::function<void()> wake_;
+  uint64_t armed_ = 0;  // arming count: a cancelled wait that completes late does nothing
+};
+
+// The number of I/O threads: NetOptions::io_threads, or one per usable CPU.
+int IoThreads(const NetOptions& options);
+
 class Server::Impl {
  public:
   Impl(NetOptions options, Service& service, const Clock& clock)
       : options(std::move(options)),
         service(service),
         clock(clock),
+        io_threads(IoThreads(this->options)),
+        ioc(io_threads),
+        task_loop(ioc, io_threads),
         acceptor(asio::make_strand(ioc)),
         accept_retry(acceptor.get_executor()),
         signals(ioc) {}
@@ -82,6 +110,7 @@ class Server::Impl {
   const NetOptions options;
   Service& service;
   const Clock& clock;
+  const int io_threads;
   // What connections touch as they are destroyed is declared before the io_context, so it
   // outlives the handlers (and connections) the io_context destroys.
   Counters counters;
@@ -96,7 +125,10 @@ class Server::Impl {
   std::unordered_set<Connection*> connections GUARDED_BY(mu);
   std::vector<std::thread> threads;
 
+  // The concurrency hint is the thread count: with one thread, Asio queues handlers posted from
+  // that thread without a lock or a wake-up.
   asio::io_context ioc;
+  AsioTaskLoop task_loop;
   tcp::acceptor acceptor;  // on its own strand: accept handlers and close() never race
   asio::steady_timer accept_retry;
   asio::signal_set signals;

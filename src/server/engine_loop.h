@@ -1,15 +1,27 @@
-// EngineLoop: the thread that owns the Dispatcher (and through it the Engine). Other threads hand
-// it work with Post(); it runs tasks in order and calls Tick() at the engine's next deadline.
+// EngineLoop: runs the Dispatcher (and through it the Engine) in rounds on a TaskLoop, the
+// network's own loop (net::Server::WorkLoop): with one I/O thread the presence work runs on the
+// thread that reads and writes the sockets, so a request is handled where it arrived, without a
+// hand-off between threads. With several I/O threads it runs on a strand over them.
 //
-// The inbox is the one place where threads meet, so it is a mutex-guarded queue: message passing
-// needs some queue, and a short critical section around a swap is the simplest correct one.
+// A round runs every task posted since the previous one, then the engine's due deadlines (Tick),
+// then hands each session its frames once (Dispatcher::FlushOutbound). Work posted on the loop
+// joins the round already scheduled; the round runs after the handlers that are ready, so the
+// messages read in one pass over the sockets are answered with one write per socket.
+//
+// Threading: Post and Stop are thread-safe; everything else runs on the loop. Posts from the loop
+// itself take no lock; from other threads (the store's, the shutdown's, other I/O threads) they
+// take a mutex around the hand-off to the loop, so Stop is a barrier: after it returns no task
+// reaches the loop.
 #pragma once
 
+#include <atomic>
 #include <chrono>
 #include <functional>
+#include <optional>
 #include <vector>
 
 #include "common/clock.h"
+#include "common/task_loop.h"
 #include "common/thread_annotations.h"
 
 namespace presenced::protocol {
@@ -18,7 +30,7 @@ class Dispatcher;
 
 namespace presenced::server {
 
-// Write coalescing under bursts (see Run).
+// Write coalescing under bursts (see Round).
 struct LoopOptions {
   // A round that leaves at least `coalesce_frames` frames queued right after the previous flush is
   // held until `coalesce_window_us` after it, so each socket gets one write carrying many frames.
@@ -31,22 +43,35 @@ class EngineLoop {
   EngineLoop(protocol::Dispatcher& dispatcher, const Clock& clock, LoopOptions options = {})
       : dispatcher_(dispatcher), clock_(clock), options_(options) {}
 
-  // Thread-safe. Tasks posted after Run has returned are dropped (destroyed at once).
-  void Post(std::function<void()> task);
-  // Runs until Stop(); call on the engine thread.
-  void Run();
-  // Thread-safe; Run returns after the tasks already posted.
-  void Stop();
+  // Runs the rounds on `loop` from now on; tasks posted before wait for it. Call once, before the
+  // loop runs.
+  void Attach(TaskLoop& loop) LOCKS_EXCLUDED(mu_);
+  // Thread-safe. Tasks posted after Stop are dropped (destroyed at once, on the caller's thread).
+  void Post(std::function<void()> task) LOCKS_EXCLUDED(mu_);
+  // Thread-safe: from now on tasks are dropped; the ones already handed to the loop still run.
+  void Stop() LOCKS_EXCLUDED(mu_);
 
  private:
+  void Enqueue(std::function<void()> task);  // on the loop
+  void Round();                              // on the loop
+  void ArmWake();                            // on the loop
+
   protocol::Dispatcher& dispatcher_;
   const Clock& clock_;
   const LoopOptions options_;
   Mutex mu_;
-  CondVar wake_;
-  std::vector<std::function<void()>> inbox_ GUARDED_BY(mu_);
-  bool stopping_ GUARDED_BY(mu_) = false;
-  bool stopped_ GUARDED_BY(mu_) = false;  // Run has returned: Post drops tasks
+  std::vector<std::function<void()>> before_attach_ GUARDED_BY(mu_);
+  bool stopped_ GUARDED_BY(mu_) = false;
+  // Written under mu_, read without it by Post's fast path (a task posted on the loop).
+  std::atomic<TaskLoop*> loop_{nullptr};
+  std::atomic<bool> stopped_fast_{false};
+  // Loop only.
+  std::vector<std::function<void()>> tasks_;
+  std::vector<std::function<void()>> running_;
+  bool round_posted_ = false;
+  std::chrono::steady_clock::time_point last_flush_{};
+  bool wake_armed_ = false;
+  std::chrono::steady_clock::time_point armed_for_{};
 };
 
 }  // namespace presenced::server

@@ -3,9 +3,10 @@
 //   presenced [--config FILE] [--listen HOST:PORT] [...]   serve
 //   presenced token CLIENT_ID [--channels a,b*] [--ttl 3600]   mint a client token
 //
-// Threads: the main thread runs the I/O threads (net::Server::Run); one engine thread owns the
-// Dispatcher and Engine (EngineLoop); a shutdown thread orchestrates SIGTERM/SIGINT. The adapter
-// between the network layer and the engine thread is server/service.h.
+// Threads: the main thread runs the I/O threads (net::Server::Run), and the Dispatcher and Engine
+// run in rounds on the server's own loop (EngineLoop on net::Server::WorkLoop: with one I/O
+// thread, that thread); the store has its thread; a shutdown thread orchestrates SIGTERM/SIGINT.
+// The adapter between the network layer and the engine is server/service.h.
 #include <spdlog/sinks/stdout_color_sinks.h>
 #include <spdlog/spdlog.h>
 
@@ -90,6 +91,7 @@ int Serve(Config config) {
   SteadyClock steady_clock;  // liveness deadlines must not jump with the wall clock
   net::Server server(net_options, service, steady_clock);
   service.SetNetCounters(&server.counters());
+  loop.Attach(server.WorkLoop());
   auto port = server.Listen();
   if (!port.ok()) {
     spdlog::critical("event=startup_failed reason=\"{}\"", port.error().message);
@@ -99,10 +101,10 @@ int Serve(Config config) {
   std::printf("presenced listening on %s:%u epoch=%s\n", listen->first.c_str(), *port,
               options.epoch.c_str());
   std::fflush(stdout);
-  spdlog::info("event=listening host={} port={} epoch={} data_dir={} storage={}", listen->first,
-               *port, options.epoch, config.data_dir, config.storage);
+  spdlog::info("event=listening host={} port={} epoch={} data_dir={} storage={} io_threads={}",
+               listen->first, *port, options.epoch, config.data_dir, config.storage,
+               server.io_threads());
 
-  std::thread engine_thread([&] { loop.Run(); });
   std::thread shutdown_thread;
   server.OnSignal([&] {
     // On an I/O thread: hand the orchestration to its own thread so I/O keeps flowing while
@@ -127,7 +129,6 @@ int Serve(Config config) {
   server.Run();
   if (shutdown_thread.joinable()) shutdown_thread.join();
   loop.Stop();
-  engine_thread.join();
   store->Flush();
   // The store's thread ends here, while the loop it posts its answers to still exists (stopped:
   // they are dropped), not after it.
