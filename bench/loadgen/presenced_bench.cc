@@ -5,6 +5,7 @@
 //                   --channel-size 10 --rate 50000 --duration 10 [--json out.json]
 //   presenced-bench --target floor|node|yws --port P ...  (the floor relay and the peers)
 //   presenced-bench --serve-floor P                        (run the floor relay)
+//   --batch (presenced): connect with batch=1; batch frames are unpacked, sync frames counted.
 //
 // Modes (bench/README.md has the workloads they implement):
 //   churn    W2: every connection updates its presence data at a fixed total rate (open loop);
@@ -310,6 +311,7 @@ struct Options {
   int server_pid = 0;        // idle: measure this process's RSS
   int source_base = 0;       // first client index of this process (for 127.0.0.x spreading)
   std::string prefix = "b";  // clientId prefix (keeps concurrent or successive runs apart)
+  bool batch = false;        // presenced: connect with batch=1 (protocol-ext section 1)
   std::string json;
   std::string label;
 };
@@ -554,6 +556,7 @@ class Generator {
         path = "/v1/ws?token=" + Token(o_.secret, id) + "&device=";
         path += o_.mode == Mode::kDevices ? "d" + std::to_string(i % o_.devices) : "bench";
         if (o_.mode == Mode::kDevices) path += "&remainPresentForMs=" + std::to_string(o_.grace_ms);
+        if (o_.batch) path += "&batch=1";
         break;
       case Target::kFloor:
       case Target::kNode:
@@ -677,7 +680,53 @@ class Generator {
     }
   }
 
+  // Calls fn with each message of a presenced batch frame ({"type":"batch","messages":[...]});
+  // false when p is not one.
+  template <typename F>
+  static bool ForEachBatched(const std::string& p, F&& fn) {
+    static const std::string kHead = R"({"type":"batch","messages":[)";
+    if (p.compare(0, kHead.size(), kHead) != 0) return false;
+    size_t i = kHead.size();
+    while (i < p.size()) {
+      if (p[i] != '{') {
+        ++i;
+        continue;
+      }
+      const size_t start = i;
+      int depth = 0;
+      bool in_string = false;
+      for (; i < p.size(); ++i) {
+        const char ch = p[i];
+        if (in_string) {
+          if (ch == '\\') {
+            ++i;
+          } else if (ch == '"') {
+            in_string = false;
+          }
+        } else if (ch == '"') {
+          in_string = true;
+        } else if (ch == '{' || ch == '[') {
+          ++depth;
+        } else if ((ch == '}' || ch == ']') && --depth == 0) {
+          ++i;
+          break;
+        }
+      }
+      fn(p.substr(start, i - start));
+    }
+    return true;
+  }
+
+  static bool IsMemberList(const std::string& p) {
+    return p.compare(0, 19, R"({"type":"presence",)") == 0 ||
+           p.compare(0, 15, R"({"type":"sync",)") == 0;
+  }
+
   void HandleFrame(size_t idx, Client& c, const std::string& p, int64_t now) {
+    if (IsPresenced() &&
+        ForEachBatched(p, [&](const std::string& m) { HandleFrame(idx, c, m, now); })) {
+      return;
+    }
     if (c.state == 2) {  // presenced setup: count replies
       if (p.compare(0, 16, R"({"type":"reply",)") == 0) {
         if (p.find(R"("ok":true)") == std::string::npos) {
@@ -690,7 +739,7 @@ class Generator {
         const size_t at = p.find(R"("connectionId":")");
         if (at != std::string::npos)
           c.connection_id = p.substr(at + 16, p.find('"', at + 16) - at - 16);
-      } else if (o_.mode == Mode::kStorm && p.compare(0, 19, R"({"type":"presence",)") == 0) {
+      } else if (o_.mode == Mode::kStorm && IsMemberList(p)) {
         MarkAll(c, p, "\"clientId\":\"" + o_.prefix, now);
       }
       return;
@@ -700,8 +749,7 @@ class Generator {
         return Delivery(idx, c, p, now);
       case Mode::kStorm:
         if (o_.target == Target::kPresenced) {
-          if (p.compare(0, 19, R"({"type":"presence",)") == 0)
-            MarkAll(c, p, "\"clientId\":\"" + o_.prefix, now);
+          if (IsMemberList(p)) MarkAll(c, p, "\"clientId\":\"" + o_.prefix, now);
         } else if (o_.target == Target::kNode) {
           MarkAll(c, p, "\"u\":\"" + o_.prefix, now);
         } else if (o_.target == Target::kYws) {
@@ -1018,6 +1066,8 @@ int main(int argc, char** argv) {
       o.source_base = std::atoi(next().c_str());
     else if (a == "--prefix")
       o.prefix = next();
+    else if (a == "--batch")
+      o.batch = true;
     else if (a == "--json")
       o.json = next();
     else if (a == "--label")

@@ -90,33 +90,50 @@ void WebSocketSession::Open(std::string early_bytes) {
   out_bytes_ += handshake_.size();
   beast::error_code ec;
   socket_.non_blocking(true, ec);
-  server_.service.OnOpen(
-      id_, std::move(attachment_),
-      std::make_shared<PeerImpl>(shared_from_this(), server_.options.max_outbound_bytes));
+  {
+    InServiceCall call(*this);
+    server_.service.OnOpen(
+        id_, std::move(attachment_),
+        std::make_shared<PeerImpl>(shared_from_this(), server_.options.max_outbound_bytes));
+  }
   ArmTimer();
   if (!sends_on_open_) Write();  // the 101 now, else with the first frame
   ProcessBytes(early_bytes.data(), early_bytes.size());
   if (!read_paused_) ReadFrames();
 }
 
+bool WebSocketSession::OnOwnThread() const {
+  // Not from inside this session's own call into the service: a service that answers at once
+  // (net_test's echo) gets the posted order, as with several threads.
+  return server_.io_threads == 1 && in_service_call_ == 0 &&
+         server_.ioc.get_executor().running_in_this_thread();
+}
+
 void WebSocketSession::PostSend(std::shared_ptr<const std::string> message) {
+  if (OnOwnThread()) return Enqueue(std::move(message));
   asio::post(socket_.get_executor(), [self = shared_from_this(), m = std::move(message)]() mutable {
     self->Enqueue(std::move(m));
   });
 }
 
 void WebSocketSession::PostSendBatch(std::vector<std::shared_ptr<const std::string>> messages) {
-  asio::post(socket_.get_executor(),
-             [self = shared_from_this(), m = std::move(messages)]() mutable {
-               // Queue them all, then start one write that carries the lot.
-               self->batching_ = true;
-               for (auto& message : m) self->Enqueue(std::move(message));
-               self->batching_ = false;
-               if (!self->writing_) self->Write();
-             });
+  auto queue_all = [](WebSocketSession& self, std::vector<std::shared_ptr<const std::string>>& m) {
+    // Queue them all, then start one write that carries the lot.
+    self.batching_ = true;
+    for (auto& message : m) self.Enqueue(std::move(message));
+    self.batching_ = false;
+    if (!self.writing_) self.Write();
+  };
+  // With one I/O thread the engine runs on it: the frames are queued now, no closure per round.
+  if (OnOwnThread()) return queue_all(*this, messages);
+  asio::post(socket_.get_executor(), [self = shared_from_this(), m = std::move(messages),
+                                      queue_all]() mutable { queue_all(*self, m); });
 }
 
 void WebSocketSession::PostClose(uint16_t code, std::string reason, bool abrupt) {
+  if (OnOwnThread()) {
+    return CloseWith(code, reason, abrupt ? kAbrupt : kClean, CloseCause::kServiceClosed);
+  }
   asio::post(socket_.get_executor(),
              [self = shared_from_this(), code, reason = std::move(reason), abrupt] {
                self->CloseWith(code, reason, abrupt ? kAbrupt : kClean, CloseCause::kServiceClosed);
@@ -124,6 +141,7 @@ void WebSocketSession::PostClose(uint16_t code, std::string reason, bool abrupt)
 }
 
 void WebSocketSession::PostCheckDrained() {
+  if (OnOwnThread()) return CheckDrained();
   asio::post(socket_.get_executor(), [self = shared_from_this()] { self->CheckDrained(); });
 }
 
@@ -239,6 +257,7 @@ void WebSocketSession::ProcessInput(std::string_view input, size_t& offset) {
       case ws::Opcode::kText: {
         const size_t bytes = m.payload.size() + 64;  // + per-message overhead
         inflight_bytes_.fetch_add(bytes, std::memory_order_acq_rel);
+        InServiceCall call(*this);
         server_.service.OnMessage(id_, std::move(m.payload), std::chrono::steady_clock::now(),
                                   [weak = weak_from_this(), bytes] {
                                     if (auto self = weak.lock()) self->OnProcessed(bytes);
@@ -324,8 +343,22 @@ void WebSocketSession::Enqueue(std::shared_ptr<const std::string> message) {
       out_bytes_ + message->size() > 2 * server_.options.max_outbound_bytes) {
     return CloseSlowConsumer("outbound queue full");
   }
-  Outgoing o{ws::FrameHeader(ws::Opcode::kText, message->size()), std::move(message)};
-  Push(std::move(o));
+  const size_t n = message->size();
+  if (n > kCopyBytes) {
+    return Push(Outgoing{ws::FrameHeader(ws::Opcode::kText, n), std::move(message), 1});
+  }
+  if (queue_.empty() || !queue_.back().OpenRun() || queue_.back().header.size() + n > kRunBytes) {
+    queue_.push_back(Outgoing{});
+  }
+  Outgoing& run = queue_.back();
+  const size_t before = run.header.size();
+  ws::AppendFrameHeader(ws::Opcode::kText, n, run.header);
+  run.header.append(*message);
+  ++run.messages;
+  out_bytes_ += run.header.size() - before;
+  ++pending_messages_;
+  NoteOutbound();
+  if (!writing_ && !batching_) Write();
 }
 
 // A subscriber that cannot keep up is dropped as abrupt (its grace period applies, so it can
@@ -338,7 +371,7 @@ void WebSocketSession::CloseSlowConsumer(std::string_view why) {
 
 void WebSocketSession::Push(Outgoing o) {
   out_bytes_ += o.size();
-  if (o.payload) ++pending_messages_;
+  pending_messages_ += o.messages;
   queue_.push_back(std::move(o));
   NoteOutbound();
   if (!writing_ && !batching_) Write();
@@ -392,6 +425,7 @@ void WebSocketSession::CheckDrained() {
   const size_t unsent = gauge_->handed.load(std::memory_order_relaxed) + out_bytes_;
   if (unsent > server_.options.max_outbound_bytes / 2) return;
   if (gauge_->drain_wanted.exchange(false, std::memory_order_relaxed)) {
+    InServiceCall call(*this);
     server_.service.OnDrained(id_);
   }
 }
@@ -410,7 +444,7 @@ void WebSocketSession::Write() {
   batch_pos_ = 0;
   batch_off_ = 0;
   if (!handshake_.empty()) {
-    batch_.push_back(Outgoing{std::move(handshake_), nullptr, false});
+    batch_.push_back(Outgoing{std::move(handshake_), nullptr, 0, false});
     handshake_.clear();
   }
   if (!pong_.empty()) {
@@ -464,7 +498,7 @@ void WebSocketSession::OnWritten(beast::error_code ec, size_t n) {
     for (size_t i = keep; i < batch_.size(); ++i) {
       if (!batch_[i].droppable) continue;
       out_bytes_ -= batch_[i].size();
-      if (batch_[i].payload) --pending_messages_;
+      pending_messages_ -= batch_[i].messages;
       batch_[i].header.clear();
       batch_[i].payload.reset();
     }
@@ -489,7 +523,7 @@ void WebSocketSession::Advance(size_t n) {
       return;
     }
     n -= rest;
-    if (o.payload) --pending_messages_;
+    pending_messages_ -= o.messages;
     ++batch_pos_;
     batch_off_ = 0;
   }
@@ -521,7 +555,7 @@ void WebSocketSession::CloseWith(uint16_t code, std::string_view reason, Report 
   if (drop_unsent) {
     for (const Outgoing& o : queue_) {
       out_bytes_ -= o.size();
-      if (o.payload) --pending_messages_;
+      pending_messages_ -= o.messages;
     }
     queue_.clear();
     out_bytes_ -= pong_.size() + (ping_pending_ ? kPingFrame.size() : 0);
@@ -531,7 +565,7 @@ void WebSocketSession::CloseWith(uint16_t code, std::string_view reason, Report 
   }
   close_deadline_ = server_.clock.NowMs() + server_.options.handshake_timeout_ms;
   ArmTimer();
-  Push(Outgoing{ws::EncodeClose(code, reason), nullptr, false});
+  Push(Outgoing{ws::EncodeClose(code, reason), nullptr, 0, false});
   ReadFrames();  // drain what the peer sends meanwhile
 }
 
@@ -557,6 +591,7 @@ void WebSocketSession::ReportClose(Report report, CloseInfo info) {
   reported_ = true;
   server_.counters.disconnects[static_cast<size_t>(info.cause)].fetch_add(
       1, std::memory_order_relaxed);
+  InServiceCall call(*this);
   server_.service.OnClose(id_, report == kClean, info);
 }
 

@@ -59,12 +59,33 @@ class WebSocketSession final : public Connection,
 
  private:
   enum Report { kClean, kAbrupt, kNoReport };
+  // One piece of output: a large message (its header here, its shared text by reference), or
+  // bytes of our own: a control frame, the handshake, or a run of small messages copied whole
+  // (header and text) one after the other, so a round's many small frames leave as one buffer.
   struct Outgoing {
-    std::string header;                          // frame header, or a whole control frame
-    std::shared_ptr<const std::string> payload;  // message text (null for control frames)
+    std::string header;                          // see above
+    std::shared_ptr<const std::string> payload;  // a large message's text (else null)
+    uint32_t messages = 0;                       // text messages in it
     bool droppable = true;                       // false for the handshake and the close frame
     size_t size() const { return header.size() + (payload ? payload->size() : 0); }
+    // A run of small messages that may take more.
+    bool OpenRun() const { return !payload && messages > 0 && droppable; }
   };
+  // Messages up to kCopyBytes are copied into a run (cheaper than a buffer and a reference
+  // each); a run is closed at about kRunBytes.
+  static constexpr size_t kCopyBytes = 8 * 1024;
+  static constexpr size_t kRunBytes = 64 * 1024;
+  // Whether a Peer call may act at once instead of posting: one I/O thread, called on it (the
+  // engine's round), not from inside this session's own call into the service.
+  bool OnOwnThread() const;
+  struct InServiceCall {
+    explicit InServiceCall(WebSocketSession& s) : s(s) { ++s.in_service_call_; }
+    ~InServiceCall() { --s.in_service_call_; }
+    InServiceCall(const InServiceCall&) = delete;
+    InServiceCall& operator=(const InServiceCall&) = delete;
+    WebSocketSession& s;
+  };
+  int in_service_call_ = 0;
 
   // Input.
   void ReadFrames();

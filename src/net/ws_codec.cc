@@ -219,6 +219,8 @@ std::string FrameHeader(Opcode opcode, size_t n) {
   return h;
 }
 
+void AppendFrameHeader(Opcode opcode, size_t n, std::string& out) { AppendHeader(opcode, n, out); }
+
 std::string EncodeFrame(Opcode opcode, std::string_view payload) {
   std::string out;
   EncodeFrameInto(opcode, payload, out);

@@ -108,6 +108,8 @@ class MessageReader {
 
 // The header of an unmasked, final server frame carrying `payload_size` bytes.
 std::string FrameHeader(Opcode opcode, size_t payload_size);
+// Appends that header to `out`.
+void AppendFrameHeader(Opcode opcode, size_t payload_size, std::string& out);
 // A complete unmasked server frame.
 std::string EncodeFrame(Opcode opcode, std::string_view payload);
 // Writes a complete unmasked server frame into `out` (reusing its storage).

@@ -15,8 +15,8 @@ void EngineLoop::Attach(TaskLoop& loop) {
     loop_.store(&loop, std::memory_order_release);
     early.swap(before_attach_);
   }
-  last_flush_ = std::chrono::steady_clock::now() -
-                std::chrono::microseconds(options_.coalesce_window_us);
+  last_flush_ =
+      std::chrono::steady_clock::now() - std::chrono::microseconds(options_.coalesce_window_us);
   loop.SetWake([this] {
     wake_armed_ = false;
     Round();
@@ -74,13 +74,23 @@ void EngineLoop::Round() {
   // many frames instead of one write per event.
   const size_t pending = dispatcher_.pending_frames();
   const auto now = std::chrono::steady_clock::now();
-  const std::chrono::microseconds window(options_.coalesce_window_us);
   if (pending > 0 &&
-      (pending < static_cast<size_t>(options_.coalesce_frames) || now - last_flush_ >= window)) {
+      (pending < static_cast<size_t>(options_.coalesce_frames) || now - last_flush_ >= Hold())) {
     dispatcher_.FlushOutbound();
-    last_flush_ = now;
+    // The hold counts from the flush's end and lasts at least as long as the flush took: on one
+    // thread the writes are part of the flush, so in a burst at most half the time goes to
+    // writing, and a longer flush is followed by a fuller one (one write per socket for all the
+    // events of the hold), not by one write per event.
+    const auto end = std::chrono::steady_clock::now();
+    last_flush_took_ = end - now;
+    last_flush_ = end;
   }
   ArmWake();
+}
+
+std::chrono::steady_clock::duration EngineLoop::Hold() const {
+  return std::max<std::chrono::steady_clock::duration>(
+      std::chrono::microseconds(options_.coalesce_window_us), last_flush_took_);
 }
 
 void EngineLoop::ArmWake() {
@@ -90,7 +100,7 @@ void EngineLoop::ArmWake() {
   std::optional<Steady::time_point> when;
   // A burst is being held back: flush at the end of the window (or earlier, with more work).
   if (dispatcher_.pending_frames() > 0) {
-    when = last_flush_ + microseconds(options_.coalesce_window_us);
+    when = last_flush_ + Hold();
   }
   if (auto deadline = dispatcher_.NextDeadline()) {
     const auto at = now + microseconds(std::max<TimeMs>(0, *deadline - clock_.NowMs()) * 1000);
@@ -102,8 +112,7 @@ void EngineLoop::ArmWake() {
   wake_armed_ = true;
   armed_for_ = *when;
   loop_.load(std::memory_order_relaxed)
-      ->WakeAfter(std::max(microseconds(0),
-                           std::chrono::duration_cast<microseconds>(*when - now)));
+      ->WakeAfter(std::max(microseconds(0), std::chrono::duration_cast<microseconds>(*when - now)));
 }
 
 }  // namespace presenced::server

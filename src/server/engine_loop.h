@@ -55,6 +55,8 @@ class EngineLoop {
   void Enqueue(std::function<void()> task);  // on the loop
   void Round();                              // on the loop
   void ArmWake();                            // on the loop
+  // How long a burst is held after the previous flush ended (see Round).
+  std::chrono::steady_clock::duration Hold() const;
 
   protocol::Dispatcher& dispatcher_;
   const Clock& clock_;
@@ -70,6 +72,7 @@ class EngineLoop {
   std::vector<std::function<void()>> running_;
   bool round_posted_ = false;
   std::chrono::steady_clock::time_point last_flush_{};
+  std::chrono::steady_clock::duration last_flush_took_{};
   bool wake_armed_ = false;
   std::chrono::steady_clock::time_point armed_for_{};
 };
