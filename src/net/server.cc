@@ -50,6 +50,33 @@ void AsioTaskLoop::CancelWake() {
   timer_.cancel();
 }
 
+void Server::Impl::ScheduleDeadline(WheelEntry& e, TimeMs deadline) {
+  MutexLock lock(wheel_mu);
+  wheel.Schedule(e, deadline);
+}
+
+void Server::Impl::CancelDeadline(WheelEntry& e) {
+  MutexLock lock(wheel_mu);
+  wheel.Cancel(e);
+}
+
+void Server::Impl::StartWheel() {
+  wheel_timer.expires_after(std::chrono::milliseconds(wheel_tick_ms));
+  wheel_timer.async_wait([this](beast::error_code ec) {
+    if (ec) return;
+    std::vector<std::pair<WheelEntry*, std::shared_ptr<void>>> due;
+    {
+      MutexLock lock(wheel_mu);
+      wheel.Advance(clock.NowMs(), [&](TimerWheel::Entry& e) {
+        auto& entry = static_cast<WheelEntry&>(e);
+        if (auto keep = entry.Retain()) due.emplace_back(&entry, std::move(keep));
+      });
+    }
+    for (auto& [entry, keep] : due) entry->Fired();
+    StartWheel();
+  });
+}
+
 void Server::Impl::Register(Connection* c) {
   MutexLock lock(mu);
   connections.insert(c);
@@ -138,6 +165,14 @@ Server::~Server() {
   for (auto& t : impl_->threads) {
     if (t.joinable()) t.join();
   }
+  // No thread runs any more: sessions that keep themselves alive let go, and are destroyed with
+  // the handlers still queued (outside the registry's lock: they unregister themselves).
+  std::vector<Connection*> live;
+  {
+    MutexLock lock(impl_->mu);
+    live.assign(impl_->connections.begin(), impl_->connections.end());
+  }
+  for (Connection* c : live) c->Abandon();
 }
 
 const Counters& Server::counters() const { return impl_->counters; }
@@ -173,6 +208,7 @@ Result<uint16_t> Server::Listen() {
                                                ec.message());
   }
   impl_->Accept();
+  impl_->StartWheel();
   return a.local_endpoint().port();
 }
 
@@ -236,6 +272,7 @@ void Server::Stop() {
     beast::error_code ec;
     impl_->acceptor.close(ec);
     impl_->accept_retry.cancel();
+    impl_->wheel_timer.cancel();
     impl_->signals.cancel(ec);
   });
   impl_->ioc.stop();

@@ -6,6 +6,7 @@
 // registry (guarded by `mu`). Each connection runs on its own strand; the acceptor on its own.
 #pragma once
 
+#include <algorithm>
 #include <atomic>
 #include <boost/asio.hpp>
 #include <boost/beast/core.hpp>
@@ -17,6 +18,7 @@
 
 #include "common/task_loop.h"
 #include "common/thread_annotations.h"
+#include "common/timer_wheel.h"
 #include "net/server.h"
 
 namespace presenced::net {
@@ -38,6 +40,20 @@ class Connection {
   virtual void PostCutIfHttp() = 0;
   // Re-checks heartbeat and close deadlines against the clock (Server::CheckDeadlines).
   virtual void PostCheckDeadlines() = 0;
+  // The I/O threads have stopped for good (~Server): drops what keeps the connection alive, so
+  // it is destroyed with the handlers that still hold it. Called with no thread running.
+  virtual void Abandon() {}
+};
+
+// A session's place on the server's timer wheel (Server::Impl::ScheduleDeadline).
+class WheelEntry : public TimerWheel::Entry {
+ public:
+  virtual ~WheelEntry() = default;
+  // Under the wheel's lock, when the entry fired: a strong reference to its owner (null when the
+  // owner is being destroyed: nothing is done).
+  virtual std::shared_ptr<void> Retain() = 0;
+  // Then, outside the lock, on the I/O thread that ticked, with that reference held.
+  virtual void Fired() = 0;
 };
 
 // One accepted socket counted against its limit (open_sockets or over_cap_sockets); released
@@ -97,13 +113,21 @@ class Server::Impl {
         service(service),
         clock(clock),
         io_threads(IoThreads(this->options)),
+        wheel_tick_ms(std::clamp<TimeMs>(this->options.heartbeat_ms / 8, 5, 50)),
+        wheel(wheel_tick_ms, 1024, clock.NowMs()),
         ioc(io_threads),
         task_loop(ioc, io_threads),
         acceptor(asio::make_strand(ioc)),
         accept_retry(acceptor.get_executor()),
+        wheel_timer(acceptor.get_executor()),
         signals(ioc) {}
 
   void Accept();
+  // Every session deadline (heartbeat, silence, drain, close) is one entry on one wheel, ticked
+  // by one timer: no timer (and no pending timer operation) per connection.
+  void ScheduleDeadline(WheelEntry& e, TimeMs deadline) LOCKS_EXCLUDED(wheel_mu);
+  void CancelDeadline(WheelEntry& e) LOCKS_EXCLUDED(wheel_mu);
+  void StartWheel();
   void Register(Connection* c) LOCKS_EXCLUDED(mu);
   void Unregister(Connection* c) LOCKS_EXCLUDED(mu);
 
@@ -124,6 +148,11 @@ class Server::Impl {
   CondVar all_gone;
   std::unordered_set<Connection*> connections GUARDED_BY(mu);
   std::vector<std::thread> threads;
+  // The wheel's tick: NetOptions::heartbeat_ms / 8, between 5 and 50 ms (deadlines fire at most
+  // one tick late).
+  const TimeMs wheel_tick_ms;
+  Mutex wheel_mu;
+  TimerWheel wheel GUARDED_BY(wheel_mu);
 
   // The concurrency hint is the thread count: with one thread, Asio queues handlers posted from
   // that thread without a lock or a wake-up.
@@ -131,6 +160,7 @@ class Server::Impl {
   AsioTaskLoop task_loop;
   tcp::acceptor acceptor;  // on its own strand: accept handlers and close() never race
   asio::steady_timer accept_retry;
+  asio::steady_timer wheel_timer;  // on the acceptor's strand
   asio::signal_set signals;
 };
 

@@ -382,6 +382,26 @@ TEST_F(NetServerTest, SilentForTwoIntervalsIsDroppedAbruptly) {
   EXPECT_TRUE(c->ReadUntilEof());
 }
 
+// Without CheckDeadlines: the server's timer wheel ticks on its own (every 50 ms at most) and
+// reads the clock, so moving the clock is enough.
+TEST_F(NetServerTest, TheTimerWheelWakesSessionsOnItsOwn) {
+  Start();
+  auto c = Open();
+  auto d = Open();
+  clock_.Advance(kHeartbeat);
+  ASSERT_TRUE(c->ReadFrameOf(kPing));
+  ASSERT_TRUE(d->ReadFrameOf(kPing));
+  d->WriteFrame(kPong, "");
+  d->WriteFrame(kText, "here");
+  ASSERT_TRUE(d->ReadFrameOf(kText));
+  clock_.Advance(kHeartbeat);  // c stayed silent for two intervals, d answered
+  auto closed = service_.WaitClosed();
+  ASSERT_TRUE(closed);
+  EXPECT_EQ(closed->info.cause, CloseCause::kHeartbeatTimeout);
+  EXPECT_TRUE(c->ReadUntilEof());
+  EXPECT_EQ(service_.closed_count(), 1u);
+}
+
 TEST_F(NetServerTest, AnsweringKeepsTheSessionAlive) {
   Start();
   auto c = Open();

@@ -70,7 +70,6 @@ WebSocketSession::WebSocketSession(UpgradedSocket upgraded, Server::Impl& server
     : socket_(std::move(upgraded.socket)),
       server_(server),
       slot_(std::move(upgraded.slot)),
-      timer_(socket_.get_executor()),
       attachment_(std::move(upgraded.upgrade.attachment)),
       heartbeat_ms_(upgraded.upgrade.heartbeat_ms > 0 ? upgraded.upgrade.heartbeat_ms
                                                       : server.options.heartbeat_ms),
@@ -80,9 +79,13 @@ WebSocketSession::WebSocketSession(UpgradedSocket upgraded, Server::Impl& server
       handshake_(std::move(upgraded.handshake)) {}
 
 // Normally unregistered by Finish; this covers a session destroyed with the io_context.
-WebSocketSession::~WebSocketSession() { server_.Unregister(this); }
+WebSocketSession::~WebSocketSession() {
+  server_.CancelDeadline(*this);
+  server_.Unregister(this);
+}
 
 void WebSocketSession::Open(std::string early_bytes) {
+  self_ = shared_from_this();
   server_.counters.connections_open.fetch_add(1, std::memory_order_relaxed);
   server_.counters.connections_total.fetch_add(1, std::memory_order_relaxed);
   last_rx_ = server_.clock.NowMs();
@@ -299,15 +302,30 @@ void WebSocketSession::ArmTimer() {
     next = std::min(last_ping_ + heartbeat_ms_, last_rx_ + 2 * heartbeat_ms_);
     if (over_bound_since_) next = std::min(next, *over_bound_since_ + 2 * heartbeat_ms_);
   }
-  const TimeMs wait = std::max<TimeMs>(0, next - server_.clock.NowMs());
-  timer_.expires_after(std::chrono::milliseconds(wait));
-  timer_.async_wait([self = shared_from_this()](beast::error_code ec) {
-    if (ec || self->done_) return;
-    self->OnTimer();
+  // A deadline that moved later keeps the earlier wake-up: OnTimer decides with the clock and
+  // re-arms, so the wheel is touched once per wake-up, not once per message.
+  if (done_ || (armed_ && next >= armed_for_)) return;
+  armed_ = true;
+  armed_for_ = next;
+  server_.ScheduleDeadline(*this, next);
+}
+
+void WebSocketSession::Fired() {
+  if (OnOwnThread()) {
+    if (!done_) OnTimer();
+    return;
+  }
+  asio::post(socket_.get_executor(), [self = shared_from_this()] {
+    if (!self->done_) self->OnTimer();
   });
 }
 
+void WebSocketSession::Abandon() {
+  auto self = std::move(self_);  // may be the last reference: destroyed on return
+}
+
 void WebSocketSession::OnTimer() {
+  armed_ = false;
   const TimeMs now = server_.clock.NowMs();
   if (closing_) {
     if (now >= close_deadline_) return Finish();  // the peer had its time to take the close
@@ -600,11 +618,13 @@ void WebSocketSession::Finish() {
   done_ = true;
   if (!reported_) ReportClose(kAbrupt, CloseInfo{CloseCause::kServerStopped, 0, {}});
   server_.counters.connections_open.fetch_sub(1, std::memory_order_relaxed);
-  timer_.cancel();
+  server_.CancelDeadline(*this);
+  armed_ = false;
   beast::error_code ec;
   socket_.shutdown(tcp::socket::shutdown_both, ec);
   socket_.close(ec);
   server_.Unregister(this);
+  auto self = std::move(self_);  // may be the last reference: destroyed on return
 }
 
 }  // namespace presenced::net

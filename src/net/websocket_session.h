@@ -1,7 +1,8 @@
 // Private to src/net. WebSocketSession: one connection after a successful upgrade, until its
 // socket closes. It owns the socket, the frame reader (ws_codec.h), the bounded outbound queue and
-// the session's one timer (heartbeat, silence, outbound drain, close deadline: all decided with
-// the server's Clock), and reports the session to the Service (OnOpen, OnMessage, OnClose).
+// the session's one entry on the server's timer wheel (heartbeat, silence, outbound drain, close
+// deadline: all decided with the server's Clock), and reports the session to the Service (OnOpen,
+// OnMessage, OnClose).
 //
 // Threading: everything runs on the session's strand (the executor of its socket). Peer calls,
 // `processed` callbacks and the Connection methods post to it from any thread.
@@ -36,6 +37,7 @@ struct OutboundGauge {
 };
 
 class WebSocketSession final : public Connection,
+                               public WheelEntry,
                                public std::enable_shared_from_this<WebSocketSession> {
  public:
   WebSocketSession(UpgradedSocket upgraded, Server::Impl& server);
@@ -56,6 +58,9 @@ class WebSocketSession final : public Connection,
   void PostCut() override;
   void PostCutIfHttp() override {}
   void PostCheckDeadlines() override;
+  void Abandon() override;
+  std::shared_ptr<void> Retain() override { return weak_from_this().lock(); }
+  void Fired() override;
 
  private:
   enum Report { kClean, kAbrupt, kNoReport };
@@ -127,7 +132,11 @@ class WebSocketSession final : public Connection,
   tcp::socket socket_;
   Server::Impl& server_;
   SocketSlot slot_;
-  asio::steady_timer timer_;          // see ArmTimer
+  // From Open to Finish the session keeps itself alive: its deadlines are on the server's wheel,
+  // which holds no reference, and while reading is paused no operation of its own may be pending.
+  std::shared_ptr<WebSocketSession> self_;
+  bool armed_ = false;  // on the wheel at armed_for_ (or fired, and OnTimer not yet run)
+  TimeMs armed_for_ = 0;
   std::shared_ptr<void> attachment_;  // the service's, until OnOpen
   const TimeMs heartbeat_ms_;         // this session's ping interval
   const bool sends_on_open_;          // the 101 waits for the service's first frame
