@@ -88,7 +88,11 @@ void Server::Impl::Unregister(Connection* c) {
 }
 
 void Server::Impl::Accept() {
-  acceptor.async_accept(asio::make_strand(ioc), [this](beast::error_code ec, tcp::socket socket) {
+  // A socket's handlers run on its own strand; with one I/O thread nothing runs concurrently, so
+  // the io_context itself serves (no strand per connection, no lock per handler).
+  asio::any_io_executor executor = io_threads == 1 ? asio::any_io_executor(ioc.get_executor())
+                                                   : asio::any_io_executor(asio::make_strand(ioc));
+  acceptor.async_accept(executor, [this](beast::error_code ec, tcp::socket socket) {
     if (ec) {
       if (ec == asio::error::operation_aborted || !acceptor.is_open()) return;
       // Out of file descriptors or similar: retry after a pause instead of spinning.
