@@ -94,19 +94,39 @@ const char* const kMigrations[] = {
 };
 static_assert(std::size(kMigrations) == SqliteStore::kSchemaVersion);
 
+constexpr const char* kReadUserSql = "SELECT manual, text, last_seen FROM users WHERE client_id = ?";
+
+// Reads one user with the prepared statement `st` of `db`, and resets it.
+Result<std::optional<UserRecord>> ReadUserWith(sqlite3* db, sqlite3_stmt* st,
+                                               const std::string& client_id) {
+  sqlite3_bind_text(st, 1, client_id.data(), static_cast<int>(client_id.size()), SQLITE_STATIC);
+  const int rc = sqlite3_step(st);
+  Result<std::optional<UserRecord>> out = std::optional<UserRecord>();
+  if (rc == SQLITE_ROW) {
+    UserRecord r;
+    r.client_id = client_id;
+    auto text = [st](int col) {
+      const auto* p = sqlite3_column_text(st, col);
+      return p ? std::string(reinterpret_cast<const char*>(p),
+                             static_cast<size_t>(sqlite3_column_bytes(st, col)))
+               : std::string();
+    };
+    r.manual = text(0);
+    if (sqlite3_column_type(st, 1) != SQLITE_NULL) r.text = text(1);
+    r.last_seen = sqlite3_column_int64(st, 2);
+    out = std::optional<UserRecord>(std::move(r));
+  } else if (rc != SQLITE_DONE) {
+    out = DbError(db, "read user");
+  }
+  sqlite3_reset(st);
+  sqlite3_clear_bindings(st);
+  return out;
+}
+
 Result<std::optional<UserRecord>> ReadUserRow(sqlite3* db, const std::string& client_id) {
-  Stmt s(db, "SELECT manual, text, last_seen FROM users WHERE client_id = ?");
+  Stmt s(db, kReadUserSql);
   if (!s.ok()) return DbError(db, "read user");
-  s.Bind(1, client_id);
-  const int rc = s.Step();
-  if (rc == SQLITE_DONE) return std::optional<UserRecord>();
-  if (rc != SQLITE_ROW) return DbError(db, "read user");
-  UserRecord r;
-  r.client_id = client_id;
-  r.manual = s.Text(0);
-  if (!s.IsNull(1)) r.text = s.Text(1);
-  r.last_seen = s.Int(2);
-  return std::optional<UserRecord>(std::move(r));
+  return ReadUserWith(db, s.get(), client_id);
 }
 
 }  // namespace
@@ -197,6 +217,7 @@ SqliteStore::~SqliteStore() {
   }
   wake_.notify_one();
   thread_.join();
+  sqlite3_finalize(read_user_);
   sqlite3_close_v2(reader_);
   sqlite3_close_v2(db_);
 }
@@ -505,7 +526,15 @@ void SqliteStore::GetUsers(std::vector<std::string> client_ids,
 
 Result<std::optional<UserRecord>> SqliteStore::ReadUser(const std::string& client_id) {
   MutexLock lock(reader_mu_);
-  return ReadUserRow(reader_, client_id);
+  // Prepared once: a connect reads its user, and parsing the SQL each time cost more than the
+  // lookup itself.
+  if (!read_user_ &&
+      sqlite3_prepare_v3(reader_, kReadUserSql, -1, SQLITE_PREPARE_PERSISTENT, &read_user_,
+                         nullptr) != SQLITE_OK) {
+    read_user_ = nullptr;
+    return DbError(reader_, "read user");
+  }
+  return ReadUserWith(reader_, read_user_, client_id);
 }
 
 // ----- Data directory -------------------------------------------------------------------------

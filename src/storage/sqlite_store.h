@@ -86,6 +86,7 @@ class SqliteStore final : public Store {
   // measured (bench/RESULTS.md, W6).
   Mutex reader_mu_;
   sqlite3* reader_ GUARDED_BY(reader_mu_);
+  sqlite3_stmt* read_user_ GUARDED_BY(reader_mu_) = nullptr;  // ReadUser's, prepared once
 
   // The queue between the engine thread (Append*/Put*) and the storage thread (Run).
   Mutex mu_;
