@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # A/B of W2 (1,000 connections, channels of 10, open-loop updates) between two presenced binaries,
 # run alternately with the server pinned to core 0 and the generator to core 1, default settings
-# (one I/O thread, as bench/suite.py runs it).
+# (pinned to one core, the server starts one I/O thread), as bench/suite.py runs it.
 #   bench/ab_w2.sh OLD_BINARY NEW_BINARY [RATE...]     (updates/s; default 10000 20000)
 set -u
 old=$1 new=$2
@@ -15,7 +15,7 @@ for rate in "${rates[@]}"; do
       bin=$old
       [ "$name" = new ] && bin=$new
       d=$(mktemp -d)
-      taskset -c 0 "$bin" --listen 127.0.0.1:0 --data-dir "$d" --io-threads 1 >"$d/out" 2>"$d/err" &
+      taskset -c 0 "$bin" --listen 127.0.0.1:0 --data-dir "$d" >"$d/out" 2>"$d/err" &
       pid=$!
       for _ in $(seq 200); do grep -q listening "$d/out" 2>/dev/null && break; sleep 0.05; done
       port=$(sed -n 's/.*127.0.0.1:\([0-9]*\).*/\1/p' "$d/out" | head -1)

@@ -223,8 +223,8 @@ class Suite:
         name = f"{target}-{tag}"
         if target == "presenced":
             data = tempfile.mkdtemp(prefix="presenced-bench-")
-            argv = [str(PRESENCED), "--listen", f"127.0.0.1:{port}", "--data-dir", data,
-                    "--io-threads", "1"]
+            # Default settings: pinned to one core, the server starts one I/O thread itself.
+            argv = [str(PRESENCED), "--listen", f"127.0.0.1:{port}", "--data-dir", data]
             if self.args.storage == "memory":
                 argv += ["--storage", "memory"]
             s = Server(name, pinned(SERVER_CPU, argv), r"presenced listening on", self.logs,

@@ -163,9 +163,9 @@ struct DispatcherFixture {
     return o;
   }
 
-  // Connects `client_id` the way the server does (the upgrade target through ParseUpgrade, what
-  // the store remembers of the user read beside it), and hands the peer its first frames. Null when
-  // the upgrade is refused.
+  // Connects `client_id` the way the server does (the upgrade target through ParseUpgrade; the
+  // dispatcher reads what the store remembers of the user), and hands the peer its first frames.
+  // Null when the upgrade is refused.
   std::shared_ptr<RecordingPeer> Connect(SessionId id, std::string_view client_id,
                                          std::string_view query_rest,
                                          const std::optional<std::vector<std::string>>& channels) {
@@ -175,8 +175,6 @@ struct DispatcherFixture {
     target += query_rest;
     auto request = protocol::ParseUpgrade(target, kSecret, clock.NowMs(), kMaxIdBytes);
     if (!request.ok()) return nullptr;
-    auto stored = store.ReadUser(request->client_id);
-    if (stored.ok()) request->stored_user = *stored;
     auto peer = std::make_shared<RecordingPeer>();
     dispatcher.Open(id, std::move(request).value(), peer);
     RunPosted();
@@ -186,18 +184,13 @@ struct DispatcherFixture {
   // A REST call; checks that `done` runs exactly once with a well-formed response.
   HttpResponse Http(const HttpRequest& request) {
     const HttpRequest& req = request;
-    std::optional<storage::UserRecord> stored_user;
-    if (auto user = protocol::HttpRouteUser(req)) {
-      auto stored = store.ReadUser(*user);
-      if (stored.ok()) stored_user = *stored;
-    }
     if (Verbose()) {
       std::fprintf(stderr, "-> %s %s %s\n", req.method.c_str(), req.target.c_str(),
                    req.body.c_str());
     }
     int calls = 0;
     HttpResponse response;
-    dispatcher.Http(req, std::move(stored_user), [&](HttpResponse r) {
+    dispatcher.Http(req, [&](HttpResponse r) {
       ++calls;
       response = std::move(r);
     });

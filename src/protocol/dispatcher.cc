@@ -4,6 +4,7 @@
 #include <algorithm>
 
 #include "protocol/args.h"
+#include "protocol/auth.h"
 #include "protocol/codec.h"
 
 namespace presenced::protocol {
@@ -13,8 +14,9 @@ Dispatcher::Dispatcher(DispatcherOptions options, const presenced::Clock& clock,
     : options_(std::move(options)),
       clock_(clock),
       metrics_(metrics),
+      post_(post),
       engine_(options_.engine, clock, random, *this),
-      store_(store, engine_, clock, std::move(post), options_.last_seen_checkpoint_ms),
+      store_(store, engine_, clock, std::move(post), options_.last_seen_checkpoint_ms, metrics),
       core_{options_, clock, engine_, store_},
       outbox_(options_.max_batch_bytes) {}
 
@@ -34,10 +36,45 @@ std::optional<TimeMs> Dispatcher::NextDeadline() const {
 
 void Dispatcher::Open(SessionId id, ConnectRequest request, std::shared_ptr<Peer> peer) {
   if (shutting_down_) return ClosePeer(peer, 1001, "server shutting down");
+  if (engine_.KnowsUser(request.client_id)) return Attach(id, std::move(request), std::move(peer));
+  // What the store remembers of the user (status set by hand, lastSeen) is read first, off this
+  // thread and once for every session opened in this round.
+  unread_.push_back(id);
+  pending_.emplace(id, PendingOpen{std::move(request), std::move(peer), {}});
+  if (!read_posted_) {
+    read_posted_ = true;
+    post_([this] { ReadPendingUsers(); });
+  }
+}
+
+void Dispatcher::ReadPendingUsers() {
+  read_posted_ = false;
+  std::vector<SessionId> batch;
+  batch.swap(unread_);
+  std::vector<std::string> users;
+  for (SessionId id : batch) {
+    if (auto p = pending_.find(id); p != pending_.end())
+      users.push_back(p->second.request.client_id);
+  }
+  std::sort(users.begin(), users.end());
+  users.erase(std::unique(users.begin(), users.end()), users.end());
+  store_.RememberUsers(std::move(users), [this, batch = std::move(batch)] {
+    for (SessionId id : batch) {
+      auto p = pending_.find(id);
+      if (p == pending_.end()) continue;  // closed (or refused) meanwhile
+      PendingOpen open = std::move(p->second);
+      pending_.erase(p);
+      Attach(id, std::move(open.request), std::move(open.peer));
+      for (const EarlyMessage& m : open.early) Message(id, m.text, m.received);
+    }
+  });
+}
+
+void Dispatcher::Attach(SessionId id, ConnectRequest request, std::shared_ptr<Peer> peer) {
+  if (shutting_down_) return ClosePeer(peer, 1001, "server shutting down");
   const TimeMs remain = std::clamp<TimeMs>(
       request.remain_present_for_ms.value_or(options_.default_remain_present_for_ms), 0,
       options_.max_remain_present_for_ms);
-  if (request.stored_user) store_.Remember(*request.stored_user);
 
   engine::Attached attached;
   std::optional<engine::Resumed> resumed;
@@ -88,6 +125,7 @@ void Dispatcher::Open(SessionId id, ConnectRequest request, std::shared_ptr<Peer
 }
 
 void Dispatcher::Closed(SessionId id, bool clean) {
+  if (pending_.erase(id) != 0) return;  // never attached: nothing to undo
   std::unique_ptr<Session> s = sessions_.Remove(id);
   if (!s) return;  // superseded, or never opened
   const engine::ConnectionHandle handle = s->handle;
@@ -117,6 +155,8 @@ void Dispatcher::Shutdown() {
   store_.PersistLastSeen();
   FlushOutbound();  // every leave goes out before its socket's close frame
   for (auto& s : sessions_.TakeAll()) s->peer->Close(1001, "server shutting down");
+  for (auto& [id, open] : pending_) open.peer->Close(1001, "server shutting down");
+  pending_.clear();
 }
 
 void Dispatcher::ClosePeer(const std::shared_ptr<Peer>& peer, uint16_t code, std::string reason) {
@@ -170,7 +210,21 @@ void Dispatcher::SendTo(engine::ConnectionHandle handle, const Frame& frame) {
 
 void Dispatcher::Message(SessionId id, std::string_view text, Clock::time_point received) {
   Session* found = sessions_.ById(id);
-  if (found == nullptr) return;
+  if (found == nullptr) {
+    // Sent before `connected` (a client may pipeline its first requests): kept until the session
+    // is attached, then handled in order. Bounded: a client that sends more this early is closed.
+    auto p = pending_.find(id);
+    if (p == pending_.end()) return;
+    PendingOpen& open = p->second;
+    if (open.early.size() >= kMaxEarlyMessages || open.early_bytes + text.size() > kMaxEarlyBytes) {
+      std::shared_ptr<Peer> peer = std::move(open.peer);
+      pending_.erase(p);
+      return ClosePeer(peer, 1008, "too many messages before connected");
+    }
+    open.early_bytes += text.size();
+    open.early.push_back(EarlyMessage{std::string(text), received});
+    return;
+  }
   Session& s = *found;
   metrics_.requests_total.fetch_add(1, std::memory_order_relaxed);
   auto fail = [&](std::optional<int64_t> req_id, const Error& e) {
@@ -235,11 +289,18 @@ void Dispatcher::ReplyLater(SessionId sid, int64_t id, Result<std::string> field
 
 // ----- REST -----------------------------------------------------------------------------------
 
-void Dispatcher::Http(const HttpRequest& req, std::optional<storage::UserRecord> stored,
-                      std::function<void(HttpResponse)> done) {
+void Dispatcher::Http(HttpRequest req, std::function<void(HttpResponse)> done) {
   metrics_.http_requests_total.fetch_add(1, std::memory_order_relaxed);
-  HandleRest(core_, req, stored, std::move(done));
-  store_.PersistLastSeen();
+  // Keep what the store remembers of the user the request acts for (lastSeen, the other half of
+  // status/text) before changing it: read first, off this thread, for an authorized request only.
+  std::optional<std::string> user;
+  if (BearerMatches(req.authorization, options_.api_key)) user = HttpRouteUser(req);
+  auto run = [this, req = std::move(req), done = std::move(done)] {
+    HandleRest(core_, req, done);
+    store_.PersistLastSeen();
+  };
+  if (!user) return run();
+  store_.RememberUsers({std::move(*user)}, std::move(run));
 }
 
 // ----- Events out -----------------------------------------------------------------------------

@@ -5,7 +5,7 @@
 // the same ops. Engine events are serialized once and the same buffer queued to every recipient.
 //
 // Threading: single-threaded, like the engine: every method must be called on the one thread
-// that owns the Dispatcher (the server's engine thread). The store's answers come back through
+// that owns the Dispatcher (the server's presence loop). The store's answers come back through
 // the Poster, so every frame is queued here and leaves through the outbox (FlushOutbound).
 #pragma once
 
@@ -16,6 +16,8 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <unordered_map>
+#include <vector>
 
 #include "common/clock.h"
 #include "common/random.h"
@@ -43,7 +45,11 @@ class Dispatcher final : public engine::EventSink {
   Dispatcher(DispatcherOptions options, const presenced::Clock& clock, RandomSource& random,
              storage::Store& store, Metrics& metrics, Poster post);
 
-  // A WebSocket session was accepted for `request` (token already verified).
+  // A WebSocket session was accepted for `request` (token already verified). When the engine
+  // does not hold the user, what the store remembers of it is read first (StoreBridge::
+  // RememberUsers: off this thread, one read for every session opened in a round), and the session
+  // is attached (its `connected` frame queued) when the answer is back; messages it sends
+  // meanwhile wait for it.
   void Open(SessionId session, ConnectRequest request, std::shared_ptr<Peer> peer);
   // A text message from the session; `received` is when the network layer read it.
   void Message(SessionId session, std::string_view text, Clock::time_point received);
@@ -54,11 +60,10 @@ class Dispatcher final : public engine::EventSink {
   // The session's output drained after Peer::NotifyWhenDrained: each channel whose events were
   // dropped for it (a slow subscriber) gets its `sync`.
   void Drained(SessionId session);
-  // A REST request (the API key is checked here). `stored` is what the store remembers of the
-  // user the request acts for (HttpRouteUser), read off this thread. `done` is called exactly
-  // once, on this thread: at once, or from a task run through the Poster.
-  void Http(const HttpRequest& request, std::optional<storage::UserRecord> stored,
-            std::function<void(HttpResponse)> done);
+  // A REST request (the API key is checked here). What the store remembers of the user it acts
+  // for (HttpRouteUser) is read first, off this thread, when the engine does not hold the user.
+  // `done` is called exactly once, on this thread: at once, or from a task run through the Poster.
+  void Http(HttpRequest request, std::function<void(HttpResponse)> done);
   // Graceful shutdown: every member leaves (reason disconnected), every session is closed (1001).
   void Shutdown();
 
@@ -83,6 +88,24 @@ class Dispatcher final : public engine::EventSink {
   void OnConnectionExpired(engine::ConnectionHandle connection) override;
 
  private:
+  // A session waiting for what the store remembers of its user (Open).
+  struct EarlyMessage {
+    std::string text;
+    Clock::time_point received;
+  };
+  struct PendingOpen {
+    ConnectRequest request;
+    std::shared_ptr<Peer> peer;
+    std::vector<EarlyMessage> early;  // sent before it was attached
+    size_t early_bytes = 0;
+  };
+  static constexpr size_t kMaxEarlyMessages = 64;
+  static constexpr size_t kMaxEarlyBytes = 256 * 1024;
+  // Reads the users of the sessions opened since the last call (one store read), then attaches
+  // each session still waiting and hands it its early messages.
+  void ReadPendingUsers();
+  // Attaches the session to the engine and queues its `connected` frame (and any catch-up).
+  void Attach(SessionId id, ConnectRequest request, std::shared_ptr<Peer> peer);
   void Reply(Session& s, std::string frame) {
     outbox_.Queue(s, std::make_shared<const std::string>(std::move(frame)));
   }
@@ -99,12 +122,16 @@ class Dispatcher final : public engine::EventSink {
   DispatcherOptions options_;
   const presenced::Clock& clock_;
   Metrics& metrics_;
+  Poster post_;  // to this thread (before store_, which takes a copy)
   engine::Engine engine_;
   StoreBridge store_;
   Core core_;
   SessionTable sessions_;
   Outbox outbox_;
   bool shutting_down_ = false;  // after Shutdown, new sessions are refused (1001)
+  std::unordered_map<SessionId, PendingOpen> pending_;
+  std::vector<SessionId> unread_;  // opened since the last ReadPendingUsers
+  bool read_posted_ = false;
 };
 
 }  // namespace presenced::protocol

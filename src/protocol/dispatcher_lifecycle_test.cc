@@ -363,5 +363,95 @@ TEST_F(DispatcherLifecycleTest, LastSeenAndStatusSurviveARestart) {
   EXPECT_EQ(Str(mine.at("statuses").at(0).as_object(), "status"), "dnd");
 }
 
+// A user the engine does not hold is read from the store off the loop: the session is attached
+// when the answer is back, and what it sent meanwhile is answered then, in order.
+TEST_F(DispatcherLifecycleTest, SessionOfAnUnknownUserWaitsForTheStoreAndKeepsItsEarlyMessages) {
+  TestConn a = Connect("alice");
+  Ok(a, "status.set", {{"status", "dnd"}});
+  Close(a, /*clean=*/true);
+  Restart(DefaultOptions());  // the engine forgets alice; the store remembers her dnd
+
+  auto request = Upgrade("alice");
+  ASSERT_TRUE(request.ok());
+  auto peer = std::make_shared<RecordingPeer>();
+  dispatcher().Open(7, std::move(request).value(), peer);
+  dispatcher().Message(7, R"({"op":"enter","id":1,"channel":"room"})",
+                       std::chrono::steady_clock::now());
+  dispatcher().Message(7, R"({"op":"status.get","id":2,"clientIds":["alice"]})",
+                       std::chrono::steady_clock::now());
+  dispatcher().FlushOutbound();
+  EXPECT_TRUE(peer->frames().empty());  // not attached before the store answered
+  EXPECT_EQ(dispatcher().engine().connection_count(), 0u);
+
+  RunPosted();
+  const auto& f = peer->frames();
+  ASSERT_EQ(f.size(), 3u);
+  EXPECT_EQ(Str(f[0], "type"), "connected");
+  EXPECT_EQ(Int(f[1], "id"), 1);
+  EXPECT_TRUE(IsOk(f[1]));
+  EXPECT_EQ(Int(f[2], "id"), 2);
+  EXPECT_EQ(Str(f[2].at("statuses").at(0).as_object(), "status"), "dnd");  // remembered first
+}
+
+TEST_F(DispatcherLifecycleTest, SessionOfAUserTheEngineHoldsIsAttachedAtOnce) {
+  TestConn a = Connect("alice");
+  auto request = Upgrade("alice", Device{"phone"});
+  ASSERT_TRUE(request.ok());
+  auto peer = std::make_shared<RecordingPeer>();
+  dispatcher().Open(7, std::move(request).value(), peer);
+  dispatcher().FlushOutbound();  // nothing posted has run
+  ASSERT_EQ(peer->frames().size(), 1u);
+  EXPECT_EQ(Str(peer->frames()[0], "type"), "connected");
+}
+
+TEST_F(DispatcherLifecycleTest, SessionClosedWhileItsUserIsReadIsNeverAttached) {
+  TestConn w = Watcher("room");
+  auto request = Upgrade("alice");
+  ASSERT_TRUE(request.ok());
+  auto peer = std::make_shared<RecordingPeer>();
+  dispatcher().Open(7, std::move(request).value(), peer);
+  dispatcher().Message(7, R"({"op":"enter","id":1,"channel":"room"})",
+                       std::chrono::steady_clock::now());
+  dispatcher().Closed(7, /*clean=*/false);
+  RunPosted();
+  EXPECT_TRUE(peer->frames().empty());
+  EXPECT_FALSE(peer->closed());                             // the socket had already gone
+  EXPECT_EQ(dispatcher().engine().connection_count(), 1u);  // the watcher only
+  EXPECT_TRUE(w.peer->frames().empty());                    // no enter, no leave
+  EXPECT_EQ(dispatcher().engine().member_count(), 0u);
+}
+
+TEST_F(DispatcherLifecycleTest, MoreThan64EarlyMessagesCloseTheSession) {
+  auto request = Upgrade("alice");
+  ASSERT_TRUE(request.ok());
+  auto peer = std::make_shared<RecordingPeer>();
+  dispatcher().Open(7, std::move(request).value(), peer);
+  for (int i = 0; i < 64; ++i) {
+    dispatcher().Message(7, R"({"op":"ping","id":1})", std::chrono::steady_clock::now());
+  }
+  EXPECT_FALSE(peer->closed());
+  dispatcher().Message(7, R"({"op":"ping","id":1})", std::chrono::steady_clock::now());
+  ASSERT_TRUE(peer->closed());
+  EXPECT_EQ(peer->closed()->code, 1008);
+  EXPECT_EQ(peer->closed()->reason, "too many messages before connected");
+  dispatcher().Closed(7, /*clean=*/false);
+  RunPosted();
+  EXPECT_TRUE(peer->frames().empty());
+  EXPECT_EQ(dispatcher().engine().connection_count(), 0u);
+}
+
+TEST_F(DispatcherLifecycleTest, ShutdownClosesSessionsStillWaitingForTheStore) {
+  auto request = Upgrade("alice");
+  ASSERT_TRUE(request.ok());
+  auto peer = std::make_shared<RecordingPeer>();
+  dispatcher().Open(7, std::move(request).value(), peer);
+  dispatcher().Shutdown();
+  ASSERT_TRUE(peer->closed());
+  EXPECT_EQ(peer->closed()->code, 1001);
+  RunPosted();  // the store's answer finds nothing to attach
+  EXPECT_TRUE(peer->frames().empty());
+  EXPECT_EQ(dispatcher().engine().connection_count(), 0u);
+}
+
 }  // namespace
 }  // namespace presenced::protocol::testing

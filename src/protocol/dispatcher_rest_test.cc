@@ -1,5 +1,5 @@
 // Every REST route of docs/protocol.md through Dispatcher::Http, with its status codes, as the
-// server hands requests over (HttpRouteUser + store.ReadUser first).
+// server hands requests over (the user a route acts for is read from the store by the Dispatcher).
 #include <gtest/gtest.h>
 
 #include <string>

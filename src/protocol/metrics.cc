@@ -106,6 +106,9 @@ std::string Metrics::Render(const Gauges& e) const {
   Metric(out, "presenced_storage_write_errors_total", "counter",
          "Failed storage commits (disk full, I/O error); live presence continues.",
          e.storage_write_errors);
+  Metric(out, "presenced_storage_read_errors_total", "counter",
+         "Failed reads of what the store remembers of a connecting user (taken as nothing).",
+         v(storage_read_errors_total));
   Metric(out, "presenced_storage_dropped_writes_total", "counter",
          "Writes refused because the storage queue was full.", e.storage_dropped_writes);
   Metric(out, "presenced_storage_pending", "gauge", "Writes queued for the next commit.",

@@ -1,7 +1,7 @@
 // Process metrics, rendered in the Prometheus text format at /metrics. Counters are atomics
-// updated from any thread (I/O threads and the engine thread); rendering reads them relaxed, so
+// updated from any thread (I/O threads and the presence loop); rendering reads them relaxed, so
 // /metrics is rendered on an I/O thread. The network layer's counters are its own (net::Counters)
-// and reach Render through Gauges; the engine's gauges are published by the engine thread after
+// and reach Render through Gauges; the engine's gauges are published by the presence loop after
 // each round (PublishEngine).
 #pragma once
 
@@ -55,15 +55,16 @@ struct Metrics {
   std::atomic<uint64_t> sync_conflations_total{0};  // `sync` frames replacing dropped events
   std::atomic<uint64_t> deliveries_total{0};        // event and status frames queued to sockets
   std::atomic<uint64_t> http_requests_total{0};
+  std::atomic<uint64_t> storage_read_errors_total{0};  // failed reads of a user's stored state
   LatencyHistogram request_latency;
 
-  // The engine's gauges as of the end of its last round; written only by the engine thread.
+  // The engine's gauges as of the end of its last round; written only by the presence loop.
   std::atomic<uint64_t> channels{0};
   std::atomic<uint64_t> members{0};
   std::atomic<uint64_t> engine_connections{0};
   std::atomic<uint64_t> users{0};
 
-  // On the engine thread, at the end of each round (Dispatcher::Tick).
+  // On the presence loop, at the end of each round (Dispatcher::Tick).
   void PublishEngine(uint64_t channel_count, uint64_t member_count, uint64_t connection_count,
                      uint64_t user_count);
   // Gauges with the published engine values filled in (the rest zero); any thread.

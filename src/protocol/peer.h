@@ -1,5 +1,5 @@
 // What a WebSocket upgrade asked for, once its token is verified: the attachment the server hands
-// from the upgrade (I/O thread) to Dispatcher::Open (engine thread).
+// from the upgrade (I/O thread) to Dispatcher::Open (the presence loop).
 #pragma once
 
 #include <optional>
@@ -8,7 +8,6 @@
 
 #include "common/clock.h"
 #include "common/transport.h"
-#include "storage/store.h"
 
 namespace presenced::protocol {
 
@@ -20,8 +19,6 @@ struct ConnectRequest {
   std::optional<TimeMs> remain_present_for_ms;
   bool batch = false;       // `batch=1`: several messages may share one frame (protocol-ext §1)
   TimeMs heartbeat_ms = 0;  // the session's ping interval, as the network layer runs it
-  // What the durable store remembers of this user (read on the I/O thread during the upgrade).
-  std::optional<storage::UserRecord> stored_user;
 };
 
 }  // namespace presenced::protocol

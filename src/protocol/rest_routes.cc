@@ -126,9 +126,7 @@ HttpResponse ErrorResponse(const Error& e) {
   return HttpResponse{HttpStatusFor(e.code), ErrorBody(e)};
 }
 
-void HandleRest(Core& core, const HttpRequest& req,
-                const std::optional<storage::UserRecord>& stored,
-                std::function<void(HttpResponse)> done) {
+void HandleRest(Core& core, const HttpRequest& req, std::function<void(HttpResponse)> done) {
   auto fail = [&](const Error& e) { done(ErrorResponse(e)); };
   auto parsed = boost::urls::parse_origin_form(req.target);
   if (!parsed) return fail(BadRequest("malformed request target"));
@@ -203,9 +201,6 @@ void HandleRest(Core& core, const HttpRequest& req,
       return fail(st.error());
     }
   }
-  // Keep what the store remembers (lastSeen, the other half of status/text) before changing it.
-  if (stored) core.store.Remember(*stored);
-
   const OpSpec* op = FindOp(route->op);
   const Caller caller{acting, 0, nullptr};
   const Args args(fields, route->fields == Fields::kQuery);

@@ -12,15 +12,13 @@
 #include "common/error.h"
 #include "common/transport.h"
 #include "protocol/ops.h"
-#include "storage/store.h"
 
 namespace presenced::protocol {
 
 // Runs a REST request; `done` gets the response, at once or later (on the Dispatcher's thread).
-// `stored` is what the store remembers of the user the request acts for (HttpRouteUser).
-void HandleRest(Core& core, const HttpRequest& request,
-                const std::optional<storage::UserRecord>& stored,
-                std::function<void(HttpResponse)> done);
+// The caller has given the engine what the store remembers of the user the request acts for
+// (HttpRouteUser), so a change keeps the other half of status/text and lastSeen.
+void HandleRest(Core& core, const HttpRequest& request, std::function<void(HttpResponse)> done);
 
 // The user a REST request acts for whose stored settings the engine may need (PUT
 // /v1/users/{clientId}/status, POST /v1/commands), if it is one.

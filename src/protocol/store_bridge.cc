@@ -12,12 +12,13 @@ namespace presenced::protocol {
 using engine::Presence;
 
 StoreBridge::StoreBridge(storage::Store& store, engine::Engine& engine, const Clock& clock,
-                         Poster post, TimeMs checkpoint_ms)
+                         Poster post, TimeMs checkpoint_ms, Metrics& metrics)
     : store_(store),
       engine_(engine),
       clock_(clock),
       post_(std::move(post)),
       checkpoint_ms_(checkpoint_ms),
+      metrics_(metrics),
       next_checkpoint_(clock.NowMs() + checkpoint_ms) {}
 
 template <typename T>
@@ -33,6 +34,22 @@ void StoreBridge::Remember(const storage::UserRecord& stored) {
   settings.manual = engine::ParsePresence(stored.manual).value_or(Presence::kOnline);
   settings.text = stored.text;
   engine_.RestoreUser(stored.client_id, std::move(settings), stored.last_seen);
+}
+
+void StoreBridge::RememberUsers(std::vector<std::string> client_ids, std::function<void()> done) {
+  std::erase_if(client_ids, [&](const std::string& id) { return engine_.KnowsUser(id); });
+  if (client_ids.empty()) return done();
+  std::function<void(Result<std::vector<storage::UserRecord>>)> then =
+      [this, done = std::move(done)](Result<std::vector<storage::UserRecord>> users) {
+        if (users.ok()) {
+          for (const storage::UserRecord& u : *users) Remember(u);
+        } else {
+          metrics_.storage_read_errors_total.fetch_add(1, std::memory_order_relaxed);
+        }
+        done();
+      };
+  store_.GetUsers(std::move(client_ids),
+                  OnThisThread<Result<std::vector<storage::UserRecord>>>(std::move(then)));
 }
 
 void StoreBridge::PersistLastSeen() {

@@ -15,6 +15,7 @@
 #include "common/clock.h"
 #include "common/error.h"
 #include "engine/engine.h"
+#include "protocol/metrics.h"
 #include "protocol/options.h"
 #include "storage/store.h"
 
@@ -23,12 +24,18 @@ namespace presenced::protocol {
 class StoreBridge {
  public:
   StoreBridge(storage::Store& store, engine::Engine& engine, const Clock& clock, Poster post,
-              TimeMs checkpoint_ms);
+              TimeMs checkpoint_ms, Metrics& metrics);
 
   storage::Store& store() { return store_; }
 
   // Gives the engine what the store remembers of a user it does not hold.
   void Remember(const storage::UserRecord& stored);
+  // Gives the engine what the store remembers of each of `client_ids` it does not hold, then runs
+  // `done` on this thread: at once when the engine holds them all (its user directory is the
+  // cache), else after one read on the store's thread for all of them, so this thread never waits
+  // for the disk. A failed read is counted (`presenced_storage_read_errors_total`) and treated as
+  // "nothing remembered".
+  void RememberUsers(std::vector<std::string> client_ids, std::function<void()> done);
   // Stores the user's status set by hand (with its lastSeen, in one commit); `durable` runs (on
   // this thread) once it is on disk.
   void PersistSettings(const std::string& client_id, std::function<void(Status)> durable);
@@ -66,6 +73,7 @@ class StoreBridge {
   const Clock& clock_;
   Poster post_;
   TimeMs checkpoint_ms_;
+  Metrics& metrics_;
   TimeMs next_checkpoint_;
   std::vector<std::string> last_seen_due_;  // came online or went offline during the current call
 };

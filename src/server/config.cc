@@ -168,6 +168,9 @@ const std::vector<Setting>& Table() {
         Int(FIELD(sqlite.activity_max_per_user), "activity_max_per_user", 0, 1000000000));
     add("retention_interval_ms", "how often retention runs",
         Int(FIELD(sqlite.retention_interval_ms), "retention_interval_ms", 10, kDay));
+    add("storage_nice",
+        "nice value of the storage thread (0-19): its commits yield the CPU to the presence loop",
+        Int(FIELD(sqlite.storage_nice), "storage_nice", 0, 19));
     add("storage_max_bytes",
         "cap on the database size; writes beyond fail and are counted (0 = none)",
         Int(FIELD(sqlite.max_bytes), "storage_max_bytes", 0, kGiB * 1024 * 1024));

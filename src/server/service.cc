@@ -26,9 +26,6 @@ Result<net::Upgrade> Service::AuthorizeUpgrade(const HttpRequest& req) {
   auto request = protocol::ParseUpgrade(req.target, config_.protocol.jwt_secret, clock_.NowMs(),
                                         config_.protocol.engine.limits.max_id_bytes);
   if (!request.ok()) return request.error();
-  // What the store remembers of the user is read here, on the I/O thread, so the engine thread
-  // never waits for the disk.
-  request->stored_user = Remembered(request->client_id);
   request->heartbeat_ms = config_.net.heartbeat_ms;
   net::Upgrade upgrade;
   upgrade.heartbeat_ms = request->heartbeat_ms;
@@ -39,12 +36,9 @@ Result<net::Upgrade> Service::AuthorizeUpgrade(const HttpRequest& req) {
 
 void Service::HandleHttp(HttpRequest req, std::function<void(HttpResponse)> done) {
   if (auto response = AnswerInline(req)) return done(std::move(*response));
-  std::optional<storage::UserRecord> stored;
-  if (auto user = protocol::HttpRouteUser(req)) stored = Remembered(*user);
-  loop_.Post(
-      [this, req = std::move(req), stored = std::move(stored), done = std::move(done)]() mutable {
-        dispatcher_.Http(req, std::move(stored), std::move(done));
-      });
+  loop_.Post([this, req = std::move(req), done = std::move(done)]() mutable {
+    dispatcher_.Http(std::move(req), std::move(done));
+  });
 }
 
 void Service::OnOpen(SessionId id, std::shared_ptr<void> attachment, std::shared_ptr<Peer> peer) {
@@ -178,16 +172,6 @@ HttpResponse Service::RenderMetrics() const {
     }
   }
   return HttpResponse{200, metrics_.Render(g), "text/plain; version=0.0.4"};
-}
-
-std::optional<storage::UserRecord> Service::Remembered(const std::string& client_id) {
-  auto r = store_.ReadUser(client_id);
-  if (!r.ok()) {
-    spdlog::warn("event=storage_read_failed client_id={} reason=\"{}\"", client_id,
-                 r.error().message);
-    return std::nullopt;
-  }
-  return *r;
 }
 
 }  // namespace presenced::server

@@ -1,7 +1,8 @@
 // Service: adapts the network layer (net::Service) to presenced. Every call that touches presence
 // state is posted to the EngineLoop; what needs no presence state is answered on the calling I/O
-// thread, never queued behind presence work: token checks and the store read of a connecting user
-// (AuthorizeUpgrade), the dashboard's files, GET /v1/healthz and GET /metrics (HandleHttp).
+// thread, never queued behind presence work: token checks (AuthorizeUpgrade), the dashboard's
+// files, GET /v1/healthz and GET /metrics (HandleHttp). What the store remembers of a connecting
+// user is read by the Dispatcher, on the store's thread (Dispatcher::Open).
 //
 // Threading: every method is called on I/O threads and is thread-safe. Construct it before the
 // net::Server and hand it the server's counters (SetNetCounters) before Listen. Everything passed
@@ -48,8 +49,7 @@ class Service final : public net::Service {
   // for one the dispatcher answers (presence routes, and every malformed request).
   std::optional<HttpResponse> AnswerInline(const HttpRequest& req) const;
   HttpResponse RenderMetrics() const;
-  std::optional<storage::UserRecord> Remembered(const std::string& client_id);
-  // On the engine thread: the log line of a session's end (server-initiated ones at info,
+  // On the presence loop: the log line of a session's end (server-initiated ones at info,
   // rate-limited; the client's own at debug).
   void LogClose(SessionId id, const net::CloseInfo& info, std::string_view reason, bool by_client);
 
@@ -59,7 +59,7 @@ class Service final : public net::Service {
   static constexpr std::string_view kServiceReasonNames[kServiceReasons] = {
       "shutdown", "superseded", "refused", "server_closed"};
   std::array<std::atomic<uint64_t>, kServiceReasons> service_closes_{};
-  // Log rate limit (engine thread only): a token bucket of kLogBurst lines refilled at
+  // Log rate limit (presence loop only): a token bucket of kLogBurst lines refilled at
   // kLogPerSecond; what it suppresses is counted into the next line.
   static constexpr double kLogBurst = 50;
   static constexpr double kLogPerSecond = 10;

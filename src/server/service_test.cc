@@ -1,4 +1,4 @@
-// server::Service without sockets and without an engine thread: the EngineLoop is never run, so a
+// server::Service without sockets and without a loop: the EngineLoop is never attached, so a
 // request answered at all was answered on the calling (I/O) thread, and one that reaches the
 // dispatcher stays queued.
 #include "server/service.h"

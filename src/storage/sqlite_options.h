@@ -22,6 +22,9 @@ struct SqliteOptions {
   size_t activity_max_per_user = 1000;                   // 0 = no count limit
   TimeMs retention_interval_ms = 60000;
   int64_t max_bytes = 0;  // cap on the database size; 0 = none
+  // The storage thread's nice value (Linux: per thread, 0-19). Its commits are background work: on
+  // a core shared with the presence loop they must not delay sockets (bench/RESULTS.md, W2).
+  int storage_nice = 10;
   // Told about every failed commit (on the storage thread), e.g. to log it.
   std::function<void(const std::string&)> on_error;
 };

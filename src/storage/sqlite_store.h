@@ -78,12 +78,10 @@ class SqliteStore final : public Store {
 
   SqliteOptions options_;
   const Clock& clock_;
-  sqlite3* db_;  // storage thread only
-  // ReadUser runs on the I/O threads during every WebSocket handshake (and for two REST routes).
-  // A SQLite connection may be used by one thread at a time, so one read connection under one
-  // mutex serializes those reads: a short point query on an indexed key (microseconds, WAL readers
-  // never wait for the writer), cheaper than a connection per thread at the handshake rates
-  // measured (bench/RESULTS.md, W6).
+  sqlite3* db_;                       // storage thread only
+  sqlite3_stmt* get_user_ = nullptr;  // GetUsers' (storage thread), prepared once
+  // ReadUser (tools and tests: the server reads users with GetUsers, off its loop) has its own
+  // read connection under one mutex: a SQLite connection may be used by one thread at a time.
   Mutex reader_mu_;
   sqlite3* reader_ GUARDED_BY(reader_mu_);
   sqlite3_stmt* read_user_ GUARDED_BY(reader_mu_) = nullptr;  // ReadUser's, prepared once

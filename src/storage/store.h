@@ -4,11 +4,12 @@
 // tests and ephemeral deployments), and later a Redis one for clusters.
 //
 // Threading contract:
-// - Append*/Put* are called on the engine's thread and never wait for I/O: they queue.
+// - Append*/Put* are called on the presence loop and never wait for I/O: they queue.
 // - Query*/GetUsers may be called from any thread; `done` runs on an unspecified thread (the
 //   store's own, or the caller's when it answers at once) and must only do thread-safe work.
 //   Queries see every write queued before them (read-your-writes).
-// - ReadUser reads committed data synchronously; call it off the engine thread (I/O threads).
+// - ReadUser reads committed data synchronously, from any thread (tools and tests; the server
+//   reads users with GetUsers, so its loop never waits for the disk).
 #pragma once
 
 #include <cstdint>

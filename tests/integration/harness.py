@@ -45,7 +45,8 @@ class Server:
             "PRESENCED_LISTEN": "127.0.0.1:0",
             "PRESENCED_DATA_DIR": self.data_dir,
             "PRESENCED_LOG_LEVEL": "warn",
-            "PRESENCED_IO_THREADS": "2",
+            # Two I/O threads (a strand per socket) unless the test run asks for another count.
+            "PRESENCED_IO_THREADS": os.environ.get("PRESENCED_IO_THREADS", "2"),
         })
         for key, value in settings.items():
             env["PRESENCED_" + key.upper()] = str(value)

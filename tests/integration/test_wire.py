@@ -696,5 +696,101 @@ class SlowConsumerTimeoutTest(WireTest):
         self.assertLess(time.monotonic() - t0, 2 + 2)  # the close timeout (2 s) and a margin
 
 
+# ----- Why a connection closed: presenced_disconnects_total{reason=...} -------------------------
+
+class DisconnectReasonTest(WireTest):
+    settings = dict(WireTest.settings, heartbeat_ms=300, max_frame_bytes=4096)
+
+    def disconnects(self):
+        _, text = self.server.http("GET", "/metrics", key=False)
+        out = {}
+        for line in text.splitlines():
+            if line.startswith('presenced_disconnects_total{reason="'):
+                reason = line.split('"')[1]
+                out[reason] = float(line.split()[1])
+        return out
+
+    def assert_counted(self, reason, end, also=()):
+        """`end()` ends one connection; the counter of `reason` then rises by exactly one (and
+        those in `also` as the test says), no other."""
+        before = self.disconnects()
+        end()
+        wait_until(lambda: self.disconnects().get(reason, 0) >= before.get(reason, 0) + 1)
+        after = self.disconnects()
+        self.assertEqual(after[reason], before.get(reason, 0) + 1, reason)
+        for other, n in after.items():
+            if other != reason and other not in also:
+                self.assertEqual(n, before.get(other, 0), "%s counted for %s" % (other, reason))
+
+    def test_every_cause_is_counted_under_its_reason(self):
+        def by_close_frame():
+            w = self.wire()
+            w.send(close_frame(1000))
+            self.assertEqual(w.close_code(), 1000)
+
+        def by_reserved_bit():
+            w = self.wire()
+            w.send(frame('{"op":"ping","id":1}', rsv=0x40))
+            self.assertEqual(w.close_code(), 1002)
+
+        def by_invalid_utf8():
+            w = self.wire()
+            w.send(frame(b'{"op":"ping","id":1,"x":"\xff"}'))
+            self.assertEqual(w.close_code(), 1007)
+
+        def by_oversize_message():
+            w = self.wire()
+            w.send(frame("x" * 5000))
+            self.assertEqual(w.close_code(), 1009)
+
+        def by_silence():
+            w = self.wire()  # answers no ping: dropped after two heartbeat intervals
+            w.read_eof()
+
+        def by_lost_connection():
+            w = self.wire()
+            self.assertTrue(w.request("ping", 1)["ok"])
+            w.sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            w.close()  # a reset, no close frame
+
+        def by_the_service():
+            w = self.wire()  # resumed elsewhere: the old socket is closed with 4000
+            key = w.connected["connectionKey"]
+            other = self.wire(token=self.server.token(w.connected["clientId"]), resume=key)
+            self.assertTrue(other.connected["resumed"])
+            self.assertEqual(w.close_code(), 4000)
+            other.send(close_frame(1000))  # a client_closed too
+            self.assertEqual(other.close_code(), 1000)
+
+        for reason, end in [("client_closed", by_close_frame), ("protocol_error", by_reserved_bit),
+                            ("invalid_utf8", by_invalid_utf8),
+                            ("message_too_large", by_oversize_message),
+                            ("heartbeat_timeout", by_silence),
+                            ("connection_lost", by_lost_connection),
+                            ("superseded", by_the_service)]:
+            with self.subTest(reason=reason):
+                self.assert_counted(reason, end,
+                                    also=("client_closed",) if reason == "superseded" else ())
+
+
+# ----- Requests pipelined after the upgrade request ----------------------------------------------
+
+class PipelinedUpgradeTest(WireTest):
+    def test_requests_sent_with_the_upgrade_are_answered_after_connected_in_order(self):
+        # The first connection of a user the server does not hold: its stored state is read off
+        # the loop, and what the client sent meanwhile waits for the `connected` frame.
+        token = self.server.token(unique("pipelined"))
+        upgrade = ("GET /v1/ws?token=%s HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\n"
+                   "Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+                   "Sec-WebSocket-Version: 13\r\n\r\n" % token).encode()
+        w = self.wire(handshake=upgrade)
+        w.send(upgrade + b"".join(frame('{"op":"ping","id":%d}' % i) for i in range(1, 6)))
+        self.assertTrue(w.read_head().startswith(b"HTTP/1.1 101"))
+        messages = [json.loads(w.read_frame()[1]) for _ in range(6)]
+        self.assertEqual(messages[0]["type"], "connected")
+        self.assertEqual([m["id"] for m in messages[1:]], [1, 2, 3, 4, 5])
+        self.assertTrue(all(m["ok"] for m in messages[1:]))
+
+
 if __name__ == "__main__":
     unittest.main()

@@ -275,8 +275,8 @@ class ProtocolHarness {
     return token.ok() ? *token : std::string();
   }
 
-  // The upgrade as the server runs it (ParseUpgrade with the server's secret, heartbeat and what
-  // the store remembers of the user), without opening a session. The error is what the HTTP
+  // The upgrade as the server runs it (ParseUpgrade with the server's secret and heartbeat),
+  // without opening a session. The error is what the HTTP
   // refusal would carry.
   template <typename... Opts>
   Result<ConnectRequest> Upgrade(std::string_view client_id, Opts... opts) {
@@ -295,8 +295,6 @@ class ProtocolHarness {
     auto request = ParseUpgrade(target, kTestSecret, clock.NowMs(),
                                 dispatcher_->engine().config().limits.max_id_bytes);
     if (!request.ok()) return request;
-    auto stored = store.ReadUser(request->client_id);
-    if (stored.ok()) request->stored_user = *stored;
     request->heartbeat_ms = heartbeat_ms;
     return request;
   }
@@ -375,9 +373,8 @@ class ProtocolHarness {
     return reply;
   }
 
-  // A REST request as the server hands it over: the user it acts for is read from the store
-  // first (HttpRouteUser), then Dispatcher::Http; returns the response (`done` must have run
-  // exactly once). `api_key` nullopt sends no Authorization header.
+  // A REST request as the server hands it over (Dispatcher::Http); returns the response (`done`
+  // must have run exactly once). `api_key` nullopt sends no Authorization header.
   HttpResponse Rest(std::string method, std::string target, std::string body = "",
                     std::optional<std::string_view> api_key = kTestApiKey) {
     HttpRequest req;
@@ -385,14 +382,9 @@ class ProtocolHarness {
     req.target = std::move(target);
     req.body = std::move(body);
     if (api_key) req.authorization = "Bearer " + std::string(*api_key);
-    std::optional<storage::UserRecord> stored;
-    if (auto user = HttpRouteUser(req)) {
-      auto r = store.ReadUser(*user);
-      if (r.ok()) stored = *r;
-    }
     int calls = 0;
     HttpResponse response;
-    dispatcher_->Http(req, std::move(stored), [&](HttpResponse r) {
+    dispatcher_->Http(req, [&](HttpResponse r) {
       ++calls;
       response = std::move(r);
     });
