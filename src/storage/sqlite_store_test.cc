@@ -3,11 +3,13 @@
 #include "storage/sqlite_store.h"
 
 #include <gtest/gtest.h>
+#include <sys/resource.h>
 
 #include <atomic>
 #include <filesystem>
 #include <fstream>
 #include <future>
+#include <sstream>
 
 #include "storage/memory_store.h"
 
@@ -211,6 +213,37 @@ TEST(SqliteStoreTest, SurvivesReopen) {
   ASSERT_TRUE(s.ok());
   EXPECT_EQ(Bodies(History(**s, Q("a"))), std::vector<std::string>{"1"});
   EXPECT_EQ((*(*s)->ReadUser("ann"))->last_seen, 77);
+}
+
+// Threads of this process whose nice value is `nice` (/proc/self/task/*/stat, field 19).
+int ThreadsWithNice(int nice) {
+  int n = 0;
+  for (const auto& task : fs::directory_iterator("/proc/self/task")) {
+    std::ifstream in(task.path() / "stat");
+    std::string stat((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+    const size_t end = stat.rfind(')');  // the name may hold spaces and parentheses
+    if (end == std::string::npos) continue;
+    std::istringstream fields(stat.substr(end + 2));
+    std::string f;
+    for (int i = 3; i <= 19 && fields >> f; ++i) {
+      if (i == 19 && std::stoi(f) == nice) ++n;
+    }
+  }
+  return n;
+}
+
+TEST(SqliteStoreTest, TheStorageThreadRunsAtItsNiceValueAndOnlyIt) {
+  TempDir dir;
+  SqliteOptions o;
+  o.path = dir.file("presenced.db");
+  o.storage_nice = 7;
+  const int before = ThreadsWithNice(7);
+  const int mine = getpriority(PRIO_PROCESS, 0);  // Linux: this thread's
+  auto s = SqliteStore::Open(o, g_clock);
+  ASSERT_TRUE(s.ok());
+  (*s)->Flush();  // the thread has started (and lowered its priority) by the time this returns
+  EXPECT_EQ(ThreadsWithNice(7), before + 1);
+  EXPECT_EQ(getpriority(PRIO_PROCESS, 0), mine);  // the caller's thread is untouched
 }
 
 TEST(SqliteStoreTest, QueriesSeeWritesQueuedBeforeThem) {
