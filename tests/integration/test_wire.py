@@ -622,8 +622,9 @@ class BackpressureTest(WireTest):
 
 
 class SlowConsumerCloseTest(WireTest):
-    # Events of 1 MB each against a 1 MiB bound: once the kernel buffers are full, the second one
-    # that finds the first unsent makes the subscriber a slow consumer.
+    # Members of 1 MB each against a 1 MiB bound. Events beyond the bound are conflated (dropped,
+    # owed a `sync`), so what takes the subscriber over it are the replies it asks for, which are
+    # never dropped: once the kernel buffers are full, its `get` replies make it a slow consumer.
     settings = dict(WireTest.settings, heartbeat_ms=1500, max_outbound_bytes=1 << 20,
                     max_frame_bytes=2 << 20, max_data_bytes=1 << 20, handshake_timeout_ms=8000)
 
@@ -642,10 +643,12 @@ class SlowConsumerCloseTest(WireTest):
             return w
         slow = await off_loop(slow_consumer)
         # Kernel buffers take a few MB before the server's own queue grows. Meanwhile the slow
-        # consumer pings (without reading), so it is dropped for its queue, never for silence.
+        # consumer pings and asks for the channel (without reading), so it is dropped for its
+        # queue, never for silence.
         await writer.ok("enter", channel=ch, data="a" * 1000000)
         for i in range(10):
-            slow.send(frame(b"", opcode=9))
+            slow.send(frame(b"", opcode=9) +
+                      frame(json.dumps({"op": "get", "id": 100 + i, "channel": ch})))
             await writer.ok("update", channel=ch, data=str(i) * 1000000)
         e = await watcher.presence(ch)
         self.assertEqual((e["member"]["connectionId"], e["reason"]),
