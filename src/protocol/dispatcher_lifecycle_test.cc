@@ -19,6 +19,20 @@ class DispatcherLifecycleTest : public ProtocolTest {
     w.peer->Clear();
     return w;
   }
+  // Opens session `id` for `client_id` as the server does, without running what it posted (the
+  // store read of a user the engine does not hold, and its answer).
+  template <typename... Opts>
+  std::shared_ptr<RecordingPeer> OpenWithoutRunning(SessionId id, std::string_view client_id,
+                                                    Opts... opts) {
+    auto request = Upgrade(client_id, std::move(opts)...);
+    EXPECT_TRUE(request.ok());
+    auto peer = std::make_shared<RecordingPeer>();
+    if (request.ok()) dispatcher().Open(id, std::move(request).value(), peer);
+    return peer;
+  }
+  void Message(SessionId id, std::string_view text) {
+    dispatcher().Message(id, text, std::chrono::steady_clock::now());
+  }
 };
 
 TEST_F(DispatcherLifecycleTest, ConnectedFrameCarriesTheContractFields) {
@@ -371,14 +385,9 @@ TEST_F(DispatcherLifecycleTest, SessionOfAnUnknownUserWaitsForTheStoreAndKeepsIt
   Close(a, /*clean=*/true);
   Restart(DefaultOptions());  // the engine forgets alice; the store remembers her dnd
 
-  auto request = Upgrade("alice");
-  ASSERT_TRUE(request.ok());
-  auto peer = std::make_shared<RecordingPeer>();
-  dispatcher().Open(7, std::move(request).value(), peer);
-  dispatcher().Message(7, R"({"op":"enter","id":1,"channel":"room"})",
-                       std::chrono::steady_clock::now());
-  dispatcher().Message(7, R"({"op":"status.get","id":2,"clientIds":["alice"]})",
-                       std::chrono::steady_clock::now());
+  auto peer = OpenWithoutRunning(7, "alice");
+  Message(7, R"({"op":"enter","id":1,"channel":"room"})");
+  Message(7, R"({"op":"status.get","id":2,"clientIds":["alice"]})");
   dispatcher().FlushOutbound();
   EXPECT_TRUE(peer->frames().empty());  // not attached before the store answered
   EXPECT_EQ(dispatcher().engine().connection_count(), 0u);
@@ -395,10 +404,7 @@ TEST_F(DispatcherLifecycleTest, SessionOfAnUnknownUserWaitsForTheStoreAndKeepsIt
 
 TEST_F(DispatcherLifecycleTest, SessionOfAUserTheEngineHoldsIsAttachedAtOnce) {
   TestConn a = Connect("alice");
-  auto request = Upgrade("alice", Device{"phone"});
-  ASSERT_TRUE(request.ok());
-  auto peer = std::make_shared<RecordingPeer>();
-  dispatcher().Open(7, std::move(request).value(), peer);
+  auto peer = OpenWithoutRunning(7, "alice", Device{"phone"});
   dispatcher().FlushOutbound();  // nothing posted has run
   ASSERT_EQ(peer->frames().size(), 1u);
   EXPECT_EQ(Str(peer->frames()[0], "type"), "connected");
@@ -406,12 +412,8 @@ TEST_F(DispatcherLifecycleTest, SessionOfAUserTheEngineHoldsIsAttachedAtOnce) {
 
 TEST_F(DispatcherLifecycleTest, SessionClosedWhileItsUserIsReadIsNeverAttached) {
   TestConn w = Watcher("room");
-  auto request = Upgrade("alice");
-  ASSERT_TRUE(request.ok());
-  auto peer = std::make_shared<RecordingPeer>();
-  dispatcher().Open(7, std::move(request).value(), peer);
-  dispatcher().Message(7, R"({"op":"enter","id":1,"channel":"room"})",
-                       std::chrono::steady_clock::now());
+  auto peer = OpenWithoutRunning(7, "alice");
+  Message(7, R"({"op":"enter","id":1,"channel":"room"})");
   dispatcher().Closed(7, /*clean=*/false);
   RunPosted();
   EXPECT_TRUE(peer->frames().empty());
@@ -422,15 +424,12 @@ TEST_F(DispatcherLifecycleTest, SessionClosedWhileItsUserIsReadIsNeverAttached) 
 }
 
 TEST_F(DispatcherLifecycleTest, MoreThan64EarlyMessagesCloseTheSession) {
-  auto request = Upgrade("alice");
-  ASSERT_TRUE(request.ok());
-  auto peer = std::make_shared<RecordingPeer>();
-  dispatcher().Open(7, std::move(request).value(), peer);
+  auto peer = OpenWithoutRunning(7, "alice");
   for (int i = 0; i < 64; ++i) {
-    dispatcher().Message(7, R"({"op":"ping","id":1})", std::chrono::steady_clock::now());
+    Message(7, R"({"op":"ping","id":1})");
   }
   EXPECT_FALSE(peer->closed());
-  dispatcher().Message(7, R"({"op":"ping","id":1})", std::chrono::steady_clock::now());
+  Message(7, R"({"op":"ping","id":1})");
   ASSERT_TRUE(peer->closed());
   EXPECT_EQ(peer->closed()->code, 1008);
   EXPECT_EQ(peer->closed()->reason, "too many messages before connected");
@@ -441,10 +440,7 @@ TEST_F(DispatcherLifecycleTest, MoreThan64EarlyMessagesCloseTheSession) {
 }
 
 TEST_F(DispatcherLifecycleTest, ShutdownClosesSessionsStillWaitingForTheStore) {
-  auto request = Upgrade("alice");
-  ASSERT_TRUE(request.ok());
-  auto peer = std::make_shared<RecordingPeer>();
-  dispatcher().Open(7, std::move(request).value(), peer);
+  auto peer = OpenWithoutRunning(7, "alice");
   dispatcher().Shutdown();
   ASSERT_TRUE(peer->closed());
   EXPECT_EQ(peer->closed()->code, 1001);
