@@ -98,9 +98,16 @@ static_assert(std::size(kMigrations) == SqliteStore::kSchemaVersion);
 constexpr const char* kReadUserSql =
     "SELECT manual, text, last_seen FROM users WHERE client_id = ?";
 
-// Reads one user with the prepared statement `st` of `db`, and resets it.
-Result<std::optional<UserRecord>> ReadUserWith(sqlite3* db, sqlite3_stmt* st,
+// Reads one user with `st`, the statement of `db` kept for it: prepared at its first use (a
+// connect reads its user, and parsing the SQL each time cost more than the lookup itself), reset
+// after each read.
+Result<std::optional<UserRecord>> ReadUserWith(sqlite3* db, sqlite3_stmt*& st,
                                                const std::string& client_id) {
+  if (!st && sqlite3_prepare_v3(db, kReadUserSql, -1, SQLITE_PREPARE_PERSISTENT, &st, nullptr) !=
+                 SQLITE_OK) {
+    st = nullptr;
+    return DbError(db, "read user");
+  }
   sqlite3_bind_text(st, 1, client_id.data(), static_cast<int>(client_id.size()), SQLITE_STATIC);
   const int rc = sqlite3_step(st);
   Result<std::optional<UserRecord>> out = std::optional<UserRecord>();
@@ -514,12 +521,6 @@ void SqliteStore::QueryActivities(std::string client_id, size_t limit, std::opti
 void SqliteStore::GetUsers(std::vector<std::string> client_ids,
                            std::function<void(Result<std::vector<UserRecord>>)> done) {
   Submit([this, ids = std::move(client_ids), done = std::move(done)] {
-    // Prepared once: every connect of a user the engine does not hold reads it here.
-    if (!get_user_ && sqlite3_prepare_v3(db_, kReadUserSql, -1, SQLITE_PREPARE_PERSISTENT,
-                                         &get_user_, nullptr) != SQLITE_OK) {
-      get_user_ = nullptr;
-      return done(DbError(db_, "read user"));
-    }
     std::vector<UserRecord> out;
     for (const auto& id : ids) {
       auto r = ReadUserWith(db_, get_user_, id);
@@ -532,13 +533,6 @@ void SqliteStore::GetUsers(std::vector<std::string> client_ids,
 
 Result<std::optional<UserRecord>> SqliteStore::ReadUser(const std::string& client_id) {
   MutexLock lock(reader_mu_);
-  // Prepared once: a connect reads its user, and parsing the SQL each time cost more than the
-  // lookup itself.
-  if (!read_user_ && sqlite3_prepare_v3(reader_, kReadUserSql, -1, SQLITE_PREPARE_PERSISTENT,
-                                        &read_user_, nullptr) != SQLITE_OK) {
-    read_user_ = nullptr;
-    return DbError(reader_, "read user");
-  }
   return ReadUserWith(reader_, read_user_, client_id);
 }
 

@@ -276,8 +276,7 @@ class ProtocolHarness {
   }
 
   // The upgrade as the server runs it (ParseUpgrade with the server's secret and heartbeat),
-  // without opening a session. The error is what the HTTP
-  // refusal would carry.
+  // without opening a session. The error is what the HTTP refusal would carry.
   template <typename... Opts>
   Result<ConnectRequest> Upgrade(std::string_view client_id, Opts... opts) {
     return UpgradeWith(client_id, MakeConnectOptions(std::move(opts)...));
