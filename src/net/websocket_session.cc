@@ -350,8 +350,16 @@ void WebSocketSession::OnTimer() {
 
 // ----- Output ---------------------------------------------------------------------------------
 
+// The bytes stop counting as handed only once they count as unsent (or are dropped), and the
+// release pairs with OutboundGauge::total's acquire: a Peer on another thread never sees them in
+// neither, which would read as room.
 void WebSocketSession::Enqueue(std::shared_ptr<const std::string> message) {
-  gauge_->handed.fetch_sub(message->size(), std::memory_order_relaxed);
+  const size_t n = message->size();
+  Queue(std::move(message));
+  gauge_->handed.fetch_sub(n, std::memory_order_release);
+}
+
+void WebSocketSession::Queue(std::shared_ptr<const std::string> message) {
   if (closing_ || done_) return;
   // Keeping under the bound is the service's (Peer::HasRoomFor): it drops what it may. Over it,
   // the drain deadline runs; a backlog past twice the bound is a slow consumer at once. One

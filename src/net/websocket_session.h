@@ -32,7 +32,8 @@ struct OutboundGauge {
   std::atomic<size_t> unsent{0};
   std::atomic<bool> drain_wanted{false};  // Peer::NotifyWhenDrained, until OnDrained
   size_t total() const {
-    return handed.load(std::memory_order_relaxed) + unsent.load(std::memory_order_relaxed);
+    const size_t in_transit = handed.load(std::memory_order_acquire);
+    return in_transit + unsent.load(std::memory_order_relaxed);
   }
 };
 
@@ -104,6 +105,7 @@ class WebSocketSession final : public Connection,
   void OnTimer();
   // Output.
   void Enqueue(std::shared_ptr<const std::string> message);
+  void Queue(std::shared_ptr<const std::string> message);  // Enqueue without the handed count
   void CloseSlowConsumer(std::string_view why);
   void Push(Outgoing o);
   void QueuePong(std::string_view payload);
