@@ -226,6 +226,8 @@ void Server::OnSignal(std::function<void()> handler) {
 
 TaskLoop& Server::WorkLoop() { return impl_->task_loop; }
 
+Reactor& Server::WorkReactor() { return impl_->work_reactor; }
+
 int Server::io_threads() const { return impl_->io_threads; }
 
 void Server::Run() {

@@ -20,6 +20,7 @@
 
 #include "common/clock.h"
 #include "common/error.h"
+#include "common/reactor.h"
 #include "common/task_loop.h"
 #include "common/transport.h"
 
@@ -149,6 +150,9 @@ class Server {
   // I/O thread that thread, with several a strand over them. Lives as long as the Server; tasks
   // still queued when it stops are destroyed unrun.
   TaskLoop& WorkLoop();
+  // Descriptors and timers on that same loop (the Redis client's sockets); lives as long as the
+  // Server.
+  Reactor& WorkReactor();
   // The number of I/O threads Run drives (NetOptions::io_threads, or one per usable CPU).
   int io_threads() const;
 

@@ -19,6 +19,7 @@
 #include "common/task_loop.h"
 #include "common/thread_annotations.h"
 #include "common/timer_wheel.h"
+#include "net/reactor_impl.h"
 #include "net/server.h"
 
 namespace presenced::net {
@@ -93,6 +94,10 @@ class AsioTaskLoop final : public TaskLoop {
   void SetWake(std::function<void()> wake) override { wake_ = std::move(wake); }
   void WakeAfter(std::chrono::microseconds delay) override;
   void CancelWake() override;
+  // Where the loop's tasks run: the io_context itself with one thread, else the strand.
+  asio::any_io_executor executor() const {
+    return single_ ? asio::any_io_executor(ioc_.get_executor()) : asio::any_io_executor(strand_);
+  }
 
  private:
   asio::io_context& ioc_;
@@ -117,6 +122,7 @@ class Server::Impl {
         wheel(wheel_tick_ms, 1024, clock.NowMs()),
         ioc(io_threads),
         task_loop(ioc, io_threads),
+        work_reactor(task_loop.executor()),
         acceptor(asio::make_strand(ioc)),
         accept_retry(acceptor.get_executor()),
         wheel_timer(acceptor.get_executor()),
@@ -158,7 +164,8 @@ class Server::Impl {
   // that thread without a lock or a wake-up.
   asio::io_context ioc;
   AsioTaskLoop task_loop;
-  tcp::acceptor acceptor;  // on its own strand: accept handlers and close() never race
+  AsioReactor work_reactor;  // the work loop's (Server::WorkReactor)
+  tcp::acceptor acceptor;    // on its own strand: accept handlers and close() never race
   asio::steady_timer accept_retry;
   asio::steady_timer wheel_timer;  // on the acceptor's strand
   asio::signal_set signals;
