@@ -1,0 +1,197 @@
+#include "cluster/node.h"
+
+#include <random>
+
+namespace presenced::cluster {
+
+namespace {
+
+// KEYS: nodes, inc, epoch, last, served. The common head: Redis's clock, and the serving rule.
+constexpr const char* kHead = R"lua(
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local lease = tonumber(ARGV[3])
+local last = tonumber(redis.call('GET', KEYS[4]) or '0')
+if now - last > lease then redis.call('SET', KEYS[5], now) end
+redis.call('SET', KEYS[4], now)
+)lua";
+
+// ARGV: node, incarnation, lease, candidate epoch. Returns {epoch, now}.
+const redis::Script& RegisterScript() {
+  static const redis::Script s(std::string(kHead) + R"lua(
+local epoch = redis.call('GET', KEYS[3])
+if not epoch then
+  epoch = ARGV[4]
+  redis.call('SET', KEYS[3], epoch)
+end
+redis.call('HSET', KEYS[2], ARGV[1], ARGV[2])
+redis.call('ZADD', KEYS[1], now + lease, ARGV[1])
+return {epoch, tostring(now)}
+)lua");
+  return s;
+}
+
+// ARGV: node, incarnation, lease, epoch. Errors: EPOCH (Redis lost its data), FENCED.
+const redis::Script& RenewScript() {
+  static const redis::Script s(std::string(kHead) + R"lua(
+local epoch = redis.call('GET', KEYS[3])
+if epoch ~= ARGV[4] then return redis.error_reply('EPOCH the cluster epoch changed') end
+local inc = redis.call('HGET', KEYS[2], ARGV[1])
+local deadline = redis.call('ZSCORE', KEYS[1], ARGV[1])
+if inc ~= ARGV[2] or not deadline then
+  return redis.error_reply('FENCED this incarnation was replaced or reaped')
+end
+deadline = tonumber(deadline)
+local served = tonumber(redis.call('GET', KEYS[5]) or '0')
+if deadline < now and deadline >= served then
+  return redis.error_reply('FENCED the lease expired while redis was serving')
+end
+redis.call('ZADD', KEYS[1], now + lease, ARGV[1])
+return tostring(now)
+)lua");
+  return s;
+}
+
+// ARGV: node, incarnation. Removes the lease if it is still this incarnation's.
+const redis::Script& LeaveScript() {
+  static const redis::Script s(R"lua(
+if redis.call('HGET', KEYS[2], ARGV[1]) == ARGV[2] then
+  redis.call('HDEL', KEYS[2], ARGV[1])
+  redis.call('ZREM', KEYS[1], ARGV[1])
+  return 1
+end
+return 0
+)lua");
+  return s;
+}
+
+}  // namespace
+
+std::string RandomHex(size_t bytes) {
+  static thread_local std::mt19937_64 rng{std::random_device{}()};
+  static constexpr char kHex[] = "0123456789abcdef";
+  std::string out;
+  for (size_t i = 0; i < bytes; ++i) {
+    const auto b = static_cast<unsigned>(rng() & 0xff);
+    out += kHex[b >> 4];
+    out += kHex[b & 15];
+  }
+  return out;
+}
+
+Node::Node(Reactor& reactor, const Clock& clock, NodeOptions options, redis::Url url,
+           Callbacks callbacks)
+    : reactor_(reactor),
+      clock_(clock),
+      options_(std::move(options)),
+      client_(reactor, redis::ClientOptions{.url = std::move(url),
+                                            .name = "presenced-" + (options_.node_id.empty()
+                                                                        ? std::string("node")
+                                                                        : options_.node_id),
+                                            .connect_timeout = std::chrono::milliseconds(
+                                                std::max<int64_t>(100, options_.lease_ms / 3))}),
+      callbacks_(std::move(callbacks)),
+      renew_timer_(reactor.MakeTimer([this] { Renew(); })),
+      node_id_(options_.node_id.empty() ? RandomHex(6) : options_.node_id) {
+  client_.OnState([this](bool up) {
+    if (leaving_) return;
+    if (up) {
+      Register();
+    } else {
+      registered_ = false;
+      renew_timer_->Cancel();
+      SetHealth(false);
+    }
+  });
+}
+
+Node::~Node() = default;
+
+void Node::Start() { client_.Start(); }
+
+std::vector<std::string> Node::Keys() const {
+  return {"{presenced}:nodes", "{presenced}:inc", "{presenced}:epoch", "{presenced}:last",
+          "{presenced}:served"};
+}
+
+void Node::Register() {
+  incarnation_ = RandomHex(8);
+  client_.Eval(RegisterScript(), Keys(),
+               {node_id_, incarnation_, std::to_string(options_.lease_ms), RandomHex(8)},
+               [this, inc = incarnation_](const redis::Reply& r) {
+                 if (leaving_ || inc != incarnation_) return;
+                 if (r.type == redis::Reply::Type::kUnavailable) return;  // registers when up
+                 if (!r.ok() || r.elements.size() != 2) {
+                   // A script error is not expected; try again after a renewal's interval.
+                   renew_timer_->Arm(std::chrono::milliseconds(options_.lease_ms / 3));
+                   return;
+                 }
+                 registered_ = true;
+                 last_renewed_ = clock_.NowMs();
+                 connects_at_renewal_ = client_.connects();
+                 if (r.elements[0].str != epoch_) {
+                   epoch_ = r.elements[0].str;
+                   if (callbacks_.epoch) callbacks_.epoch(epoch_);
+                 }
+                 SetHealth(true);
+                 renew_timer_->Arm(std::chrono::milliseconds(options_.lease_ms / 3));
+               });
+}
+
+void Node::Renew() {
+  if (leaving_) return;
+  if (!registered_) {
+    if (client_.up()) Register();
+    return;
+  }
+  // A renewal more than a lease late on a connection that never dropped: this process stalled
+  // while Redis served, so its lease may already be reaped. It does not ask: it is fenced.
+  if (clock_.NowMs() - last_renewed_ > options_.lease_ms &&
+      client_.connects() == connects_at_renewal_) {
+    return Fenced();
+  }
+  client_.Eval(RenewScript(), Keys(),
+               {node_id_, incarnation_, std::to_string(options_.lease_ms), epoch_},
+               [this, inc = incarnation_](const redis::Reply& r) {
+                 if (leaving_ || inc != incarnation_ || !registered_) return;
+                 if (r.type == redis::Reply::Type::kUnavailable) return;
+                 if (r.type == redis::Reply::Type::kError) {
+                   if (r.str.rfind("FENCED", 0) == 0) return Fenced();
+                   if (r.str.rfind("EPOCH", 0) == 0) {
+                     registered_ = false;
+                     return Register();  // under the new epoch (the callback tells)
+                   }
+                 }
+                 last_renewed_ = clock_.NowMs();
+                 connects_at_renewal_ = client_.connects();
+                 renew_timer_->Arm(std::chrono::milliseconds(options_.lease_ms / 3));
+               });
+}
+
+void Node::Fenced() {
+  registered_ = false;
+  renew_timer_->Cancel();
+  ++fenced_count_;
+  if (callbacks_.fenced) callbacks_.fenced();
+  if (client_.up()) Register();  // a new incarnation
+}
+
+void Node::SetHealth(bool up) {
+  if (up == healthy_) return;
+  healthy_ = up;
+  if (callbacks_.health) callbacks_.health(up);
+}
+
+void Node::Leave(std::function<void()> done) {
+  leaving_ = true;
+  renew_timer_->Cancel();
+  if (!registered_ || !client_.up()) {
+    reactor_.Post(std::move(done));
+    return;
+  }
+  registered_ = false;
+  client_.Eval(LeaveScript(), Keys(), {node_id_, incarnation_},
+               [done = std::move(done)](const redis::Reply&) { done(); });
+}
+
+}  // namespace presenced::cluster
