@@ -159,6 +159,12 @@ void Dispatcher::Shutdown() {
   pending_.clear();
 }
 
+void Dispatcher::CloseAll(uint16_t code, const std::string& reason) {
+  FlushOutbound();
+  sessions_.ForEach([&](Session& s) { s.peer->Close(code, reason, /*abrupt=*/true); });
+  for (auto& [id, open] : pending_) open.peer->Close(code, reason, /*abrupt=*/true);
+}
+
 void Dispatcher::ClosePeer(const std::shared_ptr<Peer>& peer, uint16_t code, std::string reason) {
   FlushOutbound();
   peer->Close(code, std::move(reason));

@@ -66,6 +66,9 @@ class Dispatcher final : public engine::EventSink {
   void Http(HttpRequest request, std::function<void(HttpResponse)> done);
   // Graceful shutdown: every member leaves (reason disconnected), every session is closed (1001).
   void Shutdown();
+  // Closes every session at once as abrupt, with `code` (cluster mode: 4001 when this node's
+  // lease was lost). Each then ends as a dropped connection (Closed), within its grace period.
+  void CloseAll(uint16_t code, const std::string& reason);
 
   // Runs due engine deadlines and the lastSeen checkpoint.
   void Tick();

@@ -65,6 +65,13 @@ class SessionTable {
   std::unique_ptr<Session> Remove(SessionId id);
   // Every session, to end them all (shutdown).
   std::vector<std::unique_ptr<Session>> TakeAll();
+  // Calls `f(Session&)` for every session; `f` must not add or remove sessions.
+  template <typename F>
+  void ForEach(F f) {
+    for (auto& s : by_slot_) {
+      if (s != nullptr) f(*s);
+    }
+  }
   size_t size() const { return by_id_.size(); }
 
  private:

@@ -6,6 +6,8 @@
 #include <toml++/toml.h>
 #include <unistd.h>
 
+#include <algorithm>
+#include <cctype>
 #include <charconv>
 #include <cstdlib>
 #include <filesystem>
@@ -16,6 +18,7 @@
 #include <type_traits>
 
 #include "common/random.h"
+#include "redis/client.h"
 
 namespace presenced::server {
 
@@ -152,8 +155,17 @@ const std::vector<Setting>& Table() {
         "rings go (`since` before them gets a snapshot)",
         Int(FIELD(protocol.engine.max_retained_event_bytes), "max_retained_event_bytes", 65536,
             kGiB * 1024));
-    add("storage", "sqlite (durable, in data_dir) or memory (lost on restart)",
+    add("storage",
+        "sqlite (durable, in data_dir), memory (lost on restart) or redis (cluster mode); "
+        "default sqlite",
         Text(FIELD(storage)));
+    add("redis_url",
+        "redis://[:password@]host:port[/db]: set, this node joins the cluster on that Redis",
+        Text(FIELD(cluster.redis_url)));
+    add("node_id", "this node's name in the cluster (logs, metrics, leases); default generated",
+        Text(FIELD(cluster.node_id)));
+    add("node_lease_ms", "a node that has not renewed its lease for this long is dead",
+        Int(FIELD(cluster.lease_ms), "node_lease_ms", 300, kHour));
     add("flush_interval_ms", "most time a history/activity/lastSeen write waits for its commit",
         Int(FIELD(sqlite.flush_interval_ms), "flush_interval_ms", 1, 60000));
     add("last_seen_checkpoint_ms", "how often connected users' lastSeen is stored",
@@ -284,8 +296,25 @@ Status ApplyEnvironment(Config& config) {
 
 Status Validate(const Config& c) {
   if (!SplitListen(c.listen).ok()) return SplitListen(c.listen).error();
-  if (c.storage != "sqlite" && c.storage != "memory") {
-    return MakeError(ErrorCode::kBadRequest, "storage must be sqlite or memory, got " + c.storage);
+  if (!c.storage.empty() && c.storage != "sqlite" && c.storage != "memory" &&
+      c.storage != "redis") {
+    return MakeError(ErrorCode::kBadRequest,
+                     "storage must be sqlite, memory or redis, got " + c.storage);
+  }
+  if (!c.cluster.redis_url.empty()) {
+    if (auto url = redis::ParseUrl(c.cluster.redis_url); !url.ok()) {
+      return Bad("redis_url", url.error().message);
+    }
+  }
+  if (c.storage == "redis") {
+    if (c.cluster.redis_url.empty()) return Bad("storage", "redis needs redis_url (cluster mode)");
+    return Bad("storage", "redis is not available yet in this build: use sqlite or memory");
+  }
+  const std::string& id = c.cluster.node_id;
+  if (id.size() > 64 || !std::all_of(id.begin(), id.end(), [](unsigned char ch) {
+        return std::isalnum(ch) || ch == '-' || ch == '_' || ch == '.';
+      })) {
+    return Bad("node_id", "at most 64 letters, digits, '-', '_' or '.', got \"" + id + "\"");
   }
   return Status::Ok();
 }
@@ -294,6 +323,14 @@ std::vector<std::string> Reconcile(Config& c) {
   // Settings that contradict each other are brought in line rather than refused, so that setting
   // one of them (a lower maximum, a smaller frame) never stops the server from starting.
   std::vector<std::string> notes;
+  if (c.storage.empty()) {
+    c.storage = "sqlite";
+    if (!c.cluster.redis_url.empty()) {
+      notes.push_back(
+          "storage: sqlite in data_dir (the cluster's redis storage is not available yet in "
+          "this build)");
+    }
+  }
   protocol::DispatcherOptions& p = c.protocol;
   if (p.default_remain_present_for_ms > p.max_remain_present_for_ms) {
     notes.push_back("remain_present_for_ms lowered to max_remain_present_for_ms (" +

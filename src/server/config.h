@@ -11,6 +11,7 @@
 #include <string_view>
 #include <vector>
 
+#include "cluster/node.h"
 #include "common/clock.h"
 #include "common/error.h"
 #include "net/server.h"
@@ -29,7 +30,10 @@ struct Config {
   std::string listen = "127.0.0.1:7070";  // host:port; sets net.host and net.port at start
   std::string data_dir = "./presenced-data";
   std::string log_level = "info";
-  std::string storage = "sqlite";  // "sqlite" (durable, <data_dir>/presenced.db) or "memory"
+  // "sqlite" (durable, <data_dir>/presenced.db), "memory", or "redis" (protocol-ext section 2);
+  // empty: sqlite (Reconcile fills it in).
+  std::string storage;
+  cluster::NodeOptions cluster;  // cluster.redis_url set: cluster mode
 
   net::NetOptions net;
   // protocol.jwt_secret and protocol.api_key empty: read or generated in data_dir at start.

@@ -30,7 +30,7 @@ TEST(ConfigTest, EveryNumericSettingHasAnUpperBound) {
     const Status over = ApplySetting(c, s.key, "99999999999999999999999");
     const Status real = ApplySetting(c, s.key, "1e300");
     if (s.key == "listen" || s.key == "data_dir" || s.key == "jwt_secret" || s.key == "api_key" ||
-        s.key == "log_level" || s.key == "storage") {
+        s.key == "log_level" || s.key == "storage" || s.key == "redis_url" || s.key == "node_id") {
       continue;  // text settings
     }
     EXPECT_FALSE(max.ok()) << s.key;
@@ -106,6 +106,35 @@ TEST(ConfigTest, ValidatesAcrossSettings) {
   ASSERT_TRUE(hp.ok());
   EXPECT_EQ(hp->first, "::1");
   EXPECT_EQ(hp->second, 80);
+}
+
+TEST(ConfigTest, ClusterSettings) {
+  Config c;
+  ASSERT_TRUE(ApplySetting(c, "redis_url", "redis://:pw@127.0.0.1:6390/1").ok());
+  ASSERT_TRUE(ApplySetting(c, "node_id", "eu-1.a_b").ok());
+  ASSERT_TRUE(ApplySetting(c, "node_lease_ms", "1500").ok());
+  EXPECT_TRUE(Validate(c).ok());
+  EXPECT_EQ(c.cluster.lease_ms, 1500);
+  EXPECT_FALSE(ApplySetting(c, "node_lease_ms", "299").ok());
+  // Unset storage is sqlite; in cluster mode that is said (the redis storage is not built yet).
+  const auto notes = Reconcile(c);
+  EXPECT_EQ(c.storage, "sqlite");
+  ASSERT_EQ(notes.size(), 1u);
+  EXPECT_NE(notes[0].find("storage"), std::string::npos);
+
+  Config bad;
+  bad.cluster.redis_url = "redis://host:99999";
+  EXPECT_FALSE(Validate(bad).ok());
+  bad = Config();
+  bad.storage = "redis";
+  EXPECT_NE(Validate(bad).error().message.find("needs redis_url"), std::string::npos);
+  bad.cluster.redis_url = "redis://h";
+  EXPECT_NE(Validate(bad).error().message.find("not available"), std::string::npos);
+  bad = Config();
+  bad.cluster.node_id = "a b";
+  EXPECT_FALSE(Validate(bad).ok());
+  bad.cluster.node_id = std::string(65, 'a');
+  EXPECT_FALSE(Validate(bad).ok());
 }
 
 TEST(ConfigTest, TomlTextIsReadLikeAFile) {

@@ -17,11 +17,13 @@
 #include <map>
 #include <thread>
 
+#include "cluster/node.h"
 #include "common/clock.h"
 #include "common/random.h"
 #include "net/server.h"
 #include "protocol/auth.h"
 #include "protocol/dispatcher.h"
+#include "redis/client.h"
 #include "server/config.h"
 #include "server/engine_loop.h"
 #include "server/service.h"
@@ -105,6 +107,49 @@ int Serve(Config config) {
                listen->first, *port, options.epoch, config.data_dir, config.storage,
                server.io_threads());
 
+  // Cluster mode: the node's lease on Redis, on the work loop. Presence itself is not shared
+  // between nodes yet (docs/operations.md, "Clustering").
+  std::unique_ptr<cluster::Node> node;
+  if (!config.cluster.redis_url.empty()) {
+    service.SetRedisUp(false);
+    node = std::make_unique<cluster::Node>(
+        server.WorkReactor(), steady_clock, config.cluster,
+        *redis::ParseUrl(config.cluster.redis_url),
+        cluster::Node::Callbacks{
+            .health =
+                [&service, &node](bool up) {
+                  service.SetRedisUp(up);
+                  if (up) {
+                    spdlog::info("event=redis_up node={} incarnation={}", node->node_id(),
+                                 node->incarnation());
+                  } else {
+                    spdlog::warn("event=redis_down node={} reason=\"{}\"", node->node_id(),
+                                 node->client().DownReason());
+                  }
+                },
+            .fenced =
+                [&service, &dispatcher, &node] {
+                  service.CountFenced();
+                  spdlog::warn(
+                      "event=node_fenced node={} note=\"lease lost while redis served: "
+                      "closing every connection with 4001\"",
+                      node->node_id());
+                  dispatcher.CloseAll(4001, "node lease lost");
+                },
+            .epoch =
+                [&node](const std::string& epoch) {
+                  spdlog::info("event=cluster_epoch node={} epoch={}", node->node_id(), epoch);
+                },
+        });
+    spdlog::warn(
+        "event=cluster_mode node={} redis={}:{} lease_ms={} note=\"this build keeps the "
+        "node's lease and reports redis on /v1/healthz; presence is not yet shared "
+        "between nodes\"",
+        node->node_id(), redis::ParseUrl(config.cluster.redis_url)->host,
+        redis::ParseUrl(config.cluster.redis_url)->port, config.cluster.lease_ms);
+    server.WorkReactor().Post([&node] { node->Start(); });
+  }
+
   std::thread shutdown_thread;
   server.OnSignal([&] {
     // On an I/O thread: hand the orchestration to its own thread so I/O keeps flowing while
@@ -118,6 +163,12 @@ int Serve(Config config) {
         drained.set_value();
       });
       drained.get_future().wait();
+      if (node) {
+        // The lease goes at once (not after it expires), when Redis answers within a second.
+        auto left = std::make_shared<std::promise<void>>();
+        server.WorkReactor().Post([&node, left] { node->Leave([left] { left->set_value(); }); });
+        left->get_future().wait_for(std::chrono::seconds(1));
+      }
       store->Flush();  // everything acknowledged (and every last lastSeen) is on disk
       if (!server.WaitForSessions(std::chrono::seconds(5))) {
         spdlog::warn("event=shutdown_timeout note=\"some sessions did not close in 5s\"");
@@ -128,6 +179,7 @@ int Serve(Config config) {
   });
   server.Run();
   if (shutdown_thread.joinable()) shutdown_thread.join();
+  node.reset();  // the loop has stopped: nothing of the node runs any more
   loop.Stop();
   store->Flush();
   // The store's thread ends here, while the loop it posts its answers to still exists (stopped:

@@ -146,7 +146,16 @@ std::optional<HttpResponse> Service::AnswerInline(const HttpRequest& req) const 
   if (req.method != "GET") {
     return ErrorResponse(405, MakeError(ErrorCode::kMethodNotAllowed, "method not allowed"));
   }
-  if (healthz) return HttpResponse{200, R"({"ok":true})"};
+  if (healthz) {
+    switch (redis_state_.load(std::memory_order_relaxed)) {
+      case 0:
+        return HttpResponse{503, R"({"ok":false,"redis":"down"})"};
+      case 1:
+        return HttpResponse{200, R"({"ok":true,"redis":"up"})"};
+      default:
+        return HttpResponse{200, R"({"ok":true})"};
+    }
+  }
   return RenderMetrics();
 }
 
@@ -171,7 +180,18 @@ HttpResponse Service::RenderMetrics() const {
       g.disconnects.emplace_back(kServiceReasonNames[r], v(service_closes_[r]));
     }
   }
-  return HttpResponse{200, metrics_.Render(g), "text/plain; version=0.0.4"};
+  std::string text = metrics_.Render(g);
+  if (const int redis = redis_state_.load(std::memory_order_relaxed); redis >= 0) {
+    text +=
+        "# HELP presenced_redis_up Whether this node reaches Redis and holds its lease (cluster "
+        "mode).\n# TYPE presenced_redis_up gauge\npresenced_redis_up " +
+        std::to_string(redis) +
+        "\n# HELP presenced_node_fenced_total Times this node found its lease lost and closed "
+        "its connections with 4001.\n# TYPE presenced_node_fenced_total counter\n"
+        "presenced_node_fenced_total " +
+        std::to_string(fenced_total_.load(std::memory_order_relaxed)) + "\n";
+  }
+  return HttpResponse{200, std::move(text), "text/plain; version=0.0.4"};
 }
 
 }  // namespace presenced::server

@@ -34,6 +34,10 @@ class Service final : public net::Service {
 
   // The network layer's counters, rendered at /metrics. Call once, before the server listens.
   void SetNetCounters(const net::Counters* counters) { net_counters_ = counters; }
+  // Cluster mode: whether this node reaches Redis (and holds its lease). Thread-safe. Until the
+  // first call healthz says nothing of Redis (single node); after it, down is a 503.
+  void SetRedisUp(bool up) { redis_state_.store(up ? 1 : 0, std::memory_order_relaxed); }
+  void CountFenced() { fenced_total_.fetch_add(1, std::memory_order_relaxed); }
 
   Result<net::Upgrade> AuthorizeUpgrade(const HttpRequest& req) override;
   void HandleHttp(HttpRequest req, std::function<void(HttpResponse)> done) override;
@@ -74,6 +78,8 @@ class Service final : public net::Service {
   const Config& config_;
   const Clock& clock_;
   const net::Counters* net_counters_ = nullptr;
+  std::atomic<int> redis_state_{-1};  // -1 single node, 0 down, 1 up
+  std::atomic<uint64_t> fenced_total_{0};
 };
 
 }  // namespace presenced::server

@@ -60,6 +60,25 @@ TEST_F(ServiceTest, HealthzIsAnsweredOnTheCallingThread) {
   EXPECT_EQ(metrics_.http_requests_total.load(), 1u);
 }
 
+TEST_F(ServiceTest, HealthzReportsRedisInClusterMode) {
+  service_.SetRedisUp(false);
+  auto down = Inline("GET", "/v1/healthz");
+  ASSERT_TRUE(down);
+  EXPECT_EQ(down->status, 503u);
+  EXPECT_EQ(down->body, R"({"ok":false,"redis":"down"})");
+  auto metrics = Inline("GET", "/metrics");
+  ASSERT_TRUE(metrics);
+  EXPECT_NE(metrics->body.find("presenced_redis_up 0\n"), std::string::npos);
+  service_.SetRedisUp(true);
+  service_.CountFenced();
+  auto up = Inline("GET", "/v1/healthz");
+  EXPECT_EQ(up->status, 200u);
+  EXPECT_EQ(up->body, R"({"ok":true,"redis":"up"})");
+  metrics = Inline("GET", "/metrics");
+  EXPECT_NE(metrics->body.find("presenced_redis_up 1\n"), std::string::npos);
+  EXPECT_NE(metrics->body.find("presenced_node_fenced_total 1\n"), std::string::npos);
+}
+
 TEST_F(ServiceTest, HealthzAndMetricsAreGetOnly) {
   auto healthz = Inline("POST", "/v1/healthz");
   ASSERT_TRUE(healthz);

@@ -285,3 +285,44 @@ class RawClient:
 
     def close(self):
         self.sock.close()
+
+
+def free_port():
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    return port
+
+
+class RedisServer:
+    """A redis-server of the test's own (Debian's), on a free port, no persistence. start() and
+    stop() may be repeated: the port stays."""
+
+    def __init__(self):
+        self.port = free_port()
+        self.proc = None
+
+    @property
+    def url(self):
+        return "redis://127.0.0.1:%d" % self.port
+
+    def start(self):
+        self.proc = subprocess.Popen(
+            ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
+             "--appendonly", "no"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        wait_until(lambda: self.cli("PING") == "PONG")
+        return self
+
+    def stop(self):
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+        self.proc = None
+
+    def cli(self, *args):
+        """One command through redis-cli; its output, stripped ("" when it could not connect)."""
+        p = subprocess.run(["redis-cli", "-p", str(self.port), *args], capture_output=True,
+                           text=True, timeout=TIMEOUT)
+        return p.stdout.strip() if p.returncode == 0 and "Could not connect" not in p.stdout \
+            else ""
