@@ -54,6 +54,7 @@ class ClusterNodeTest(unittest.IsolatedAsyncioTestCase):
         # Its deadline passed while Redis served (the node's own renewals keep Redis busy).
         seconds, micros = self.redis.cli("TIME").split()
         now_ms = int(seconds) * 1000 + int(micros) // 1000
+        self.redis.cli("SET", "{presenced}:served", str(now_ms - 100))
         self.redis.cli("ZADD", "{presenced}:nodes", str(now_ms - 1), "n1")
         with self.assertRaises(websockets.exceptions.ConnectionClosed) as e:
             await c.next("never", timeout=TIMEOUT)
