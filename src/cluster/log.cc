@@ -113,41 +113,43 @@ void Log::CheckGapThenRead() {
 void Log::ReadMore() {
   if (in_flight_ || !reading_ || !reader_.up()) return;
   in_flight_ = true;
-  reader_.Command({"XREAD", "COUNT", std::to_string(options_.read_count), "BLOCK",
-                   std::to_string(options_.block_ms), "STREAMS", options_.key, position_},
-                  [this, alive = alive_, gen = generation_](const redis::Reply& r) {
-                    if (!*alive || gen != generation_) return;
-                    in_flight_ = false;
-                    if (r.type == redis::Reply::Type::kUnavailable) return;  // read again when up
-                    std::vector<LogEntry> entries;
-                    if (r.type == redis::Reply::Type::kArray) {
-                      for (const auto& stream : r.elements) {
-                        if (stream.elements.size() != 2) continue;
-                        for (const auto& e : stream.elements[1].elements) {
-                          if (e.elements.size() != 2) continue;
-                          LogEntry entry;
-                          entry.id = e.elements[0].str;
-                          const Id id = ParseId(entry.id);
-                          entry.time = static_cast<TimeMs>(id.ms);
-                          entry.seq = id.seq;
-                          const auto& fields = e.elements[1].elements;
-                          for (size_t i = 0; i + 1 < fields.size(); i += 2) {
-                            const std::string& f = fields[i].str;
-                            if (f == "n") entry.node = fields[i + 1].str;
-                            if (f == "i") entry.incarnation = fields[i + 1].str;
-                            if (f == "b") entry.body = fields[i + 1].str;
-                          }
-                          entries.push_back(std::move(entry));
-                        }
-                      }
-                    }
-                    if (!entries.empty()) {
-                      position_ = entries.back().id;
-                      if (on_entries_) on_entries_(entries);
-                      if (!*alive) return;
-                    }
-                    ReadMore();
-                  });
+  reader_.Command(
+      {"XREAD", "COUNT", std::to_string(options_.read_count), "BLOCK",
+       std::to_string(options_.block_ms), "STREAMS", options_.key, position_},
+      [this, alive = alive_, gen = generation_](const redis::Reply& r) {
+        if (!*alive || gen != generation_) return;
+        in_flight_ = false;
+        if (r.type == redis::Reply::Type::kUnavailable) return;  // read again when up
+        std::vector<LogEntry> entries;
+        if (r.type == redis::Reply::Type::kArray) {
+          for (const auto& stream : r.elements) {
+            if (stream.elements.size() != 2) continue;
+            for (const auto& e : stream.elements[1].elements) {
+              if (e.elements.size() != 2) continue;
+              LogEntry entry;
+              entry.id = e.elements[0].str;
+              const Id id = ParseId(entry.id);
+              entry.time = static_cast<TimeMs>(id.ms);
+              entry.seq = id.seq;
+              const auto& fields = e.elements[1].elements;
+              for (size_t i = 0; i + 1 < fields.size(); i += 2) {
+                const std::string& f = fields[i].str;
+                if (f == "n") entry.node = fields[i + 1].str;
+                if (f == "i") entry.incarnation = fields[i + 1].str;
+                if (f == "b") entry.body = fields[i + 1].str;
+              }
+              entries.push_back(std::move(entry));
+            }
+          }
+        }
+        if (!entries.empty()) {
+          position_ = entries.back().id;
+          if (on_entries_) on_entries_(entries);
+          if (!*alive) return;
+        }
+        ReadMore();
+      },
+      std::chrono::milliseconds(options_.block_ms));
 }
 
 }  // namespace presenced::cluster

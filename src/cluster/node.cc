@@ -84,12 +84,18 @@ Node::Node(Reactor& reactor, const Clock& clock, NodeOptions options, redis::Url
     : reactor_(reactor),
       clock_(clock),
       options_(std::move(options)),
-      client_(reactor, redis::ClientOptions{.url = std::move(url),
-                                            .name = "presenced-" + (options_.node_id.empty()
-                                                                        ? std::string("node")
-                                                                        : options_.node_id),
-                                            .connect_timeout = std::chrono::milliseconds(
-                                                std::max<int64_t>(100, options_.lease_ms / 3))}),
+      client_(reactor,
+              redis::ClientOptions{
+                  .url = std::move(url),
+                  .name = "presenced-" +
+                          (options_.node_id.empty() ? std::string("node") : options_.node_id),
+                  .connect_timeout =
+                      std::chrono::milliseconds(std::max<int64_t>(100, options_.lease_ms / 3)),
+                  // A renewal unanswered for half a lease: Redis is
+                  // not answering, and healthz must say so before the
+                  // lease ends.
+                  .reply_timeout =
+                      std::chrono::milliseconds(std::max<int64_t>(100, options_.lease_ms / 2))}),
       callbacks_(std::move(callbacks)),
       renew_timer_(reactor.MakeTimer([this] { Renew(); })),
       node_id_(options_.node_id.empty() ? RandomHex(6) : options_.node_id) {

@@ -179,6 +179,22 @@ TEST_F(NodeTest, HealthFollowsRedis) {
   EXPECT_EQ(seen.fenced, 0);
 }
 
+TEST_F(NodeTest, ARedisThatStopsAnsweringIsReportedDown) {
+  Seen seen;
+  auto node = MakeNode("a", seen);
+  node->Start();
+  ASSERT_TRUE(loop_.RunUntil([&] { return node->up(); }, 5s));
+  server_.Pause();
+  const auto paused = std::chrono::steady_clock::now();
+  ASSERT_TRUE(loop_.RunUntil([&] { return !node->up(); }, 5s));
+  // By design within a renewal interval and a reply timeout (lease/3 + lease/2); the bound here
+  // leaves room for a slow (sanitized) build.
+  EXPECT_LT(std::chrono::steady_clock::now() - paused, std::chrono::milliseconds(2 * kLease));
+  server_.Resume();
+  ASSERT_TRUE(loop_.RunUntil([&] { return node->up(); }, 5s));
+  EXPECT_EQ(seen.health, (std::vector<bool>{true, false, true}));
+}
+
 TEST_F(NodeTest, LeavingRemovesTheLease) {
   Seen seen;
   auto node = MakeNode("a", seen);

@@ -95,12 +95,13 @@ Reply Convert(const redisReply* r) {
 }
 
 // One command's callback, owned by hiredis until its reply (or the connection's end).
-struct Call {
+}  // namespace
+
+struct Client::Call {
   Client::Callback callback;
   std::shared_ptr<bool> alive;  // the Client's: false once it is being destroyed
+  Client* client;
 };
-
-}  // namespace
 
 struct Client::Hooks {
   static Client* Of(const redisAsyncContext* ac) { return static_cast<Client*>(ac->data); }
@@ -130,6 +131,8 @@ struct Client::Hooks {
   static void OnReply(redisAsyncContext* /*ac*/, void* r, void* privdata) {
     std::unique_ptr<Call> call(static_cast<Call*>(privdata));
     if (!*call->alive) return;
+    // A real reply (not the end of the connection): the oldest pending command is answered.
+    if (r && !call->client->due_.empty()) call->client->due_.pop_front();
     call->callback(r ? Convert(static_cast<redisReply*>(r))
                      : Reply::Unavailable("the connection to redis was lost"));
   }
@@ -160,12 +163,14 @@ Client::Client(Reactor& reactor, ClientOptions options)
           Abort("no answer from redis within " + std::to_string(options_.connect_timeout.count()) +
                 " ms");
         }
-      })) {}
+      })),
+      reply_timer_(reactor.MakeTimer([this] { CheckReplies(); })) {}
 
 Client::~Client() {
   *alive_ = false;
   reconnect_timer_.reset();
   connect_timer_.reset();
+  reply_timer_.reset();
   if (ac_) {
     redisAsyncContext* ac = ac_;
     ac_ = nullptr;
@@ -325,6 +330,8 @@ void Client::Abort(std::string why) {
 
 void Client::Lost(std::string why) {
   const bool was_up = state_ == State::kReady;
+  due_.clear();
+  if (reply_timer_) reply_timer_->Cancel();
   state_ = State::kIdle;
   ++generation_;
   awaiting_.clear();
@@ -343,7 +350,19 @@ void Client::Lost(std::string why) {
   reconnect_timer_->Arm(std::chrono::milliseconds(delay));
 }
 
-void Client::Send(std::vector<std::string> args, Callback callback) {
+// Runs while commands are pending: the oldest must be answered by its due time.
+void Client::CheckReplies() {
+  if (due_.empty() || !ac_) return;
+  const auto now = std::chrono::steady_clock::now();
+  if (due_.front() <= now) {
+    return Abort("no reply from redis within " + std::to_string(options_.reply_timeout.count()) +
+                 " ms");
+  }
+  reply_timer_->Arm(std::chrono::ceil<std::chrono::milliseconds>(due_.front() - now));
+}
+
+void Client::Send(std::vector<std::string> args, Callback callback,
+                  std::chrono::milliseconds allowance) {
   std::vector<const char*> argv;
   std::vector<size_t> lens;
   argv.reserve(args.size());
@@ -352,9 +371,15 @@ void Client::Send(std::vector<std::string> args, Callback callback) {
     argv.push_back(a.data());
     lens.push_back(a.size());
   }
-  auto* call = new Call{std::move(callback), alive_};
+  auto* call = new Call{std::move(callback), alive_, this};
   if (redisAsyncCommandArgv(ac_, &Hooks::OnReply, call, static_cast<int>(argv.size()), argv.data(),
-                            lens.data()) != REDIS_OK) {
+                            lens.data()) == REDIS_OK) {
+    if (options_.reply_timeout.count() > 0) {
+      const bool first = due_.empty();
+      due_.push_back(std::chrono::steady_clock::now() + options_.reply_timeout + allowance);
+      if (first) reply_timer_->Arm(options_.reply_timeout + allowance);
+    }
+  } else {
     std::unique_ptr<Call> owned(call);
     reactor_.Post([cb = std::move(owned->callback), alive = alive_] {
       if (*alive) cb(Reply::Unavailable("redis is down"));
@@ -362,14 +387,15 @@ void Client::Send(std::vector<std::string> args, Callback callback) {
   }
 }
 
-void Client::Command(std::vector<std::string> args, Callback callback) {
+void Client::Command(std::vector<std::string> args, Callback callback,
+                     std::chrono::milliseconds allowance) {
   if (state_ != State::kReady || !ac_) {
     reactor_.Post([cb = std::move(callback), alive = alive_, why = DownReason()] {
       if (*alive) cb(Reply::Unavailable(why));
     });
     return;
   }
-  Send(std::move(args), std::move(callback));
+  Send(std::move(args), std::move(callback), allowance);
 }
 
 void Client::Eval(const Script& script, std::vector<std::string> keys,

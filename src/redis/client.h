@@ -18,6 +18,7 @@
 
 #include <chrono>
 #include <cstdint>
+#include <deque>
 #include <functional>
 #include <map>
 #include <memory>
@@ -78,6 +79,10 @@ struct ClientOptions {
   std::chrono::milliseconds connect_timeout{1000};
   std::chrono::milliseconds backoff_min{50};
   std::chrono::milliseconds backoff_max{2000};
+  // A command without its reply for this long means Redis is not answering (paused, or gone
+  // without a reset: a half-open connection looks up forever): the connection is dropped and
+  // retried. 0: never.
+  std::chrono::milliseconds reply_timeout{2000};
 };
 
 class Client {
@@ -97,7 +102,10 @@ class Client {
   // Connections made so far (a test sees a reconnect by it).
   uint64_t connects() const { return connects_; }
 
-  void Command(std::vector<std::string> args, Callback callback);
+  // `allowance`: how much longer than reply_timeout this command may take by design (a blocking
+  // read's own timeout).
+  void Command(std::vector<std::string> args, Callback callback,
+               std::chrono::milliseconds allowance = std::chrono::milliseconds(0));
   void Eval(const Script& script, std::vector<std::string> keys, std::vector<std::string> args,
             Callback callback);
 
@@ -114,6 +122,7 @@ class Client {
  private:
   enum class State { kIdle, kConnecting, kHandshake, kReady };
   struct Hooks;  // hiredis's C callbacks
+  struct Call;   // one command's callback
 
   void Connect();
   void OnBytes(std::string_view bytes);
@@ -125,7 +134,9 @@ class Client {
   void Subscribed(const std::string& channel);
   void Abort(std::string why);
   void Lost(std::string why);
-  void Send(std::vector<std::string> args, Callback callback);
+  void Send(std::vector<std::string> args, Callback callback,
+            std::chrono::milliseconds allowance = std::chrono::milliseconds(0));
+  void CheckReplies();
   void SendSubscribe(const std::string& channel);
 
   Reactor& reactor_;
@@ -134,6 +145,10 @@ class Client {
   std::unique_ptr<Reactor::FdWatch> watch_;
   std::unique_ptr<Reactor::Timer> reconnect_timer_;
   std::unique_ptr<Reactor::Timer> connect_timer_;
+  std::unique_ptr<Reactor::Timer> reply_timer_;
+  // When each pending command's reply is due at the latest, in sending order (replies come in
+  // that order).
+  std::deque<std::chrono::steady_clock::time_point> due_;
   State state_ = State::kIdle;
   std::function<void(bool)> on_state_;
   MessageCallback on_message_;

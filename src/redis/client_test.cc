@@ -167,6 +167,33 @@ TEST_F(RedisClientTest, ReconnectsWhenRedisComesBack) {
   EXPECT_EQ(Run(c, {"PING"}).str, "PONG");
 }
 
+TEST_F(RedisClientTest, ARedisThatStopsAnsweringIsDown) {
+  ClientOptions o = Options(server_.url());
+  o.reply_timeout = 100ms;
+  Client c(loop_.reactor(), o);
+  std::vector<bool> states;
+  c.OnState([&](bool up) { states.push_back(up); });
+  c.Start();
+  ASSERT_TRUE(WaitUp(c));
+  server_.Pause();  // the connection stays open; nothing answers
+  std::optional<Reply> got;
+  c.Command({"PING"}, [&](const Reply& r) { got = r; });
+  ASSERT_TRUE(loop_.RunUntil([&] { return got.has_value(); }, 5s));
+  EXPECT_EQ(got->type, Reply::Type::kUnavailable);
+  EXPECT_FALSE(c.up());
+  EXPECT_NE(c.DownReason().find("no reply"), std::string::npos) << c.DownReason();
+  server_.Resume();
+  ASSERT_TRUE(WaitUp(c));
+  EXPECT_EQ(states, (std::vector<bool>{true, false, true}));
+  // A command allowed to take longer by design (a blocking read) is not cut short.
+  std::optional<Reply> blocked;
+  c.Command(
+      {"BLPOP", "nothing", "0.3"}, [&](const Reply& r) { blocked = r; }, 500ms);
+  ASSERT_TRUE(loop_.RunUntil([&] { return blocked.has_value(); }, 5s));
+  EXPECT_EQ(blocked->type, Reply::Type::kNil);
+  EXPECT_TRUE(c.up());
+}
+
 TEST_F(RedisClientTest, ASubscriberResubscribesAfterItIsKilled) {
   Client pub(loop_.reactor(), Options(server_.url(), "pub"));
   Client sub(loop_.reactor(), Options(server_.url(), "sub"));

@@ -73,7 +73,11 @@ class RedisServer {
     for (int i = 0; i < 500 && !Accepts(port_); ++i) std::this_thread::sleep_for(10ms);
     ASSERT_TRUE(Accepts(port_)) << "redis-server did not start on " << port_;
   }
+  // SIGSTOP / SIGCONT: Redis keeps its sockets open but answers nothing (a half-open peer).
+  void Pause() { kill(pid_, SIGSTOP); }
+  void Resume() { kill(pid_, SIGCONT); }
   void Stop() {
+    if (pid_ > 0) kill(pid_, SIGCONT);
     if (pid_ <= 0) return;
     kill(pid_, SIGKILL);
     waitpid(pid_, nullptr, 0);

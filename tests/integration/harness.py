@@ -314,8 +314,16 @@ class RedisServer:
         wait_until(lambda: self.cli("PING") == "PONG")
         return self
 
+    def pause(self):
+        """SIGSTOP: the sockets stay open and nothing answers (as a host cut off without a reset)."""
+        self.proc.send_signal(signal.SIGSTOP)
+
+    def resume(self):
+        self.proc.send_signal(signal.SIGCONT)
+
     def stop(self):
         if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGCONT)
             self.proc.kill()
             self.proc.wait()
         self.proc = None

@@ -47,6 +47,13 @@ class ClusterNodeTest(unittest.IsolatedAsyncioTestCase):
                    timeout=LEASE_MS / 1000 + 2)
         self.assertTrue(self.redis.cli("ZSCORE", "{presenced}:nodes", "n1"))
 
+    def test_a_redis_that_stops_answering_is_a_503_too(self):
+        wait_until(lambda: healthz(self.server)[0] == 200)
+        self.redis.pause()
+        wait_until(lambda: healthz(self.server) == (503, {"ok": False, "redis": "down"}))
+        self.redis.resume()
+        wait_until(lambda: healthz(self.server) == (200, {"ok": True, "redis": "up"}))
+
     async def test_a_lease_lost_while_redis_serves_closes_every_connection_with_4001(self):
         wait_until(lambda: healthz(self.server)[0] == 200)
         c = await Client.connect(self.server, "fenced-user")
