@@ -21,13 +21,25 @@ Dispatcher::Dispatcher(DispatcherOptions options, const presenced::Clock& clock,
       outbox_(options_.max_batch_bytes) {}
 
 void Dispatcher::Tick() {
-  engine_.Tick();
+  if (replication_ != nullptr) {
+    // The engine's time is the log's: a deadline due by the wall clock is asked of the log (one
+    // tick entry at a time), and runs on every node when that entry is applied.
+    if (!tick_pending_) {
+      const auto engine = engine_.NextDeadline();
+      const TimeMs due =
+          engine ? std::min(*engine, store_.next_checkpoint()) : store_.next_checkpoint();
+      if (due <= SystemClock().NowMs()) AppendTick();
+    }
+  } else {
+    engine_.Tick();
+  }
   store_.Checkpoint();
   metrics_.PublishEngine(engine_.channel_count(), engine_.member_count(),
                          engine_.connection_count(), engine_.user_count());
 }
 
 std::optional<TimeMs> Dispatcher::NextDeadline() const {
+  if (replication_ != nullptr && tick_pending_) return std::nullopt;  // woken by the tick's entry
   auto engine = engine_.NextDeadline();
   return engine ? std::min(*engine, store_.next_checkpoint()) : store_.next_checkpoint();
 }
@@ -36,7 +48,11 @@ std::optional<TimeMs> Dispatcher::NextDeadline() const {
 
 void Dispatcher::Open(SessionId id, ConnectRequest request, std::shared_ptr<Peer> peer) {
   if (shutting_down_) return ClosePeer(peer, 1001, "server shutting down");
-  if (engine_.KnowsUser(request.client_id)) return Attach(id, std::move(request), std::move(peer));
+  // In cluster mode the engine's state must be the same on every node, so nothing is restored
+  // into it from this node's own store here.
+  if (replication_ != nullptr || engine_.KnowsUser(request.client_id)) {
+    return Attach(id, std::move(request), std::move(peer));
+  }
   // What the store remembers of the user (status set by hand, lastSeen) is read first, off this
   // thread and once for every session opened in this round.
   unread_.push_back(id);
@@ -70,23 +86,37 @@ void Dispatcher::ReadPendingUsers() {
   });
 }
 
-void Dispatcher::Attach(SessionId id, ConnectRequest request, std::shared_ptr<Peer> peer) {
-  if (shutting_down_) return ClosePeer(peer, 1001, "server shutting down");
-  const TimeMs remain = std::clamp<TimeMs>(
+TimeMs Dispatcher::RemainFor(const ConnectRequest& request) const {
+  return std::clamp<TimeMs>(
       request.remain_present_for_ms.value_or(options_.default_remain_present_for_ms), 0,
       options_.max_remain_present_for_ms);
+}
 
-  engine::Attached attached;
-  std::optional<engine::Resumed> resumed;
-  if (request.resume_key) {
-    auto r = engine_.Resume(*request.resume_key, request.client_id, remain);
+void Dispatcher::Attach(SessionId id, ConnectRequest request, std::shared_ptr<Peer> peer) {
+  if (shutting_down_) return ClosePeer(peer, 1001, "server shutting down");
+  if (replication_ != nullptr) return AppendOpen(id, std::move(request), std::move(peer));
+  AttachResult r =
+      AttachInEngine(request.client_id, request.device, RemainFor(request), request.resume_key);
+  if (r.error) {
+    outbox_.Queue(peer, std::make_shared<const std::string>(ReplyError(std::nullopt, *r.error)));
+    return ClosePeer(peer, 1008, r.error->message);
+  }
+  AttachSession(id, std::move(request), std::move(peer), r);
+}
+
+Dispatcher::AttachResult Dispatcher::AttachInEngine(const std::string& client_id,
+                                                    const std::string& device, TimeMs remain,
+                                                    const std::optional<std::string>& resume_key) {
+  AttachResult out;
+  if (resume_key) {
+    auto r = engine_.Resume(*resume_key, client_id, remain);
     if (r.ok()) {
-      resumed = std::move(r).value();
-      attached = resumed->connection;
-      if (resumed->was_live) {
+      out.resumed = std::move(r).value();
+      out.attached = out.resumed->connection;
+      if (out.resumed->was_live) {
         // The old socket still looked alive: it is superseded. Forget it first, so its end is not
         // taken for this connection's.
-        if (Session* old = sessions_.ByHandle(attached.handle)) {
+        if (Session* old = sessions_.ByHandle(out.attached.handle)) {
           std::shared_ptr<Peer> old_peer = old->peer;
           Forget(sessions_.Remove(old->id));
           ClosePeer(old_peer, 4000, "resumed on another connection");
@@ -94,16 +124,21 @@ void Dispatcher::Attach(SessionId id, ConnectRequest request, std::shared_ptr<Pe
       }
     }
   }
-  if (!resumed) {
-    auto r = engine_.Attach(request.client_id, request.device, remain);
+  if (!out.resumed) {
+    auto r = engine_.Attach(client_id, device, remain);
     if (!r.ok()) {
-      outbox_.Queue(peer, std::make_shared<const std::string>(ReplyError(std::nullopt, r.error())));
-      return ClosePeer(peer, 1008, r.error().message);
+      out.error = r.error();
+      return out;
     }
-    attached = *r;
+    out.attached = *r;
     store_.PersistLastSeen();  // the user may have just come online
   }
+  return out;
+}
 
+void Dispatcher::AttachSession(SessionId id, ConnectRequest request, std::shared_ptr<Peer> peer,
+                               AttachResult& r) {
+  const engine::Attached& attached = r.attached;
   if (Session* stale = sessions_.AtSlot(engine::ConnectionSlot(attached.handle))) {
     Forget(sessions_.Remove(stale->id));
   }
@@ -111,10 +146,10 @@ void Dispatcher::Attach(SessionId id, ConnectRequest request, std::shared_ptr<Pe
                                      std::move(request.channel_patterns),
                                      RateLimiter(options_.rate_burst, clock_.NowMs())});
   s.batch = request.batch;
-  Reply(s, ConnectedFrame(attached, request.heartbeat_ms, resumed.has_value(), options_.epoch));
+  Reply(s, ConnectedFrame(attached, request.heartbeat_ms, r.resumed.has_value(), options_.epoch));
   outbox_.Seal(s);  // `connected` is never packed into a batch
-  if (resumed) {
-    for (const engine::CatchUp& cu : resumed->catch_up) {
+  if (r.resumed) {
+    for (const engine::CatchUp& cu : r.resumed->catch_up) {
       if (cu.snapshot) {
         Reply(s, SyncFrame(cu));
       } else {
@@ -130,6 +165,7 @@ void Dispatcher::Closed(SessionId id, bool clean) {
   if (!s) return;  // superseded, or never opened
   const engine::ConnectionHandle handle = s->handle;
   Forget(std::move(s));
+  if (replication_ != nullptr) return AppendEnd(handle, id, clean);
   if (clean) {
     (void)engine_.Close(handle);
   } else {
@@ -151,7 +187,13 @@ void Dispatcher::Forget(std::unique_ptr<Session> s) {
 
 void Dispatcher::Shutdown() {
   shutting_down_ = true;
-  engine_.Shutdown();
+  if (replication_ != nullptr) {
+    // Only this node's connections end, on every node, when their entries are applied: each
+    // leaves at once (a clean close), not after a grace period.
+    sessions_.ForEach([&](Session& s) { AppendEnd(s.handle, s.id, /*clean=*/true); });
+  } else {
+    engine_.Shutdown();
+  }
   store_.PersistLastSeen();
   FlushOutbound();  // every leave goes out before its socket's close frame
   for (auto& s : sessions_.TakeAll()) s->peer->Close(1001, "server shutting down");
@@ -256,9 +298,15 @@ void Dispatcher::Message(SessionId id, std::string_view text, Clock::time_point 
     return fail(req_id, BadRequest("unknown op " + std::string(opv->as_string())));
   }
 
+  // Cluster mode: every request goes through the log (in order with the connection's others),
+  // except that while the log is unavailable a read is answered from what this node holds.
+  const bool local_read = (op->flags & kTouch) != 0 && op->name != "command";
+  if (replication_ != nullptr && (replication_->Available() || !local_read)) {
+    return AppendOp(s, *req_id, text);
+  }
   const Caller caller{s.client_id, s.handle, &s.channel_patterns};
   const Args args(o);
-  OpCall call{core_, caller, args};
+  OpCall call{core_, caller, args, /*touch=*/replication_ == nullptr};
   if (op->async != nullptr) {
     Status st = op->async(call, [this, sid = s.id, rid = *req_id](Result<std::string> fields) {
       ReplyLater(sid, rid, std::move(fields));
@@ -299,8 +347,14 @@ void Dispatcher::Http(HttpRequest req, std::function<void(HttpResponse)> done) {
   metrics_.http_requests_total.fetch_add(1, std::memory_order_relaxed);
   // Keep what the store remembers of the user the request acts for (lastSeen, the other half of
   // status/text) before changing it: read first, off this thread, for an authorized request only.
+  if (replication_ != nullptr && req.method != "GET" &&
+      BearerMatches(req.authorization, options_.api_key)) {
+    return AppendHttp(std::move(req), std::move(done));  // a change: on every node, in order
+  }
   std::optional<std::string> user;
-  if (BearerMatches(req.authorization, options_.api_key)) user = HttpRouteUser(req);
+  if (replication_ == nullptr && BearerMatches(req.authorization, options_.api_key)) {
+    user = HttpRouteUser(req);
+  }
   auto run = [this, req = std::move(req), done = std::move(done)] {
     HandleRest(core_, req, done);
     store_.PersistLastSeen();
@@ -340,8 +394,10 @@ void Dispatcher::OnActivity(std::string_view client_id, const engine::ActivityRe
       storage::StoredActivity{a.kind, a.channel, a.data, a.timestamp, a.connection_id});
 }
 
-void Dispatcher::OnConnectionExpired(engine::ConnectionHandle) {
-  // A connection in its grace period has no session (Closed removed it): nothing to forget.
+void Dispatcher::OnConnectionExpired(engine::ConnectionHandle connection) {
+  // A connection in its grace period has no session (Closed removed it): nothing to forget but
+  // who held it (cluster mode).
+  holder_.erase(connection);
 }
 
 }  // namespace presenced::protocol

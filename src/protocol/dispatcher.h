@@ -21,6 +21,7 @@
 
 #include "common/clock.h"
 #include "common/random.h"
+#include "common/replication.h"
 #include "common/transport.h"
 #include "engine/engine.h"
 #include "protocol/metrics.h"
@@ -70,7 +71,17 @@ class Dispatcher final : public engine::EventSink {
   // lease was lost). Each then ends as a dropped connection (Closed), within its grace period.
   void CloseAll(uint16_t code, const std::string& reason);
 
-  // Runs due engine deadlines and the lastSeen checkpoint.
+  // Cluster mode: every change to the engine goes through `replication` (which must outlive the
+  // Dispatcher), and every entry of the log comes back through Apply. Set before the first
+  // session opens.
+  void SetReplication(Replication* replication) { replication_ = replication; }
+  // The data set's epoch (`connected`, snapshots, `since`): the cluster's in cluster mode.
+  void SetEpoch(std::string epoch) { options_.epoch = std::move(epoch); }
+  // One entry of the cluster's log, in the log's order (the clock and randomness already set).
+  void Apply(const ReplicatedEntry& entry);
+
+  // Runs due engine deadlines and the lastSeen checkpoint (in cluster mode: asks the log for a
+  // tick when a deadline is due, since the engine's time is the log's).
   void Tick();
   std::optional<TimeMs> NextDeadline() const;
   // Hands every frame queued since the last call to its session, one batch per session. The
@@ -109,6 +120,28 @@ class Dispatcher final : public engine::EventSink {
   void ReadPendingUsers();
   // Attaches the session to the engine and queues its `connected` frame (and any catch-up).
   void Attach(SessionId id, ConnectRequest request, std::shared_ptr<Peer> peer);
+  // The engine's part of Attach (every node's, in cluster mode): resume or attach. A resumed
+  // connection whose old socket is still here is superseded (closed with 4000).
+  struct AttachResult {
+    engine::Attached attached;
+    std::optional<engine::Resumed> resumed;
+    std::optional<Error> error;
+  };
+  AttachResult AttachInEngine(const std::string& client_id, const std::string& device,
+                              TimeMs remain, const std::optional<std::string>& resume_key);
+  // The session's part (the node the client is on): the session, `connected`, the catch-up.
+  void AttachSession(SessionId id, ConnectRequest request, std::shared_ptr<Peer> peer,
+                     AttachResult& r);
+  TimeMs RemainFor(const ConnectRequest& request) const;
+  // Cluster mode (dispatcher_cluster.cc).
+  void AppendOpen(SessionId id, ConnectRequest request, std::shared_ptr<Peer> peer);
+  void AppendOp(Session& s, int64_t req_id, std::string_view text);
+  void AppendEnd(engine::ConnectionHandle handle, SessionId session, bool clean);
+  void AppendHttp(HttpRequest req, std::function<void(HttpResponse)> done);
+  void AppendTick();
+  void ApplyOpen(const ReplicatedEntry& e, const boost::json::object& o);
+  void ApplyOp(const ReplicatedEntry& e, const boost::json::object& o);
+  void ApplyHttp(const ReplicatedEntry& e, const boost::json::object& o);
   void Reply(Session& s, std::string frame) {
     outbox_.Queue(s, std::make_shared<const std::string>(std::move(frame)));
   }
@@ -135,6 +168,14 @@ class Dispatcher final : public engine::EventSink {
   std::unordered_map<SessionId, PendingOpen> pending_;
   std::vector<SessionId> unread_;  // opened since the last ReadPendingUsers
   bool read_posted_ = false;
+  // Cluster mode.
+  Replication* replication_ = nullptr;
+  bool tick_pending_ = false;  // a tick was appended and not applied yet
+  uint64_t next_http_ = 0;
+  std::unordered_map<uint64_t, std::function<void(HttpResponse)>> http_waiting_;
+  // Who holds each connection now ("node/incarnation/session"), the same on every node: a close
+  // or drop counts only from its holder (a connection resumed elsewhere meanwhile stays).
+  std::unordered_map<engine::ConnectionHandle, std::string> holder_;
 };
 
 }  // namespace presenced::protocol

@@ -56,7 +56,7 @@ Result<Req> Prepare(OpCall& c) {
 }
 
 void Touch(OpCall& c) {
-  if (c.caller.handle != 0) (void)c.core.engine.Touch(c.caller.handle);
+  if (c.touch && c.caller.handle != 0) (void)c.core.engine.Touch(c.caller.handle);
 }
 
 template <typename Req, Result<std::string> (*Handle)(OpCall&, Req&), uint32_t Flags>

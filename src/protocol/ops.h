@@ -64,6 +64,9 @@ struct OpCall {
   Core& core;
   const Caller& caller;
   const Args& args;
+  // kTouch counts as activity (false: a read a cluster node answers alone while Redis is down,
+  // which must not change its engine apart from the others').
+  bool touch = true;
 };
 
 // Receives a store-backed op's reply fields (or its error), once, on the Dispatcher's thread.

@@ -18,6 +18,7 @@
 #include <thread>
 
 #include "cluster/node.h"
+#include "cluster/replicator.h"
 #include "common/clock.h"
 #include "common/random.h"
 #include "net/server.h"
@@ -79,9 +80,15 @@ int Serve(Config config) {
 
   protocol::DispatcherOptions options = config.protocol;
   options.epoch = RandomId(random, 12);
+  const bool cluster_mode = !config.cluster.redis_url.empty();
+  // Cluster mode: the engine's time is the log's, and its randomness the entries' (every node's
+  // engine applies the same entries alike).
+  ManualClock log_clock(clock.NowMs());
+  cluster::ReplayRandom replay_random;
   EngineLoop* loop_ptr = nullptr;  // the dispatcher posts to the loop that runs it
   protocol::Dispatcher dispatcher(
-      options, clock, random, *store, metrics,
+      options, cluster_mode ? static_cast<const Clock&>(log_clock) : clock,
+      cluster_mode ? static_cast<RandomSource&>(replay_random) : random, *store, metrics,
       [&loop_ptr](std::function<void()> task) { loop_ptr->Post(std::move(task)); });
   EngineLoop loop(dispatcher, clock, config.loop);
   loop_ptr = &loop;
@@ -110,7 +117,8 @@ int Serve(Config config) {
   // Cluster mode: the node's lease on Redis, on the work loop. Presence itself is not shared
   // between nodes yet (docs/operations.md, "Clustering").
   std::unique_ptr<cluster::Node> node;
-  if (!config.cluster.redis_url.empty()) {
+  std::unique_ptr<cluster::Replicator> replicator;
+  if (cluster_mode) {
     service.SetRedisUp(false);
     node = std::make_unique<cluster::Node>(
         server.WorkReactor(), steady_clock, config.cluster,
@@ -137,17 +145,32 @@ int Serve(Config config) {
                   dispatcher.CloseAll(4001, "node lease lost");
                 },
             .epoch =
-                [&node](const std::string& epoch) {
+                [&node, &dispatcher](const std::string& epoch) {
+                  dispatcher.SetEpoch(epoch);
                   spdlog::info("event=cluster_epoch node={} epoch={}", node->node_id(), epoch);
                 },
         });
     spdlog::warn(
-        "event=cluster_mode node={} redis={}:{} lease_ms={} note=\"this build keeps the "
-        "node's lease and reports redis on /v1/healthz; presence is not yet shared "
-        "between nodes\"",
+        "event=cluster_mode node={} redis={}:{} lease_ms={} note=\"presence is replicated "
+        "through the log on redis; a dead node's connections are not reaped yet\"",
         node->node_id(), redis::ParseUrl(config.cluster.redis_url)->host,
         redis::ParseUrl(config.cluster.redis_url)->port, config.cluster.lease_ms);
-    server.WorkReactor().Post([&node] { node->Start(); });
+    redis::ClientOptions reader;
+    reader.url = *redis::ParseUrl(config.cluster.redis_url);
+    reader.name = "presenced-" + node->node_id() + "-log";
+    replicator = std::make_unique<cluster::Replicator>(server.WorkReactor(), *node, reader,
+                                                       log_clock, replay_random);
+    dispatcher.SetReplication(replicator.get());
+    server.WorkReactor().Post([&node, &replicator, &loop, &dispatcher] {
+      node->Start();
+      replicator->Start([&replicator, &loop, &dispatcher](std::vector<cluster::LogEntry> batch) {
+        // Applied in a round of the loop, so the frames it queues leave at the round's end.
+        loop.Post([&replicator, &dispatcher,
+                   b = std::make_shared<std::vector<cluster::LogEntry>>(std::move(batch))] {
+          for (const auto& e : *b) dispatcher.Apply(replicator->Prepare(e));
+        });
+      });
+    });
   }
 
   std::thread shutdown_thread;
@@ -179,7 +202,8 @@ int Serve(Config config) {
   });
   server.Run();
   if (shutdown_thread.joinable()) shutdown_thread.join();
-  node.reset();  // the loop has stopped: nothing of the node runs any more
+  replicator.reset();  // the loop has stopped: nothing of the node runs any more
+  node.reset();
   loop.Stop();
   store->Flush();
   // The store's thread ends here, while the loop it posts its answers to still exists (stopped:

@@ -2,6 +2,7 @@
 settings, the node's lease, /v1/healthz while Redis is down, and fencing (4001)."""
 import asyncio
 import os
+import shutil
 import tempfile
 import unittest
 
@@ -79,6 +80,109 @@ class ClusterNodeTest(unittest.IsolatedAsyncioTestCase):
         self.assertEqual(self.server.terminate(), 0)
         self.assertEqual(self.redis.cli("ZSCORE", "{presenced}:nodes", "n1"), "")
         self.assertEqual(self.redis.cli("HEXISTS", "{presenced}:inc", "n1"), "0")
+
+
+class TwoNodesTest(unittest.IsolatedAsyncioTestCase):
+    """Two nodes on one Redis answer as one server (the log replicates every change)."""
+
+    def setUp(self):
+        self.redis = RedisServer().start()
+        self.a = Server(redis_url=self.redis.url, node_id="a", node_lease_ms=LEASE_MS)
+        # The nodes share the token secret and the API key (their files, copied).
+        shared = tempfile.mkdtemp(prefix="presenced-test-")
+        for name in ("jwt-secret", "api-key"):
+            shutil.copy(os.path.join(self.a.data_dir, name), shared)
+        self.b = Server(data_dir=shared, redis_url=self.redis.url, node_id="b",
+                        node_lease_ms=LEASE_MS)
+        for s in (self.a, self.b):
+            wait_until(lambda s=s: healthz(s)[0] == 200)
+
+    def tearDown(self):
+        self.a.kill()
+        self.b.kill()
+        self.redis.stop()
+
+    async def test_presence_on_one_node_is_seen_on_the_other_in_one_order(self):
+        watcher_b = await Client.connect(self.b, "watcher-b")
+        watcher_a = await Client.connect(self.a, "watcher-a")
+        sub_b = await watcher_b.ok("subscribe", channel="room")
+        sub_a = await watcher_a.ok("subscribe", channel="room")
+        self.assertEqual(sub_a["serial"], sub_b["serial"])
+        ann = await Client.connect(self.a, "ann")
+        bob = await Client.connect(self.b, "bob")
+        await ann.ok("enter", channel="room", data={"n": 1})
+        await bob.ok("enter", channel="room", data={"n": 2})
+        await ann.ok("update", channel="room", data={"n": 3})
+        await bob.ok("leave", channel="room")
+        seen = []
+        for w in (watcher_a, watcher_b):
+            events = [await w.presence("room") for _ in range(4)]
+            seen.append([(e["serial"], e["action"], e["member"]["clientId"]) for e in events])
+        self.assertEqual(seen[0], seen[1])
+        self.assertEqual([a for _, a, _ in seen[0]], ["enter", "enter", "update", "leave"])
+        serials = [s for s, _, _ in seen[0]]
+        self.assertEqual(serials, list(range(serials[0], serials[0] + 4)))  # gapless
+        # Reads answer for the whole cluster, on either node.
+        got_b = await watcher_b.ok("get", channel="room")
+        got_a = await watcher_a.ok("get", channel="room")
+        self.assertEqual([m["clientId"] for m in got_b["members"]], ["ann"])
+        self.assertEqual(got_a["members"], got_b["members"])
+        self.assertEqual(got_a["serial"], got_b["serial"])
+        who = await watcher_b.ok("who", channel="room")
+        self.assertEqual([u["clientId"] for u in who["users"]], ["ann"])
+        # A clean close on one node is a leave everywhere.
+        await ann.close()
+        e = await watcher_b.presence("room")
+        self.assertEqual((e["action"], e["reason"], e["member"]["clientId"]),
+                         ("leave", "disconnected", "ann"))
+        self.assertEqual((await watcher_a.presence("room"))["serial"], e["serial"])
+
+    async def test_both_nodes_name_the_clusters_epoch(self):
+        a = await Client.connect(self.a, "x")
+        b = await Client.connect(self.b, "y")
+        self.assertEqual(a.connected["epoch"], self.redis.cli("GET", "{presenced}:epoch"))
+        self.assertEqual(b.connected["epoch"], a.connected["epoch"])
+
+    async def test_while_redis_is_down_reads_are_answered_and_changes_refused(self):
+        ann = await Client.connect(self.a, "ann")
+        await ann.ok("enter", channel="room", data=1)
+        watcher = await Client.connect(self.b, "w")
+        self.assertEqual(len((await watcher.ok("get", channel="room"))["members"]), 1)
+        self.redis.stop()
+        wait_until(lambda: healthz(self.b)[0] == 503)
+        got = await watcher.ok("get", channel="room")  # what b holds
+        self.assertEqual([m["clientId"] for m in got["members"]], ["ann"])
+        r = await watcher.request("enter", channel="room", data=2)
+        self.assertFalse(r["ok"])
+        self.assertIn("unavailable", r["error"]["message"])
+
+    async def test_status_and_rest_answer_for_the_cluster(self):
+        carol = await Client.connect(self.a, "carol")
+        await carol.ok("status.set", status="dnd", text="focus")
+        watcher = await Client.connect(self.b, "dave")
+        got = await watcher.ok("status.get", clientIds=["carol"])
+        self.assertEqual(got["statuses"][0]["status"], "dnd")
+        devices = await watcher.ok("devices", clientId="carol")
+        self.assertEqual(len(devices["devices"]), 1)
+        # A REST change on b reaches a's connection.
+        status, body = self.b.http("PUT", "/v1/users/carol/status", {"status": "away"})
+        self.assertEqual(status, 200, body)
+        push = await carol.next("status", where=lambda f: f["status"] != "dnd")
+        self.assertEqual((push["clientId"], push["status"]), ("carol", "away"))
+
+    async def test_a_connection_resumes_on_the_other_node(self):
+        w = await Client.connect(self.a, "w")
+        await w.ok("subscribe", channel="r")
+        m = await Client.connect(self.a, "mover", remainPresentForMs=5000)
+        await m.ok("enter", channel="r", data=1)
+        await w.presence("r")
+        m.drop()
+        again = await Client.connect(self.b, "mover", resume=m.connected["connectionKey"],
+                                     remainPresentForMs=5000)
+        self.assertTrue(again.connected["resumed"])
+        await again.ok("update", channel="r", data=2)
+        e = await w.presence("r")
+        self.assertEqual((e["action"], e["member"]["data"]), ("update", 2))  # no leave first
 
 
 class ClusterSettingsTest(unittest.TestCase):

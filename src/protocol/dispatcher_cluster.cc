@@ -1,0 +1,237 @@
+// The Dispatcher in cluster mode (replication.h): what it appends to the cluster's log, and how
+// it applies each entry. Every node applies every entry to its engine alike; only the node the
+// entry came from (`mine`) answers a client.
+//
+// Entries are JSON objects, "k" naming the kind:
+//   open   {"s":session,"c":clientId,"d":device,"r":remainMs,"rk":resumeKey?,"x":seed}
+//   close / drop {"h":handle,"s":session}  (counts only from the connection's holder)
+//   op     {"s":session,"h":handle,"c":clientId,"p":[patterns]|null,"i":id,"t":request text}
+//   http   {"n":number,"m":method,"u":target,"b":body}  (a REST change, the key checked)
+//   tick   {}  (a deadline is due: the entry's time moves every engine's clock)
+#include <boost/json/parse.hpp>
+#include <boost/json/serialize.hpp>
+
+#include "protocol/args.h"
+#include "protocol/auth.h"
+#include "protocol/codec.h"
+#include "protocol/dispatcher.h"
+
+namespace presenced::protocol {
+
+namespace {
+
+Error Unavailable(const Error& why) {
+  return MakeError(ErrorCode::kInternal, "the cluster's log is unavailable: " + why.message);
+}
+
+std::string StringOf(const json::object& o, std::string_view key) {
+  const json::value* v = o.if_contains(key);
+  return v != nullptr && v->is_string() ? std::string(v->as_string()) : std::string();
+}
+
+int64_t IntOf(const json::object& o, std::string_view key) {
+  const json::value* v = o.if_contains(key);
+  return v != nullptr && v->is_int64()    ? v->as_int64()
+         : v != nullptr && v->is_uint64() ? static_cast<int64_t>(v->as_uint64())
+                                          : 0;
+}
+
+}  // namespace
+
+void Dispatcher::AppendOpen(SessionId id, ConnectRequest request, std::shared_ptr<Peer> peer) {
+  json::object o;
+  o["k"] = "open";
+  o["s"] = id;
+  o["c"] = request.client_id;
+  o["d"] = request.device;
+  o["r"] = RemainFor(request);
+  if (request.resume_key) o["rk"] = *request.resume_key;
+  o["x"] = replication_->NewSeed();
+  // The session waits for its entry (as for a store read), keeping what it sends meanwhile.
+  pending_.emplace(id, PendingOpen{std::move(request), std::move(peer), {}});
+  replication_->Append(json::serialize(o), [this, id](const Error& why) {
+    auto p = pending_.find(id);
+    if (p == pending_.end()) return;
+    std::shared_ptr<Peer> peer = std::move(p->second.peer);
+    pending_.erase(p);
+    ClosePeer(peer, 1013, Unavailable(why).message);
+  });
+}
+
+void Dispatcher::AppendOp(Session& s, int64_t req_id, std::string_view text) {
+  json::object o;
+  o["k"] = "op";
+  o["s"] = s.id;
+  o["h"] = s.handle;
+  o["c"] = s.client_id;
+  if (s.channel_patterns) {
+    json::array patterns;
+    for (const auto& p : *s.channel_patterns) patterns.emplace_back(p);
+    o["p"] = std::move(patterns);
+  } else {
+    o["p"] = nullptr;
+  }
+  o["i"] = req_id;
+  o["t"] = text;
+  replication_->Append(json::serialize(o), [this, sid = s.id, req_id](const Error& why) {
+    metrics_.request_errors_total.fetch_add(1, std::memory_order_relaxed);
+    if (Session* s = sessions_.ById(sid)) Reply(*s, ReplyError(req_id, Unavailable(why)));
+  });
+}
+
+void Dispatcher::AppendEnd(engine::ConnectionHandle handle, SessionId session, bool clean) {
+  json::object o;
+  o["k"] = clean ? "close" : "drop";
+  o["h"] = handle;
+  o["s"] = session;
+  // Lost (Redis down, lease lost): the cluster decides for this node's connections (their
+  // node's lease); nothing more to do here.
+  replication_->Append(json::serialize(o), [](const Error&) {});
+}
+
+void Dispatcher::AppendHttp(HttpRequest req, std::function<void(HttpResponse)> done) {
+  const uint64_t n = ++next_http_;
+  json::object o;
+  o["k"] = "http";
+  o["n"] = n;
+  o["m"] = req.method;
+  o["u"] = req.target;
+  o["b"] = req.body;
+  http_waiting_.emplace(n, std::move(done));
+  replication_->Append(json::serialize(o), [this, n](const Error& why) {
+    auto w = http_waiting_.find(n);
+    if (w == http_waiting_.end()) return;
+    auto respond = std::move(w->second);
+    http_waiting_.erase(w);
+    const Error e = Unavailable(why);
+    respond(HttpResponse{503, ErrorBody(e)});
+  });
+}
+
+void Dispatcher::AppendTick() {
+  tick_pending_ = true;
+  json::object o;
+  o["k"] = "tick";
+  replication_->Append(json::serialize(o), [this](const Error&) { tick_pending_ = false; });
+}
+
+void Dispatcher::Apply(const ReplicatedEntry& e) {
+  boost::system::error_code ec;
+  json::value v = json::parse(e.body, ec);
+  if (ec || !v.is_object()) return;  // not ours: written by no presenced
+  const json::object& o = v.as_object();
+  // What is due by the entry's time runs first, on every node alike.
+  engine_.Tick();
+  const std::string kind = StringOf(o, "k");
+  if (kind == "open") {
+    ApplyOpen(e, o);
+  } else if (kind == "op") {
+    ApplyOp(e, o);
+  } else if (kind == "close" || kind == "drop") {
+    const auto handle = static_cast<engine::ConnectionHandle>(IntOf(o, "h"));
+    auto holder = holder_.find(handle);
+    const std::string who = std::string(e.origin) + "/" + std::to_string(IntOf(o, "s"));
+    if (holder == holder_.end() || holder->second != who) return;  // resumed elsewhere since
+    if (kind == "close") {
+      holder_.erase(holder);
+      (void)engine_.Close(handle);
+    } else {
+      (void)engine_.Drop(handle);
+    }
+  } else if (kind == "http") {
+    ApplyHttp(e, o);
+  } else if (kind == "tick") {
+    if (e.mine) tick_pending_ = false;
+  }
+  store_.PersistLastSeen();
+}
+
+void Dispatcher::ApplyOpen(const ReplicatedEntry& e, const json::object& o) {
+  replication_->UseSeed(StringOf(o, "x"));
+  std::optional<std::string> resume_key;
+  if (o.contains("rk")) resume_key = StringOf(o, "rk");
+  AttachResult r = AttachInEngine(StringOf(o, "c"), StringOf(o, "d"), IntOf(o, "r"), resume_key);
+  const auto id = static_cast<SessionId>(IntOf(o, "s"));
+  if (!r.error) holder_[r.attached.handle] = std::string(e.origin) + "/" + std::to_string(id);
+  if (!e.mine) return;
+  auto p = pending_.find(id);
+  if (p == pending_.end()) {
+    // The socket ended before its connection existed: end the connection too.
+    if (!r.error) AppendEnd(r.attached.handle, id, /*clean=*/true);
+    return;
+  }
+  PendingOpen open = std::move(p->second);
+  pending_.erase(p);
+  if (r.error) {
+    outbox_.Queue(open.peer,
+                  std::make_shared<const std::string>(ReplyError(std::nullopt, *r.error)));
+    return ClosePeer(open.peer, 1008, r.error->message);
+  }
+  AttachSession(id, std::move(open.request), std::move(open.peer), r);
+  for (const EarlyMessage& m : open.early) Message(id, m.text, m.received);
+}
+
+void Dispatcher::ApplyOp(const ReplicatedEntry& e, const json::object& o) {
+  const auto sid = static_cast<SessionId>(IntOf(o, "s"));
+  const auto handle = static_cast<engine::ConnectionHandle>(IntOf(o, "h"));
+  const int64_t req_id = IntOf(o, "i");
+  Result<json::object> parsed = ParseRequestObject(StringOf(o, "t"), /*finite=*/false);
+  if (!parsed.ok()) return;  // checked where it was sent
+  const json::value* opv = parsed->if_contains("op");
+  const OpSpec* op = opv != nullptr && opv->is_string() ? FindOp(opv->as_string()) : nullptr;
+  if (op == nullptr) return;
+  std::optional<std::vector<std::string>> patterns;
+  if (const json::value* pv = o.if_contains("p"); pv != nullptr && pv->is_array()) {
+    patterns.emplace();
+    for (const auto& p : pv->as_array()) {
+      if (p.is_string()) patterns->emplace_back(p.as_string());
+    }
+  }
+  const std::string client_id = StringOf(o, "c");
+  const Caller caller{client_id, handle, &patterns};
+  const Args args(*parsed);
+  OpCall call{core_, caller, args};
+  // The answer goes to the session that asked, on the node it is on.
+  Session* s = e.mine ? sessions_.ById(sid) : nullptr;
+  if (s != nullptr && s->handle != handle) s = nullptr;
+  if (op->async != nullptr) {
+    Status st = op->async(call, [this, sid, req_id, mine = s != nullptr](Result<std::string> f) {
+      if (mine) ReplyLater(sid, req_id, std::move(f));
+    });
+    if (!st && s != nullptr) {
+      metrics_.request_errors_total.fetch_add(1, std::memory_order_relaxed);
+      Reply(*s, ReplyError(req_id, st.error()));
+    }
+    return;
+  }
+  Result<std::string> fields = op->sync(call);
+  if (s == nullptr) return;
+  if (!fields.ok()) {
+    metrics_.request_errors_total.fetch_add(1, std::memory_order_relaxed);
+    return Reply(*s, ReplyError(req_id, fields.error()));
+  }
+  std::string frame = ReplyOkPrefix(req_id);
+  if (!fields->empty()) {
+    frame += ',';
+    frame += *fields;
+  }
+  frame += '}';
+  Reply(*s, std::move(frame));
+}
+
+void Dispatcher::ApplyHttp(const ReplicatedEntry& e, const json::object& o) {
+  const uint64_t n = static_cast<uint64_t>(IntOf(o, "n"));
+  std::function<void(HttpResponse)> done = [](HttpResponse) {};
+  if (e.mine) {
+    if (auto w = http_waiting_.find(n); w != http_waiting_.end()) {
+      done = std::move(w->second);
+      http_waiting_.erase(w);
+    }
+  }
+  // The key was checked where the request arrived; every node runs it as authorized.
+  HttpRequest req{StringOf(o, "m"), StringOf(o, "u"), "Bearer " + options_.api_key,
+                  StringOf(o, "b")};
+  HandleRest(core_, req, std::move(done));
+}
+
+}  // namespace presenced::protocol
