@@ -156,6 +156,28 @@ class TwoNodesTest(unittest.IsolatedAsyncioTestCase):
         self.assertFalse(r["ok"])
         self.assertIn("unavailable", r["error"]["message"])
 
+    async def test_an_abrupt_drop_times_out_on_every_node_after_its_grace(self):
+        watcher = await Client.connect(self.b, "w")
+        await watcher.ok("subscribe", channel="g")
+        m = await Client.connect(self.a, "gone", remainPresentForMs=300)
+        await m.ok("enter", channel="g", data=1)
+        await watcher.presence("g")
+        m.drop()
+        e = await watcher.presence("g")
+        self.assertEqual((e["action"], e["reason"], e["member"]["clientId"]),
+                         ("leave", "timeout", "gone"))
+
+    async def test_a_node_stopped_with_sigterm_has_its_members_leave_at_once(self):
+        watcher = await Client.connect(self.b, "w")
+        await watcher.ok("subscribe", channel="t")
+        m = await Client.connect(self.a, "stopping", remainPresentForMs=60000)
+        await m.ok("enter", channel="t", data=1)
+        await watcher.presence("t")
+        self.assertEqual(self.a.terminate(), 0)
+        e = await watcher.presence("t")
+        self.assertEqual((e["action"], e["reason"], e["member"]["clientId"]),
+                         ("leave", "disconnected", "stopping"))
+
     async def test_status_and_rest_answer_for_the_cluster(self):
         carol = await Client.connect(self.a, "carol")
         await carol.ok("status.set", status="dnd", text="focus")
