@@ -16,7 +16,9 @@ if now - last > lease then redis.call('SET', KEYS[5], now) end
 redis.call('SET', KEYS[4], now)
 )lua";
 
-// ARGV: node, incarnation, lease, candidate epoch. Returns {epoch, now}.
+// ARGV: node, incarnation, lease, candidate epoch; KEYS[6]: the log. Returns {epoch, now}. An
+// earlier incarnation of the same node (a restart, or this process after it was fenced) is
+// reaped at once: one `reap` entry, dated when its lease ended (or now, if it had not yet).
 const redis::Script& RegisterScript() {
   static const redis::Script s(std::string(kHead) + R"lua(
 local epoch = redis.call('GET', KEYS[3])
@@ -24,9 +26,49 @@ if not epoch then
   epoch = ARGV[4]
   redis.call('SET', KEYS[3], epoch)
 end
+local previous = redis.call('HGET', KEYS[2], ARGV[1])
+local old_deadline = tonumber(redis.call('ZSCORE', KEYS[1], ARGV[1]) or now)
 redis.call('HSET', KEYS[2], ARGV[1], ARGV[2])
 redis.call('ZADD', KEYS[1], now + lease, ARGV[1])
+if previous and previous ~= ARGV[2] then
+  redis.call('XADD', KEYS[6], 'MAXLEN', '~', '1000000', '*', 'n', ARGV[1], 'i', ARGV[2], 'b',
+             cjson.encode({k = 'reap', node = ARGV[1], inc = previous,
+                           at = math.min(old_deadline, now)}))
+end
 return {epoch, tostring(now)}
+)lua");
+  return s;
+}
+
+// ARGV: node, incarnation, lease. Run by a node holding a current lease: each node whose lease
+// expired while Redis served is removed, and one `reap` entry (dated at its deadline) tells every
+// node to count its connections as dropped then. A deadline that passed before Redis served
+// again (an outage no node bridged) gets a lease from then on instead: time to come back.
+const redis::Script& ReapScript() {
+  static const redis::Script s(R"lua(
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local lease = tonumber(ARGV[3])
+if redis.call('HGET', KEYS[2], ARGV[1]) ~= ARGV[2] then return 0 end
+if tonumber(redis.call('ZSCORE', KEYS[1], ARGV[1]) or '0') < now then return 0 end
+local served = tonumber(redis.call('GET', KEYS[5]) or '0')
+local dead = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', '(' .. now, 'WITHSCORES', 'LIMIT', 0, 16)
+local reaped = 0
+for i = 1, #dead, 2 do
+  local node = dead[i]
+  local deadline = tonumber(dead[i + 1])
+  if deadline < served then
+    redis.call('ZADD', KEYS[1], served + lease, node)
+  else
+    local inc = redis.call('HGET', KEYS[2], node) or ''
+    redis.call('HDEL', KEYS[2], node)
+    redis.call('ZREM', KEYS[1], node)
+    redis.call('XADD', KEYS[6], 'MAXLEN', '~', '1000000', '*', 'n', ARGV[1], 'i', ARGV[2], 'b',
+               cjson.encode({k = 'reap', node = node, inc = inc, at = deadline}))
+    reaped = reaped + 1
+  end
+end
+return reaped
 )lua");
   return s;
 }
@@ -116,8 +158,8 @@ Node::~Node() = default;
 void Node::Start() { client_.Start(); }
 
 std::vector<std::string> Node::Keys() const {
-  return {"{presenced}:nodes", "{presenced}:inc", "{presenced}:epoch", "{presenced}:last",
-          "{presenced}:served"};
+  return {"{presenced}:nodes", "{presenced}:inc",    "{presenced}:epoch",
+          "{presenced}:last",  "{presenced}:served", kLogKey};
 }
 
 void Node::Register() {
@@ -171,6 +213,14 @@ void Node::Renew() {
                  last_renewed_ = clock_.NowMs();
                  connects_at_renewal_ = client_.connects();
                  renew_timer_->Arm(std::chrono::milliseconds(options_.lease_ms / 3));
+                 Reap();
+               });
+}
+
+void Node::Reap() {
+  client_.Eval(ReapScript(), Keys(), {node_id_, incarnation_, std::to_string(options_.lease_ms)},
+               [this](const redis::Reply& r) {
+                 if (r.type == redis::Reply::Type::kInteger) reaped_ += r.integer;
                });
 }
 

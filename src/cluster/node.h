@@ -34,6 +34,9 @@
 
 namespace presenced::cluster {
 
+// The cluster's log (cluster/log.h): reaps are written to it by the lease's scripts.
+inline constexpr const char* kLogKey = "{presenced}:log";
+
 struct NodeOptions {
   std::string redis_url;  // set: cluster mode
   std::string node_id;    // empty: generated per start
@@ -69,6 +72,8 @@ class Node {
   const std::string& epoch() const { return epoch_; }
   bool up() const { return registered_ && client_.up(); }
   uint64_t fenced_count() const { return fenced_count_; }
+  // Dead nodes this node reaped (each one `reap` entry in the log).
+  uint64_t reaped() const { return reaped_; }
   // The client, for the cluster's other commands (it is the node's command connection).
   redis::Client& client() { return client_; }
 
@@ -76,6 +81,7 @@ class Node {
   void Register();
   void Renew();
   void Fenced();
+  void Reap();
   void SetHealth(bool up);
   std::vector<std::string> Keys() const;
 
@@ -92,6 +98,7 @@ class Node {
   bool healthy_ = false;
   bool leaving_ = false;
   uint64_t fenced_count_ = 0;
+  uint64_t reaped_ = 0;
   TimeMs last_renewed_ = 0;           // clock_ time of the last accepted registration or renewal
   uint64_t connects_at_renewal_ = 0;  // client_.connects() then
 };

@@ -126,6 +126,32 @@ TEST_F(NodeTest, ALeaseThatExpiredWhileRedisServedIsFenced) {
   EXPECT_EQ(sb.epochs.size(), 1u);  // the same epoch
 }
 
+TEST_F(NodeTest, ADeadNodeIsReapedOnceIntoTheLog) {
+  Seen sa, sb;
+  auto a = MakeNode("a", sa);
+  auto b = MakeNode("b", sb);
+  a->Start();
+  b->Start();
+  ASSERT_TRUE(loop_.RunUntil([&] { return a->up() && b->up(); }, 5s));
+  const std::string old_incarnation = b->incarnation();
+  const int64_t now = RedisNow();
+  Run({"SET", "{presenced}:served", std::to_string(now - 100)});
+  Run({"ZADD", "{presenced}:nodes", std::to_string(now - 1), "b"});
+  // a reaps b, or b finds itself fenced and registers again: either way one entry.
+  ASSERT_TRUE(loop_.RunUntil([&] { return sb.fenced == 1 && b->up(); }, 5s));
+  loop_.RunFor(std::chrono::milliseconds(kLease));  // a few more renewals and reaps
+  Reply log = Run({"XRANGE", kLogKey, "-", "+"});
+  ASSERT_EQ(log.elements.size(), 1u);
+  const auto& fields = log.elements[0].elements.at(1).elements;
+  std::string body;
+  for (size_t i = 0; i + 1 < fields.size(); i += 2) {
+    if (fields[i].str == "b") body = fields[i + 1].str;
+  }
+  EXPECT_NE(body.find("\"reap\""), std::string::npos) << body;
+  EXPECT_NE(body.find("\"" + old_incarnation + "\""), std::string::npos) << body;
+  EXPECT_NE(body.find(std::to_string(now - 1)), std::string::npos) << body;  // dated at its end
+}
+
 TEST_F(NodeTest, NoLeaseIsLostWhenNoNodeCouldReachRedis) {
   Seen seen;
   auto node = MakeNode("a", seen);
@@ -138,6 +164,7 @@ TEST_F(NodeTest, NoLeaseIsLostWhenNoNodeCouldReachRedis) {
   ASSERT_TRUE(loop_.RunUntil([&] { return Deadline("a") > now; }, 5s));
   EXPECT_EQ(seen.fenced, 0);
   EXPECT_GE(std::stoll(Run({"GET", "{presenced}:served"}).str), now);
+  EXPECT_EQ(Run({"XLEN", kLogKey}).integer, 0);  // nobody reaped
 }
 
 TEST_F(NodeTest, AStalledProcessFencesItselfWithoutAsking) {

@@ -7,6 +7,7 @@
 #include <algorithm>
 #include <cassert>
 #include <cstdlib>
+#include <limits>
 #include <unordered_set>
 #include <utility>
 
@@ -160,11 +161,16 @@ Status Engine::Close(ConnectionHandle handle) {
 }
 
 Status Engine::Drop(ConnectionHandle handle) {
+  return DropAt(handle, std::numeric_limits<TimeMs>::max());
+}
+
+Status Engine::DropAt(ConnectionHandle handle, TimeMs at) {
   Begin();
   Connection* c = Find(handle);
   if (c == nullptr) return UnknownConnection();
   if (c->in_grace) return Status::Ok();
-  c->user->last_disconnect = std::max(c->user->last_disconnect, now_);
+  const TimeMs when = std::min(at, now_);
+  c->user->last_disconnect = std::max(c->user->last_disconnect, when);
   if (c->remain_present_for == 0) {
     const ConnectionHandle gone = c->handle;
     Teardown(*c, LeaveReason::kTimeout);
@@ -172,12 +178,13 @@ Status Engine::Drop(ConnectionHandle handle) {
     return Status::Ok();
   }
   c->in_grace = true;
-  c->dropped_at = now_;
+  c->dropped_at = when;
   for (Subscription& s : c->subscriptions) {
     s.missed_after = s.channel->serial();
     SubscriberOf(*s.channel, *c).in_grace = true;
   }
-  c->grace_timer = timers_.Add(now_ + c->remain_present_for, kGraceTimer, c);
+  // A grace period that already ended (a drop dated back) runs at the next call or Tick.
+  c->grace_timer = timers_.Add(when + c->remain_present_for, kGraceTimer, c);
   return Status::Ok();
 }
 

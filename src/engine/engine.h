@@ -100,6 +100,9 @@ class Engine {
   // Abrupt drop: members stay for the grace period, then leave (reason timeout). Events meanwhile
   // are kept for Resume.
   Status Drop(ConnectionHandle connection);
+  // The same, as if the drop had happened at `at` (no later than now): the grace period counts
+  // from then (a dead cluster node's connections count as dropped when its lease expired).
+  Status DropAt(ConnectionHandle connection, TimeMs at);
   // Takes a connection back by its key (within its grace period, or while still live). The key
   // is replaced; the connection keeps members, subscriptions and watches; no event is emitted.
   Result<Resumed> Resume(std::string_view connection_key, std::string_view client_id,

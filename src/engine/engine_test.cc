@@ -207,6 +207,33 @@ TEST_F(ChannelTest, AbruptDropKeepsMembersForTheGracePeriodThenTimesOut) {
   EXPECT_EQ(engine_.connection_count(), 0u);
 }
 
+TEST_F(ChannelTest, ADropDatedBackCountsItsGraceFromThen) {
+  auto a = Connect("alice", "web", /*remain=*/2000);
+  auto b = Connect("bob", "web", /*remain=*/2000);
+  ASSERT_TRUE(engine_.Enter(a, "room", J("1"), std::nullopt).ok());
+  ASSERT_TRUE(engine_.Enter(b, "room", J("2"), std::nullopt).ok());
+  const TimeMs lease_end = clock_.NowMs();
+  clock_.Advance(1500);  // the drop is learned 1.5 s after it happened
+  ASSERT_TRUE(engine_.DropAt(a, lease_end).ok());
+  Advance(499);
+  EXPECT_EQ(engine_.Get("room").members.size(), 2u);
+  clock_.Advance(1);
+  EXPECT_EQ(engine_.Get("room").members.size(), 1u);
+  auto events = EventsOf("room");
+  ASSERT_EQ(events.size(), 3u);
+  EXPECT_EQ(events[2].reason, LeaveReason::kTimeout);
+  EXPECT_EQ(events[2].timestamp, lease_end + 2000);
+  // A grace period that ended before the drop was learned: the leave is at once.
+  clock_.Advance(5000);
+  ASSERT_TRUE(engine_.DropAt(b, lease_end).ok());
+  EXPECT_TRUE(engine_.Get("room").members.empty());
+  // A date in the future is now.
+  auto c = Connect("cy", "web", /*remain=*/100);
+  ASSERT_TRUE(engine_.DropAt(c, clock_.NowMs() + 1000000).ok());
+  Advance(100);
+  EXPECT_EQ(engine_.connection_count(), 0u);
+}
+
 TEST_F(ChannelTest, DropWithZeroGraceLeavesAtOnce) {
   auto a = Connect("alice", "web", /*remain=*/0);
   ASSERT_TRUE(engine_.Enter(a, "room", std::nullopt, std::nullopt).ok());

@@ -8,6 +8,9 @@
 //   op     {"s":session,"h":handle,"c":clientId,"p":[patterns]|null,"i":id,"t":request text}
 //   http   {"n":number,"m":method,"u":target,"b":body}  (a REST change, the key checked)
 //   tick   {}  (a deadline is due: the entry's time moves every engine's clock)
+//   reap   {"node":N,"inc":I,"at":T}  (written by the lease's scripts, cluster/node.cc: node N's
+//          incarnation I is dead; each connection it held counts as dropped at T)
+#include <algorithm>
 #include <boost/json/parse.hpp>
 #include <boost/json/serialize.hpp>
 
@@ -31,9 +34,11 @@ std::string StringOf(const json::object& o, std::string_view key) {
 
 int64_t IntOf(const json::object& o, std::string_view key) {
   const json::value* v = o.if_contains(key);
-  return v != nullptr && v->is_int64()    ? v->as_int64()
-         : v != nullptr && v->is_uint64() ? static_cast<int64_t>(v->as_uint64())
-                                          : 0;
+  if (v == nullptr) return 0;
+  if (v->is_int64()) return v->as_int64();
+  if (v->is_uint64()) return static_cast<int64_t>(v->as_uint64());
+  if (v->is_double()) return static_cast<int64_t>(v->as_double());  // Lua's cjson
+  return 0;
 }
 
 }  // namespace
@@ -141,7 +146,17 @@ void Dispatcher::Apply(const ReplicatedEntry& e) {
   } else if (kind == "http") {
     ApplyHttp(e, o);
   } else if (kind == "tick") {
-    if (e.mine) tick_pending_ = false;
+    tick_pending_ = false;  // any tick moved the clock on; this node asks again if still due
+  } else if (kind == "reap") {
+    const std::string inc = StringOf(o, "inc");
+    const std::string prefix = StringOf(o, "node") + "/" + (inc.empty() ? "" : inc + "/");
+    const TimeMs at = IntOf(o, "at");
+    std::vector<engine::ConnectionHandle> dead;
+    for (const auto& [handle, who] : holder_) {
+      if (who.compare(0, prefix.size(), prefix) == 0) dead.push_back(handle);
+    }
+    std::sort(dead.begin(), dead.end());  // the same order on every node
+    for (engine::ConnectionHandle h : dead) (void)engine_.DropAt(h, at);
   }
   store_.PersistLastSeen();
 }

@@ -4,6 +4,7 @@ import asyncio
 import os
 import shutil
 import tempfile
+import time
 import unittest
 
 import websockets
@@ -177,6 +178,34 @@ class TwoNodesTest(unittest.IsolatedAsyncioTestCase):
         e = await watcher.presence("t")
         self.assertEqual((e["action"], e["reason"], e["member"]["clientId"]),
                          ("leave", "disconnected", "stopping"))
+
+    async def test_a_killed_nodes_members_leave_within_its_lease(self):
+        watcher = await Client.connect(self.b, "w")
+        await watcher.ok("subscribe", channel="k")
+        m = await Client.connect(self.a, "on-a", remainPresentForMs=0)
+        await m.ok("enter", channel="k", data=1)
+        await watcher.presence("k")
+        killed = time.monotonic()
+        self.a.kill()  # SIGKILL: no leave of its own
+        e = await watcher.presence("k", timeout=LEASE_MS / 1000 + 3)
+        ghost = time.monotonic() - killed
+        self.assertEqual((e["action"], e["reason"], e["member"]["clientId"]),
+                         ("leave", "timeout", "on-a"))
+        self.assertLess(ghost, LEASE_MS / 1000 + 1.5)  # the contract's bound
+        self.assertEqual(self.redis.cli("ZSCORE", "{presenced}:nodes", "a"), "")
+
+    async def test_a_restarted_node_reaps_its_previous_incarnation_at_once(self):
+        watcher = await Client.connect(self.b, "w")
+        await watcher.ok("subscribe", channel="rs")
+        m = await Client.connect(self.a, "on-a", remainPresentForMs=0)
+        await m.ok("enter", channel="rs", data=1)
+        await watcher.presence("rs")
+        self.a.kill()
+        # Started again at once with the same name (before its lease could expire).
+        self.a = Server(data_dir=self.a.data_dir, redis_url=self.redis.url, node_id="a",
+                        node_lease_ms=60000)
+        e = await watcher.presence("rs")
+        self.assertEqual((e["action"], e["member"]["clientId"]), ("leave", "on-a"))
 
     async def test_status_and_rest_answer_for_the_cluster(self):
         carol = await Client.connect(self.a, "carol")
