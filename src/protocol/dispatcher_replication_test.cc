@@ -1,0 +1,203 @@
+// Cluster mode's replication through two Dispatchers, without sockets or Redis: an in-process
+// log (the order of its entries is the cluster's order) applied to both, as cluster::Replicator
+// applies the Redis stream. Both engines start alike (the harness's seeded randomness and clock),
+// so each applies every entry alike; only the node an entry came from answers its client.
+#include <gtest/gtest.h>
+
+#include <deque>
+#include <string>
+
+#include "common/replication.h"
+#include "protocol/testing/protocol_test_util.h"
+
+namespace presenced::protocol::testing {
+namespace {
+
+class TwoNodes;
+
+// One node's side of the shared log.
+class TestReplication final : public Replication {
+ public:
+  TestReplication(TwoNodes& log, std::string origin) : log_(log), origin_(std::move(origin)) {}
+  void Append(std::string body, std::function<void(const Error&)> failed) override;
+  std::string NewSeed() override { return "00"; }
+  void UseSeed(std::string_view) override {}  // the harnesses' random sources start alike
+  TimeMs LogTime() const override { return 0; }
+  bool Available() const override;
+  const std::string& origin() const { return origin_; }
+
+ private:
+  TwoNodes& log_;
+  std::string origin_;
+};
+
+class TwoNodes : public ::testing::Test {
+ protected:
+  struct Entry {
+    std::string origin;
+    std::string body;
+  };
+
+  TwoNodes() {
+    a_.dispatcher().SetReplication(&ra_);
+    b_.dispatcher().SetReplication(&rb_);
+  }
+
+  // Applies every entry appended so far, in order, on both nodes (and what that appends).
+  void Deliver() {
+    while (!entries_.empty()) {
+      Entry e = std::move(entries_.front());
+      entries_.pop_front();
+      now_ += 1;
+      for (auto* n : {&a_, &b_}) {
+        n->clock.Set(now_);
+        const bool mine = (n == &a_ ? ra_.origin() : rb_.origin()) == e.origin;
+        n->dispatcher().Apply(ReplicatedEntry{now_, mine, e.origin, e.body});
+        n->RunPosted();
+      }
+    }
+    a_.RunPosted();
+    b_.RunPosted();
+  }
+
+  TestConn Open(ProtocolHarness& node, std::string_view client, ConnectOptions o = {}) {
+    auto request = node.UpgradeWith(client, o);
+    EXPECT_TRUE(request.ok());
+    TestConn c;
+    c.session = next_session_++;
+    c.peer = std::make_shared<RecordingPeer>();
+    c.client_id = std::string(client);
+    node.dispatcher().Open(c.session, std::move(request).value(), c.peer);
+    node.RunPosted();
+    EXPECT_TRUE(c.peer->OfType("connected").empty());  // not before its entry is applied
+    Deliver();
+    auto connected = c.peer->OfType("connected");
+    EXPECT_EQ(connected.size(), 1u);
+    if (!connected.empty()) {
+      c.connected = connected.front();
+      c.connection_key = Str(c.connected, "connectionKey");
+    }
+    return c;
+  }
+
+  json::object Request(ProtocolHarness& node, TestConn& c, std::string_view op,
+                       json::object fields = {}) {
+    fields["op"] = op;
+    fields["id"] = ++next_id_;
+    node.dispatcher().Message(c.session, json::serialize(fields), std::chrono::steady_clock::now());
+    node.RunPosted();
+    Deliver();
+    for (const auto& f : c.peer->OfType("reply")) {
+      if (f.at("id").as_int64() == next_id_) return f;
+    }
+    ADD_FAILURE() << "no reply to " << op;
+    return {};
+  }
+
+  friend class TestReplication;
+  ProtocolHarness a_, b_;
+  TestReplication ra_{*this, "a/1"}, rb_{*this, "b/1"};
+  std::deque<Entry> entries_;
+  std::deque<std::function<void()>> failures_;
+  bool available_ = true;
+  TimeMs now_ = kTestStart;
+  SessionId next_session_ = 1;
+  int64_t next_id_ = 0;
+};
+
+void TestReplication::Append(std::string body, std::function<void(const Error&)> failed) {
+  if (!log_.available_) {
+    failed(MakeError(ErrorCode::kInternal, "redis is down"));
+    return;
+  }
+  log_.entries_.push_back({origin_, std::move(body)});
+}
+
+bool TestReplication::Available() const { return log_.available_; }
+
+TEST_F(TwoNodes, EveryNodeAppliesEveryChangeAndTheAskingNodeAnswers) {
+  TestConn watcher = Open(b_, "watcher");
+  json::object sub = Request(b_, watcher, "subscribe", {{"channel", "room"}});
+  EXPECT_TRUE(sub.at("ok").as_bool());
+  TestConn alice = Open(a_, "alice");
+  json::object entered = Request(a_, alice, "enter", {{"channel", "room"}, {"data", 1}});
+  EXPECT_TRUE(entered.at("ok").as_bool());
+  EXPECT_TRUE(watcher.peer->OfType("reply").size() == 1);  // b answered only its own request
+  auto events = watcher.peer->OfType("presence");
+  ASSERT_EQ(events.size(), 1u);
+  EXPECT_EQ(Str(events[0], "action"), "enter");
+  // The same state, and the same serial, on both nodes.
+  json::object got_b = Request(b_, watcher, "get", {{"channel", "room"}});
+  json::object got_a = Request(a_, alice, "get", {{"channel", "room"}});
+  EXPECT_EQ(json::serialize(got_a.at("members")), json::serialize(got_b.at("members")));
+  EXPECT_EQ(got_a.at("serial"), got_b.at("serial"));
+  EXPECT_EQ(Int(events[0], "serial"), got_b.at("serial").as_int64());
+  EXPECT_EQ(a_.dispatcher().engine().member_count(), 1u);
+  EXPECT_EQ(b_.dispatcher().engine().member_count(), 1u);
+  // A clean close on a is a leave on b.
+  a_.dispatcher().Closed(alice.session, /*clean=*/true);
+  Deliver();
+  auto after = watcher.peer->OfType("presence");
+  ASSERT_EQ(after.size(), 2u);
+  EXPECT_EQ(Str(after[1], "reason"), "disconnected");
+  EXPECT_EQ(b_.dispatcher().engine().connection_count(), 1u);
+  EXPECT_EQ(a_.dispatcher().engine().connection_count(), 1u);
+}
+
+TEST_F(TwoNodes, ADropFromTheOldHolderDoesNotEndAConnectionResumedElsewhere) {
+  ConnectOptions keep;
+  keep.remain_present_for_ms = "60000";
+  TestConn watcher = Open(b_, "watcher");
+  Request(b_, watcher, "subscribe", {{"channel", "room"}});
+  TestConn on_a = Open(a_, "mover", keep);
+  Request(a_, on_a, "enter", {{"channel", "room"}});
+  // The client resumes on b while its old socket on a is still open; a learns of that socket's
+  // end only after b's entry was appended (the race): a's drop must not end the connection.
+  keep.resume = on_a.connection_key;
+  auto request = b_.UpgradeWith("mover", keep);
+  ASSERT_TRUE(request.ok());
+  TestConn on_b;
+  on_b.session = next_session_++;
+  on_b.peer = std::make_shared<RecordingPeer>();
+  b_.dispatcher().Open(on_b.session, std::move(request).value(), on_b.peer);
+  b_.RunPosted();
+  a_.dispatcher().Closed(on_a.session, /*clean=*/false);
+  a_.RunPosted();
+  Deliver();
+  ASSERT_EQ(on_b.peer->OfType("connected").size(), 1u);
+  EXPECT_TRUE(on_b.peer->OfType("connected")[0].at("resumed").as_bool());
+  json::object updated = Request(b_, on_b, "update", {{"channel", "room"}, {"data", 2}});
+  EXPECT_TRUE(updated.at("ok").as_bool());
+  auto events = watcher.peer->OfType("presence");
+  ASSERT_EQ(events.size(), 2u);  // enter, update: no leave
+  EXPECT_EQ(Str(events[1], "action"), "update");
+  // Long after the grace period the connection is still there (it was not dropped).
+  now_ += 120000;  // the log's time
+  entries_.push_back({"b/1", R"({"k":"tick"})"});
+  Deliver();
+  EXPECT_EQ(watcher.peer->OfType("presence").size(), 2u);
+}
+
+TEST_F(TwoNodes, WithoutTheLogChangesAreRefusedAndReadsAnsweredHere) {
+  TestConn alice = Open(a_, "alice");
+  Request(a_, alice, "enter", {{"channel", "room"}});
+  available_ = false;
+  json::object refused = Request(a_, alice, "enter", {{"channel", "other"}});
+  EXPECT_FALSE(refused.at("ok").as_bool());
+  EXPECT_NE(Str(refused.at("error").as_object(), "message").find("unavailable"), std::string::npos);
+  json::object got = Request(a_, alice, "get", {{"channel", "room"}});
+  EXPECT_TRUE(got.at("ok").as_bool());
+  EXPECT_EQ(got.at("members").as_array().size(), 1u);
+  // A new connection is closed with 1013 before `connected`.
+  auto request = a_.Upgrade("late");
+  ASSERT_TRUE(request.ok());
+  auto peer = std::make_shared<RecordingPeer>();
+  a_.dispatcher().Open(next_session_++, std::move(request).value(), peer);
+  a_.RunPosted();
+  EXPECT_TRUE(peer->OfType("connected").empty());
+  ASSERT_TRUE(peer->closed().has_value());
+  EXPECT_EQ(peer->closed()->code, 1013);
+}
+
+}  // namespace
+}  // namespace presenced::protocol::testing
