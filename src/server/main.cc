@@ -152,7 +152,7 @@ int Serve(Config config) {
         });
     spdlog::warn(
         "event=cluster_mode node={} redis={}:{} lease_ms={} note=\"presence is replicated "
-        "through the log on redis; a dead node's connections are not reaped yet\"",
+        "through the log on redis (docs/operations.md, Clustering)\"",
         node->node_id(), redis::ParseUrl(config.cluster.redis_url)->host,
         redis::ParseUrl(config.cluster.redis_url)->port, config.cluster.lease_ms);
     redis::ClientOptions reader;
