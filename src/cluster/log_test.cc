@@ -28,12 +28,7 @@ class LogTest : public ::testing::Test {
     ASSERT_TRUE(loop_.RunUntil([&] { return admin_->up() && a_->up() && b_->up(); }, 5s));
   }
   redis::ClientOptions Options(std::string name) {
-    redis::ClientOptions o;
-    o.url = *redis::ParseUrl(server_.url());
-    o.name = std::move(name);
-    o.backoff_min = 10ms;
-    o.backoff_max = 40ms;
-    return o;
+    return redis::testing::TestClientOptions(server_, std::move(name));
   }
   std::unique_ptr<Node> MakeNode(const std::string& id) {
     NodeOptions o;

@@ -28,12 +28,7 @@ class NodeTest : public ::testing::Test {
     ASSERT_TRUE(loop_.RunUntil([&] { return admin_->up(); }, 5s));
   }
   redis::ClientOptions Client(std::string name) {
-    redis::ClientOptions o;
-    o.url = *redis::ParseUrl(server_.url());
-    o.name = std::move(name);
-    o.backoff_min = 10ms;
-    o.backoff_max = 40ms;
-    return o;
+    return redis::testing::TestClientOptions(server_, std::move(name));
   }
   struct Seen {
     std::vector<bool> health;

@@ -221,17 +221,8 @@ void Dispatcher::ApplyOp(const ReplicatedEntry& e, const json::object& o) {
   }
   Result<std::string> fields = op->sync(call);
   if (s == nullptr) return;
-  if (!fields.ok()) {
-    metrics_.request_errors_total.fetch_add(1, std::memory_order_relaxed);
-    return Reply(*s, ReplyError(req_id, fields.error()));
-  }
-  std::string frame = ReplyOkPrefix(req_id);
-  if (!fields->empty()) {
-    frame += ',';
-    frame += *fields;
-  }
-  frame += '}';
-  Reply(*s, std::move(frame));
+  if (!fields.ok()) metrics_.request_errors_total.fetch_add(1, std::memory_order_relaxed);
+  ReplyLater(sid, req_id, std::move(fields));
 }
 
 void Dispatcher::ApplyHttp(const ReplicatedEntry& e, const json::object& o) {

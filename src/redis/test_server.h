@@ -16,6 +16,8 @@
 #include <thread>
 #include <vector>
 
+#include "redis/client.h"
+
 namespace presenced::redis::testing {
 
 using namespace std::chrono_literals;
@@ -89,5 +91,15 @@ class RedisServer {
   std::vector<std::string> extra_;
   pid_t pid_ = -1;
 };
+
+// Client options for `server` as the tests use them: a name, and short reconnect steps.
+inline ClientOptions TestClientOptions(const RedisServer& server, std::string name) {
+  ClientOptions o;
+  o.url = *ParseUrl(server.url());
+  o.name = std::move(name);
+  o.backoff_min = 10ms;
+  o.backoff_max = 40ms;
+  return o;
+}
 
 }  // namespace presenced::redis::testing
