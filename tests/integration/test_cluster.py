@@ -25,6 +25,7 @@ def healthz(server):
 class ClusterNodeTest(unittest.IsolatedAsyncioTestCase):
     def setUp(self):
         self.redis = RedisServer().start()
+        self.addCleanup(self.redis.stop)  # also when the rest of setUp fails
         self.server = Server(redis_url=self.redis.url, node_id="n1", node_lease_ms=LEASE_MS)
 
     def tearDown(self):
@@ -88,6 +89,7 @@ class TwoNodesTest(unittest.IsolatedAsyncioTestCase):
 
     def setUp(self):
         self.redis = RedisServer().start()
+        self.addCleanup(self.redis.stop)  # also when the rest of setUp fails
         self.a = Server(redis_url=self.redis.url, node_id="a", node_lease_ms=LEASE_MS)
         # The nodes share the token secret and the API key (their files, copied).
         shared = tempfile.mkdtemp(prefix="presenced-test-")
