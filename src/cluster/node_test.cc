@@ -58,6 +58,19 @@ class NodeTest : public ::testing::Test {
     Reply r = Run({"ZSCORE", "{presenced}:nodes", node});
     return r.type == Reply::Type::kString ? std::stoll(r.str) : -1;
   }
+  bool StartBoth(Node& a, Node& b) {
+    a.Start();
+    b.Start();
+    return loop_.RunUntil([&] { return a.up() && b.up(); }, 5s);
+  }
+  // `node`'s deadline passes now, while Redis has served for a while (`served` is set back: the
+  // nodes may have registered within this very millisecond). Returns Redis's time then.
+  int64_t ExpireWhileServing(const std::string& node) {
+    const int64_t now = RedisNow();
+    Run({"SET", "{presenced}:served", std::to_string(now - 100)});
+    Run({"ZADD", "{presenced}:nodes", std::to_string(now - 1), node});
+    return now;
+  }
   int64_t RedisNow() {
     Reply t = Run({"TIME"});
     return std::stoll(t.elements.at(0).str) * 1000 + std::stoll(t.elements.at(1).str) / 1000;
@@ -102,16 +115,10 @@ TEST_F(NodeTest, ALeaseThatExpiredWhileRedisServedIsFenced) {
   Seen sa, sb;
   auto a = MakeNode("a", sa);
   auto b = MakeNode("b", sb);
-  a->Start();
-  b->Start();
-  ASSERT_TRUE(loop_.RunUntil([&] { return a->up() && b->up(); }, 5s));
+  ASSERT_TRUE(StartBoth(*a, *b));
   const std::string old_incarnation = b->incarnation();
   // b's deadline passed while a kept renewing (Redis served): b's next renewal is refused.
-  // (Redis has served for a while: `served` is set back, since the nodes registered within this
-  // very millisecond perhaps.)
-  const int64_t now = RedisNow();
-  Run({"SET", "{presenced}:served", std::to_string(now - 100)});
-  Run({"ZADD", "{presenced}:nodes", std::to_string(now - 1), "b"});
+  ExpireWhileServing("b");
   ASSERT_TRUE(loop_.RunUntil([&] { return sb.fenced == 1 && b->up(); }, 5s))
       << sb.fenced << " up=" << b->up() << " served=" << Run({"GET", "{presenced}:served"}).str
       << " deadline=" << Deadline("b") << " now=" << RedisNow();
@@ -125,13 +132,9 @@ TEST_F(NodeTest, ADeadNodeIsReapedOnceIntoTheLog) {
   Seen sa, sb;
   auto a = MakeNode("a", sa);
   auto b = MakeNode("b", sb);
-  a->Start();
-  b->Start();
-  ASSERT_TRUE(loop_.RunUntil([&] { return a->up() && b->up(); }, 5s));
+  ASSERT_TRUE(StartBoth(*a, *b));
   const std::string old_incarnation = b->incarnation();
-  const int64_t now = RedisNow();
-  Run({"SET", "{presenced}:served", std::to_string(now - 100)});
-  Run({"ZADD", "{presenced}:nodes", std::to_string(now - 1), "b"});
+  const int64_t now = ExpireWhileServing("b");
   // a reaps b, or b finds itself fenced and registers again: either way one entry.
   ASSERT_TRUE(loop_.RunUntil([&] { return sb.fenced == 1 && b->up(); }, 5s));
   loop_.RunFor(std::chrono::milliseconds(kLease));  // a few more renewals and reaps

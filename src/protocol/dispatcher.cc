@@ -300,9 +300,9 @@ void Dispatcher::Message(SessionId id, std::string_view text, Clock::time_point 
 
   // Cluster mode: every request goes through the log (in order with the connection's others),
   // except that while the log is unavailable a read is answered from what this node holds.
-  const bool local_read = (op->flags & kTouch) != 0 && op->name != "command";
-  if (replication_ != nullptr && (replication_->Available() || !local_read)) {
-    return AppendOp(s, *req_id, text);
+  if (replication_ != nullptr) {
+    const bool local_read = (op->flags & kTouch) != 0 && op->name != "command";
+    if (replication_->Available() || !local_read) return AppendOp(s, *req_id, text);
   }
   const Caller caller{s.client_id, s.handle, &s.channel_patterns};
   const Args args(o);
