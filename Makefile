@@ -53,13 +53,15 @@ tsan-build: $(TSAN_DIR)/build.ninja
 
 tsan: tsan-build
 	rm -rf $(TSAN_DIR)/tsan-reports && mkdir -p $(TSAN_DIR)/tsan-reports
-	TSAN_OPTIONS="log_path=$(abspath $(TSAN_DIR))/tsan-reports/report second_deadlock_stack=1 \
-	  $(TSAN_OPTIONS)" $(SETARCH) \
-	  ctest --test-dir $(TSAN_DIR) --output-on-failure -j $(JOBS) -E '^(js_client|dashboard_browser)$$'
-	@if ls $(TSAN_DIR)/tsan-reports/report* >/dev/null 2>&1; then \
+	@status=0; TSAN_OPTIONS="log_path=$(abspath $(TSAN_DIR))/tsan-reports/report \
+	  second_deadlock_stack=1 $(TSAN_OPTIONS)" $(SETARCH) \
+	  ctest --test-dir $(TSAN_DIR) --output-on-failure -j $(JOBS) \
+	  -E '^(js_client|dashboard_browser)$$' || status=$$?; \
+	if ls $(TSAN_DIR)/tsan-reports/report* >/dev/null 2>&1; then \
 	  cat $(TSAN_DIR)/tsan-reports/report*; \
-	  echo "tsan: ThreadSanitizer reports above ($(TSAN_DIR)/tsan-reports)"; exit 1; fi
-	@echo "tsan: no ThreadSanitizer reports"
+	  echo "tsan: ThreadSanitizer reports above ($(TSAN_DIR)/tsan-reports)"; exit 1; fi; \
+	if [ $$status -ne 0 ]; then exit $$status; fi; \
+	echo "tsan: no ThreadSanitizer reports"
 
 $(FUZZ_DIR)/build.ninja:
 	cmake -S . -B $(FUZZ_DIR) -G Ninja -DCMAKE_BUILD_TYPE=Debug -DCMAKE_CXX_FLAGS_DEBUG="-g -O1" \

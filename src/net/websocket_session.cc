@@ -108,8 +108,9 @@ void WebSocketSession::Open(std::string early_bytes) {
 bool WebSocketSession::OnOwnThread() const {
   // Not from inside this session's own call into the service: a service that answers at once
   // (net_test's echo) gets the posted order, as with several threads.
-  return server_.io_threads == 1 && in_service_call_ == 0 &&
-         server_.ioc.get_executor().running_in_this_thread();
+  // in_service_call_ is the strand's own: read only once on the I/O thread.
+  return server_.io_threads == 1 && server_.ioc.get_executor().running_in_this_thread() &&
+         in_service_call_ == 0;
 }
 
 void WebSocketSession::PostSend(std::shared_ptr<const std::string> message) {
