@@ -73,7 +73,13 @@ void Log::Append(const std::string& node, const std::string& incarnation,
                std::move(args), std::move(done));
 }
 
-void Log::Read(std::string after, EntriesCallback on_entries, std::function<void()> on_gap) {
+void Log::Resume(std::string after) {
+  paused_ = false;
+  position_ = std::move(after);
+  if (reader_.up() && !in_flight_) CheckGapThenRead();
+}
+
+void Log::Read(std::string after, EntriesCallback on_entries, std::function<bool()> on_gap) {
   position_ = std::move(after);
   on_entries_ = std::move(on_entries);
   on_gap_ = std::move(on_gap);
@@ -88,6 +94,7 @@ void Log::Read(std::string after, EntriesCallback on_entries, std::function<void
 // Before reading after `position_`: is that entry still in the stream? If it is not and the
 // stream now begins after it, entries were trimmed unread (or Redis lost the stream).
 void Log::CheckGapThenRead() {
+  if (paused_) return;
   if (position_ == "0-0") return ReadMore();
   in_flight_ = true;
   reader_.Command({"XRANGE", options_.key, position_, position_, "COUNT", "1"},
@@ -104,14 +111,18 @@ void Log::CheckGapThenRead() {
                                       const bool gap =
                                           first.elements.empty() ||
                                           IdBefore(position_, first.elements[0].elements.at(0).str);
-                                      if (gap && on_gap_) on_gap_();
+                                      if (gap && on_gap_ && on_gap_()) {
+                                        paused_ = true;  // until Resume
+                                        return;
+                                      }
+                                      if (gap) position_ = "0-0";  // on with what is left
                                       ReadMore();
                                     });
                   });
 }
 
 void Log::ReadMore() {
-  if (in_flight_ || !reading_ || !reader_.up()) return;
+  if (in_flight_ || paused_ || !reading_ || !reader_.up()) return;
   in_flight_ = true;
   reader_.Command(
       {"XREAD", "COUNT", std::to_string(options_.read_count), "BLOCK",

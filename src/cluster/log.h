@@ -60,8 +60,12 @@ class Log {
   void Append(const std::string& node, const std::string& incarnation,
               std::vector<std::string> bodies, std::function<void(const redis::Reply&)> done);
 
-  // Reads every entry after `after` ("0-0": from the start) from now on.
-  void Read(std::string after, EntriesCallback on_entries, std::function<void()> on_gap);
+  // Reads every entry after `after` ("0-0": from the start) from now on. On a gap, `on_gap`
+  // says whether to go on past it at once (false), or to wait until the reader calls Resume
+  // (true: it resynchronizes first).
+  void Read(std::string after, EntriesCallback on_entries, std::function<bool()> on_gap);
+  // After a gap: reads on after `after` (a snapshot's entry; "0-0": what the stream holds now).
+  void Resume(std::string after);
   // The id of the last entry handed to the reader.
   const std::string& position() const { return position_; }
   bool reading_up() const { return reader_.up(); }
@@ -76,7 +80,8 @@ class Log {
   const LogOptions options_;
   std::string position_ = "0-0";
   EntriesCallback on_entries_;
-  std::function<void()> on_gap_;
+  std::function<bool()> on_gap_;
+  bool paused_ = false;      // at a gap, until Resume
   bool reading_ = false;     // Read was called
   bool in_flight_ = false;   // an XREAD (or the gap check) is pending
   uint64_t generation_ = 0;  // per reader connection: a reply for an older one is ignored

@@ -58,6 +58,7 @@ class LogTest : public ::testing::Test {
     std::vector<std::string> entries;
     std::vector<std::string> ids;
     int gaps = 0;
+    bool pause_at_gap = false;
   };
   void StartReading(Log& log, Seen& seen, std::string after = "0-0") {
     log.Read(
@@ -68,7 +69,10 @@ class LogTest : public ::testing::Test {
             seen.ids.push_back(e.id);
           }
         },
-        [&seen] { ++seen.gaps; });
+        [&seen] {
+          ++seen.gaps;
+          return seen.pause_at_gap;
+        });
   }
 
   RedisServer server_;
@@ -183,6 +187,31 @@ TEST_F(LogTest, EntriesTrimmedBeforeTheyWereReadAreAGap) {
   ASSERT_TRUE(loop_.RunUntil([&] { return more.entries.size() == 1; }, 5s));
   EXPECT_EQ(more.gaps, 0);
   EXPECT_EQ(more.entries[0], "a:7");
+}
+
+// A reader that resynchronizes (from a snapshot) at a gap reads nothing until it says where to
+// go on from: nothing after the gap is applied to the state from before it.
+TEST_F(LogTest, AReaderMayWaitAtAGapAndResumeWhereItsSnapshotEnds) {
+  Log writer(loop_.reactor(), a_->client(), Options("unused-reader"));
+  std::vector<std::string> ids;
+  for (int i = 0; i < 6; ++i) {
+    Reply r = Append(writer, *a_, {std::to_string(i)});
+    ASSERT_TRUE(r.ok());
+    ids.push_back(r.elements.at(0).str);
+  }
+  Run({"XTRIM", "{presenced}:log", "MAXLEN", "4"});  // 0 and 1 are gone
+  Log reader(loop_.reactor(), b_->client(), Options("reader"));
+  Seen seen;
+  seen.pause_at_gap = true;
+  StartReading(reader, seen, "1-0");  // before everything: the first two are missed
+  ASSERT_TRUE(loop_.RunUntil([&] { return seen.gaps == 1; }, 5s));
+  ASSERT_TRUE(Append(writer, *a_, {"6"}).ok());
+  loop_.RunFor(200ms);
+  EXPECT_TRUE(seen.entries.empty());  // waiting at the gap
+  reader.Resume(ids[3]);              // "a snapshot covers up to 3"
+  ASSERT_TRUE(loop_.RunUntil([&] { return seen.entries.size() == 3; }, 5s));
+  EXPECT_EQ(seen.entries, (std::vector<std::string>{"a:4", "a:5", "a:6"}));
+  EXPECT_EQ(seen.gaps, 1);
 }
 
 }  // namespace

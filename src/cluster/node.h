@@ -41,6 +41,9 @@ struct NodeOptions {
   std::string redis_url;  // set: cluster mode
   std::string node_id;    // empty: generated per start
   int64_t lease_ms = 3000;
+  // Every this many log entries a node saves the cluster's state (cluster/replicator.h), so a
+  // node that joins replays at most this many.
+  int64_t snapshot_entries = 100000;
 };
 
 class Node {
@@ -70,6 +73,7 @@ class Node {
   const std::string& node_id() const { return node_id_; }
   const std::string& incarnation() const { return incarnation_; }
   const std::string& epoch() const { return epoch_; }
+  const NodeOptions& options() const { return options_; }
   bool up() const { return registered_ && client_.up(); }
   uint64_t fenced_count() const { return fenced_count_; }
   // Dead nodes this node reaped (each one `reap` entry in the log).

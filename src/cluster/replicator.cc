@@ -4,6 +4,7 @@
 #include <openssl/hmac.h>
 
 #include <algorithm>
+#include <cstdlib>
 #include <cstring>
 
 namespace presenced::cluster {
@@ -37,13 +38,104 @@ Replicator::Replicator(Reactor& reactor, Node& node, redis::ClientOptions reader
       clock_(log_clock),
       random_(random) {}
 
-void Replicator::Start(std::function<void(std::vector<LogEntry>)> on_batch) {
-  log_.Read(
-      "0-0",
-      [on_batch = std::move(on_batch)](std::vector<LogEntry>& entries) {
-        on_batch(std::move(entries));
-      },
-      [this] { ++gaps_; });
+namespace {
+
+constexpr const char* kSnapshotKey = "{presenced}:snap";
+
+// KEYS: the snapshot. ARGV: entry id, index, time, state. Keeps the newest: a snapshot of an
+// earlier entry (a slow node's) never replaces a later one. Returns 1 when stored.
+const redis::Script& SaveScript() {
+  static const redis::Script script(R"lua(
+local function after(a, b)
+  local ams, aseq = string.match(a, '^(%d+)-(%d+)$')
+  local bms, bseq = string.match(b, '^(%d+)-(%d+)$')
+  ams, aseq, bms, bseq = tonumber(ams), tonumber(aseq), tonumber(bms), tonumber(bseq)
+  return ams > bms or (ams == bms and aseq > bseq)
+end
+local current = redis.call('HGET', KEYS[1], 'id')
+if current and not after(ARGV[1], current) then return 0 end
+redis.call('HSET', KEYS[1], 'id', ARGV[1], 'index', ARGV[2], 'time', ARGV[3], 'state', ARGV[4])
+return 1
+)lua");
+  return script;
+}
+
+}  // namespace
+
+void Replicator::Start(StateHooks hooks, std::function<void(std::vector<LogEntry>)> on_batch) {
+  hooks_ = std::move(hooks);
+  FetchSnapshot([this, on_batch = std::move(on_batch)](std::optional<Saved> saved) mutable {
+    std::string after = "0-0";
+    if (saved && Load(*saved)) after = saved->id;
+    ready_ = true;
+    log_.Read(
+        after,
+        [on_batch = std::move(on_batch)](std::vector<LogEntry>& entries) {
+          on_batch(std::move(entries));
+        },
+        [this] {
+          OnGap();
+          return true;  // waits for the snapshot
+        });
+  });
+}
+
+void Replicator::FetchSnapshot(std::function<void(std::optional<Saved>)> done) {
+  node_.client().Command(
+      {"HMGET", kSnapshotKey, "id", "index", "time", "state"},
+      [this, alive = alive_, done = std::move(done)](const redis::Reply& r) mutable {
+        if (!*alive) return;
+        if (r.type != redis::Reply::Type::kArray || r.elements.size() != 4) {
+          // Redis does not answer yet: ask again shortly.
+          retry_ = reactor_.MakeTimer(
+              [this, done = std::move(done)]() mutable { FetchSnapshot(std::move(done)); });
+          retry_->Arm(std::chrono::milliseconds(200));
+          return;
+        }
+        if (r.elements[0].type != redis::Reply::Type::kString) return done(std::nullopt);
+        Saved saved;
+        saved.id = r.elements[0].str;
+        saved.index = std::strtoull(r.elements[1].str.c_str(), nullptr, 10);
+        saved.time = std::strtoll(r.elements[2].str.c_str(), nullptr, 10);
+        saved.state = r.elements[3].str;
+        done(std::move(saved));
+      });
+}
+
+bool Replicator::Load(const Saved& saved) {
+  clock_.Set(std::max(clock_.NowMs(), saved.time));
+  if (!hooks_.load || !hooks_.load(saved.state)) return false;
+  index_ = saved.index;
+  ++loaded_;
+  return true;
+}
+
+void Replicator::OnGap() {
+  FetchSnapshot([this](std::optional<Saved> found) {
+    auto saved = std::make_shared<std::optional<Saved>>(std::move(found));
+    auto resync = [this, alive = alive_, saved] {
+      if (!*alive) return;
+      if (*saved && !IdBefore((*saved)->id, log_.position()) && Load(**saved)) {
+        return log_.Resume((*saved)->id);
+      }
+      ++gaps_;  // nothing covers what was missed: read on
+      log_.Resume("0-0");
+    };
+    if (hooks_.in_order) return hooks_.in_order(std::move(resync));
+    resync();
+  });
+}
+
+void Replicator::Applied(const LogEntry& e) {
+  ++index_;
+  const auto every = static_cast<uint64_t>(node_.options().snapshot_entries);
+  if (every == 0 || index_ % every != 0 || !hooks_.save) return;
+  if (e.node != node_.node_id() || e.incarnation != node_.incarnation()) return;
+  std::string state = hooks_.save();
+  ++saved_;
+  node_.client().Eval(SaveScript(), {kSnapshotKey},
+                      {e.id, std::to_string(index_), std::to_string(e.time), std::move(state)},
+                      [](const redis::Reply&) {});
 }
 
 ReplicatedEntry Replicator::Prepare(const LogEntry& e) {

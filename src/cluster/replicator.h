@@ -1,13 +1,22 @@
 // cluster::Replicator: the Replication (common/replication.h) of a cluster node, on its Log.
 // Appends are batched: everything appended in one turn of the loop leaves in one script call.
-// Entries are read from the start of the log (a node that starts replays what the cluster did),
-// each applied with the engine's clock at the entry's time and its randomness from the entry.
+// Each entry is applied with the engine's clock at the entry's time and its randomness from the
+// entry.
+//
+// Snapshots: every `snapshot_entries` entries of the log (counted from its start, so every node
+// counts alike), the node that appended that entry saves the state it has after applying it to
+// {presenced}:snap (id, index, time, state; a script keeps only the newest). A node that starts
+// loads the snapshot and reads the log after its entry, so it replays at most that many entries
+// however long the cluster has run (the stream itself is trimmed, cluster/log.h). A reader that
+// finds a gap (entries trimmed unread) waits, loads the newest snapshot if it is not older than
+// its position, and reads on after it; with none, it reads on and counts the gap.
 //
 // Threading: the reactor's loop (the work loop, where the Dispatcher runs).
 #pragma once
 
 #include <functional>
 #include <memory>
+#include <optional>
 #include <span>
 #include <string>
 #include <vector>
@@ -36,23 +45,48 @@ class Replicator final : public Replication {
   Replicator(Reactor& reactor, Node& node, redis::ClientOptions reader_options,
              ManualClock& log_clock, ReplayRandom& random);
 
-  // Reads the log from its start; `on_batch` gets the entries in order (apply each after
-  // Prepare).
-  void Start(std::function<void(std::vector<LogEntry>)> on_batch);
+  // The state the log builds (the Dispatcher's), on the loop.
+  struct StateHooks {
+    std::function<std::string()> save;  // as of the entry last applied
+    // Replaces the state with a saved one (joining, or resynchronizing at a gap).
+    std::function<Status(std::string_view)> load;
+    // Runs a task after every batch already handed to `on_batch` was applied (they are applied
+    // in the loop's rounds): a snapshot replaces the state only behind the entries before it.
+    std::function<void(std::function<void()>)> in_order;
+  };
+
+  // Loads the newest snapshot, if any, then reads the log after it; `on_batch` gets the entries
+  // in order (apply each after Prepare, then call Applied). Appends are refused until then.
+  void Start(StateHooks hooks, std::function<void(std::vector<LogEntry>)> on_batch);
   // Sets the log's clock to `e`'s time and describes it for Dispatcher::Apply (valid until the
   // next call).
   ReplicatedEntry Prepare(const LogEntry& e);
+  // After `e` was applied: counts it, and saves a snapshot when one is due and `e` was this
+  // node's.
+  void Applied(const LogEntry& e);
 
   void Append(std::string body, std::function<void(const Error&)> failed) override;
   std::string NewSeed() override;
   void UseSeed(std::string_view seed) override { random_.Seed(seed); }
   TimeMs LogTime() const override { return clock_.NowMs(); }
-  bool Available() const override { return node_.up(); }
+  bool Available() const override { return ready_ && node_.up(); }
 
-  uint64_t gaps() const { return gaps_; }
+  uint64_t gaps() const { return gaps_; }  // gaps no snapshot covered (the state may differ)
+  uint64_t snapshots_saved() const { return saved_; }
+  uint64_t snapshots_loaded() const { return loaded_; }
 
  private:
+  struct Saved {
+    std::string id;
+    uint64_t index = 0;
+    TimeMs time = 0;
+    std::string state;
+  };
   void Flush();
+  // The newest snapshot (nullopt: none), retried while Redis does not answer.
+  void FetchSnapshot(std::function<void(std::optional<Saved>)> done);
+  bool Load(const Saved& saved);
+  void OnGap();
 
   Reactor& reactor_;
   Node& node_;
@@ -64,6 +98,12 @@ class Replicator final : public Replication {
   std::vector<std::function<void(const Error&)>> failed_;
   bool flush_posted_ = false;
   uint64_t gaps_ = 0;
+  uint64_t saved_ = 0;
+  uint64_t loaded_ = 0;
+  StateHooks hooks_;
+  bool ready_ = false;  // the snapshot (if any) is loaded: appends may go
+  uint64_t index_ = 0;  // entries of the log up to the one last applied
+  std::unique_ptr<Reactor::Timer> retry_;
   std::string origin_;  // of the entry last prepared
   std::shared_ptr<bool> alive_ = std::make_shared<bool>(true);
 };

@@ -181,6 +181,15 @@ class Engine {
   // After a crash the stored value is at most one checkpoint interval old.
   std::vector<std::pair<std::string, TimeMs>> LastSeenCheckpoint();
 
+  // --- State snapshots (engine_state.cc) -----------------------------------------------------
+  // Everything the engine holds, as bytes. An engine with the same config that loads them acts
+  // exactly as this one from then on (handles, timers, serials, fan-out order), given the same
+  // calls, clock and randomness: a cluster node joins from a snapshot and the log after it.
+  std::string SaveState();
+  // Replaces everything the engine holds with a saved state (emitting nothing). A state that is
+  // not one (truncated, another version, inconsistent) is refused and leaves the engine empty.
+  Status LoadState(std::string_view state);
+
   // --- Time ----------------------------------------------------------------------------------
   // Runs every deadline that is due, in deadline order, each at its own deadline.
   void Tick();
@@ -214,6 +223,8 @@ class Engine {
 
   enum TimerKind : uint8_t { kTtlTimer, kGraceTimer, kIdleTimer };
 
+  void Clear();  // back to a new engine's state (the time is kept)
+  Status ReadState(std::string_view state);
   // Starts a public call: runs due timers and fixes `now_`.
   void Begin();
   Connection* Find(ConnectionHandle handle);

@@ -87,6 +87,7 @@ class EventRing {
   void DropOldest();
 
   uint64_t last_serial() const { return first_serial_ + count_ - 1; }
+  uint64_t first_serial() const { return first_serial_; }
   size_t size() const { return count_; }
   size_t bytes() const { return bytes_; }
   // What one held event counts against the budget: the record and its data's text.

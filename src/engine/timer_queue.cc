@@ -57,6 +57,46 @@ std::optional<TimeMs> TimerQueue::NextDeadline() const {
   return heap_[0].deadline;
 }
 
+std::vector<TimerQueue::Armed> TimerQueue::ListArmed() const {
+  std::vector<Armed> out;
+  out.reserve(heap_.size());
+  for (const Entry& e : heap_) {
+    out.push_back(Armed{e.id, slots_[e.id].kind, slots_[e.id].target, e.deadline, e.seq});
+  }
+  return out;
+}
+
+bool TimerQueue::Restore(size_t slot_count, const std::vector<Armed>& heap,
+                         std::vector<TimerId> free, uint64_t next_seq) {
+  *this = TimerQueue();
+  std::vector<bool> used(slot_count, false);
+  bool fine = slot_count >= 1 && heap.size() + free.size() + 1 == slot_count;
+  for (size_t i = 0; fine && i < heap.size(); ++i) {
+    const Armed& a = heap[i];
+    fine = a.id != kNoTimer && a.id < slot_count && !used[a.id] && a.seq < next_seq &&
+           (i == 0 || !Before(Entry{a.deadline, a.seq, a.id},
+                              Entry{heap[(i - 1) / 2].deadline, heap[(i - 1) / 2].seq, 0}));
+    if (fine) used[a.id] = true;
+  }
+  for (TimerId id : free) {
+    if (!fine) break;
+    fine = id != kNoTimer && id < slot_count && !used[id];
+    if (fine) used[id] = true;
+  }
+  if (!fine) return false;
+  slots_.resize(slot_count);
+  heap_.reserve(heap.size());
+  for (const Armed& a : heap) {
+    slots_[a.id].target = a.target;
+    slots_[a.id].kind = a.kind;
+    heap_.emplace_back();
+    Place(static_cast<uint32_t>(heap_.size() - 1), Entry{a.deadline, a.seq, a.id});
+  }
+  free_ = std::move(free);
+  next_seq_ = next_seq;
+  return true;
+}
+
 void TimerQueue::SiftUp(uint32_t pos) {
   Entry e = heap_[pos];
   while (pos > 0) {

@@ -42,6 +42,25 @@ class TimerQueue {
   std::optional<TimeMs> NextDeadline() const;
   size_t size() const { return heap_.size(); }
 
+  // The queue as it stands, for a state snapshot: every armed timer in heap order, the free ids
+  // in the order they will be reused, and the sequence that orders equal deadlines. Restored
+  // exactly, the queue fires and reuses ids as the saved one would have.
+  struct Armed {
+    TimerId id;
+    uint8_t kind;
+    void* target;
+    TimeMs deadline;
+    uint64_t seq;
+  };
+  std::vector<Armed> ListArmed() const;
+  const std::vector<TimerId>& free_ids() const { return free_; }
+  size_t slot_count() const { return slots_.size(); }
+  uint64_t next_seq() const { return next_seq_; }
+  // Replaces the queue with a saved one; false (and the queue left empty) when it cannot be one:
+  // an id out of range or used twice, a heap out of order, a sequence not above every entry's.
+  bool Restore(size_t slot_count, const std::vector<Armed>& heap, std::vector<TimerId> free,
+               uint64_t next_seq);
+
  private:
   struct Entry {
     TimeMs deadline;

@@ -421,6 +421,9 @@ std::vector<StatusView> Engine::Who(std::optional<std::string_view> channel_name
       out.push_back(ViewOf(*user));
     }
   }
+  // By clientId: one answer whatever order the map holds them in (a node loaded from a snapshot).
+  std::sort(out.begin(), out.end(),
+            [](const StatusView& a, const StatusView& b) { return a.client_id < b.client_id; });
   return out;
 }
 

@@ -79,6 +79,13 @@ class Dispatcher final : public engine::EventSink {
   void SetEpoch(std::string epoch) { options_.epoch = std::move(epoch); }
   // One entry of the cluster's log, in the log's order (the clock and randomness already set).
   void Apply(const ReplicatedEntry& entry);
+  // Cluster mode: the state the log has built (the engine's, and which node holds each
+  // connection), as of the entry last applied.
+  std::string SaveState();
+  // Replaces that state with a saved one: a node joining, or one resynchronizing after missing
+  // entries (its own sessions are then closed first with 4001, as after a lost lease: what they
+  // did meanwhile may not be in the state). A corrupt state is refused and changes nothing.
+  Status LoadState(std::string_view state);
 
   // Runs due engine deadlines and the lastSeen checkpoint (in cluster mode: asks the log for a
   // tick when a deadline is due, since the engine's time is the log's).

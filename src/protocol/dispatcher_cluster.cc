@@ -14,6 +14,7 @@
 #include <boost/json/parse.hpp>
 #include <boost/json/serialize.hpp>
 
+#include "common/byte_codec.h"
 #include "protocol/args.h"
 #include "protocol/auth.h"
 #include "protocol/codec.h"
@@ -159,6 +160,53 @@ void Dispatcher::Apply(const ReplicatedEntry& e) {
     for (engine::ConnectionHandle h : dead) (void)engine_.DropAt(h, at);
   }
   store_.PersistLastSeen();
+}
+
+namespace {
+constexpr std::string_view kStateMagic = "presenced-dispatcher-state-1";
+}  // namespace
+
+std::string Dispatcher::SaveState() {
+  ByteWriter w;
+  w.Str(kStateMagic);
+  w.Str(engine_.SaveState());
+  std::vector<std::pair<engine::ConnectionHandle, std::string_view>> held(holder_.begin(),
+                                                                          holder_.end());
+  std::sort(held.begin(), held.end());
+  w.U64(held.size());
+  for (const auto& [handle, who] : held) {
+    w.U64(handle);
+    w.Str(who);
+  }
+  return std::move(w.bytes());
+}
+
+Status Dispatcher::LoadState(std::string_view state) {
+  ByteReader r(state);
+  const auto corrupt = [] { return MakeError(ErrorCode::kBadRequest, "cluster state is corrupt"); };
+  if (r.Str() != kStateMagic) return corrupt();
+  const std::string_view engine_state = r.Str();
+  std::unordered_map<engine::ConnectionHandle, std::string> holder;
+  for (uint64_t n = r.Count(16); n > 0 && r.ok(); --n) {
+    const engine::ConnectionHandle handle = r.U64();
+    holder.emplace(handle, std::string(r.Str()));
+  }
+  if (!r.done()) return corrupt();
+  {
+    // Checked on an engine of its own first (loading emits nothing): a corrupt state leaves
+    // this one as it was.
+    engine::NullSink sink;
+    SeededRandom random(0);
+    engine::Engine scratch(engine_.config(), clock_, random, sink);
+    if (Status st = scratch.LoadState(engine_state); !st) return st;
+  }
+  if (sessions_.size() > 0 || !pending_.empty()) {
+    CloseAll(4001, "node resynchronized with the cluster");
+  }
+  if (Status st = engine_.LoadState(engine_state); !st) return st;
+  holder_ = std::move(holder);
+  tick_pending_ = false;
+  return Status::Ok();
 }
 
 void Dispatcher::ApplyOpen(const ReplicatedEntry& e, const json::object& o) {

@@ -199,5 +199,35 @@ TEST_F(TwoNodes, WithoutTheLogChangesAreRefusedAndReadsAnsweredHere) {
   EXPECT_EQ(peer->closed()->code, 1013);
 }
 
+// A node that loads another's saved state (joining, or resynchronizing at a gap) holds exactly
+// that node's state, and stays with it as entries go on; its own sessions are closed with 4001,
+// since what they did may not be in the state. What is not a state is refused and changes
+// nothing.
+TEST_F(TwoNodes, ANodeLoadedFromAnothersStateStaysWithIt) {
+  TestConn watcher = Open(b_, "watcher");
+  Request(b_, watcher, "subscribe", {{"channel", "room"}});
+  TestConn alice = Open(a_, "alice");
+  Request(a_, alice, "enter", {{"channel", "room"}, {"data", 1}});
+  const std::string saved = a_.dispatcher().SaveState();
+  EXPECT_EQ(b_.dispatcher().SaveState(), saved);  // replicas: the same bytes
+
+  EXPECT_FALSE(b_.dispatcher().LoadState("not a state"));
+  EXPECT_FALSE(b_.dispatcher().LoadState(saved.substr(0, saved.size() - 3)));
+  EXPECT_FALSE(watcher.peer->closed().has_value());
+  EXPECT_EQ(b_.dispatcher().SaveState(), saved);  // unchanged
+
+  ASSERT_TRUE(b_.dispatcher().LoadState(saved));
+  ASSERT_TRUE(watcher.peer->closed().has_value());
+  EXPECT_EQ(watcher.peer->closed()->code, 4001);
+  EXPECT_EQ(b_.dispatcher().SaveState(), saved);
+  b_.dispatcher().Closed(watcher.session, /*clean=*/false);  // as the network layer reports it
+  b_.RunPosted();
+  Request(a_, alice, "update", {{"channel", "room"}, {"data", 2}});
+  a_.dispatcher().Closed(alice.session, /*clean=*/true);
+  Deliver();
+  EXPECT_EQ(b_.dispatcher().SaveState(), a_.dispatcher().SaveState());
+  EXPECT_EQ(b_.dispatcher().engine().member_count(), 0u);
+}
+
 }  // namespace
 }  // namespace presenced::protocol::testing

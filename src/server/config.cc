@@ -166,6 +166,9 @@ const std::vector<Setting>& Table() {
         Text(FIELD(cluster.node_id)));
     add("node_lease_ms", "a node that has not renewed its lease for this long is dead",
         Int(FIELD(cluster.lease_ms), "node_lease_ms", 300, kHour));
+    add("cluster_snapshot_entries",
+        "cluster mode: every this many log entries the state is saved to Redis for joining nodes",
+        Int(FIELD(cluster.snapshot_entries), "cluster_snapshot_entries", 1, 500000));
     add("flush_interval_ms", "most time a history/activity/lastSeen write waits for its commit",
         Int(FIELD(sqlite.flush_interval_ms), "flush_interval_ms", 1, 60000));
     add("last_seen_checkpoint_ms", "how often connected users' lastSeen is stored",

@@ -163,11 +163,31 @@ int Serve(Config config) {
     dispatcher.SetReplication(replicator.get());
     server.WorkReactor().Post([&node, &replicator, &loop, &dispatcher] {
       node->Start();
-      replicator->Start([&replicator, &loop, &dispatcher](std::vector<cluster::LogEntry> batch) {
+      cluster::Replicator::StateHooks state{
+          .save = [&dispatcher] { return dispatcher.SaveState(); },
+          .load =
+              [&dispatcher, &node](std::string_view saved) {
+                Status st = dispatcher.LoadState(saved);
+                if (st) {
+                  spdlog::info("event=cluster_snapshot_loaded node={} bytes={}", node->node_id(),
+                               saved.size());
+                } else {
+                  spdlog::error("event=cluster_snapshot_refused node={} error=\"{}\"",
+                                node->node_id(), st.error().message);
+                }
+                return st;
+              },
+          .in_order = [&loop](std::function<void()> task) { loop.Post(std::move(task)); },
+      };
+      replicator->Start(std::move(state), [&replicator, &loop,
+                                           &dispatcher](std::vector<cluster::LogEntry> batch) {
         // Applied in a round of the loop, so the frames it queues leave at the round's end.
         loop.Post([&replicator, &dispatcher,
                    b = std::make_shared<std::vector<cluster::LogEntry>>(std::move(batch))] {
-          for (const auto& e : *b) dispatcher.Apply(replicator->Prepare(e));
+          for (const auto& e : *b) {
+            dispatcher.Apply(replicator->Prepare(e));
+            replicator->Applied(e);
+          }
         });
       });
     });
