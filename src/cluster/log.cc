@@ -1,12 +1,13 @@
 #include "cluster/log.h"
 
 #include <charconv>
+#include <cstdlib>
 
 namespace presenced::cluster {
 
 namespace {
 
-// KEYS: nodes, inc, log. ARGV: node, incarnation, maxlen, body...
+// KEYS: nodes, inc, log, entry number. ARGV: node, incarnation, maxlen, body...
 const redis::Script& AppendScript() {
   static const redis::Script s(R"lua(
 local t = redis.call('TIME')
@@ -20,8 +21,8 @@ if deadline < now then
 end
 local ids = {}
 for i = 4, #ARGV do
-  ids[#ids + 1] = redis.call('XADD', KEYS[3], 'MAXLEN', '~', ARGV[3], '*',
-                             'n', ARGV[1], 'i', ARGV[2], 'b', ARGV[i])
+  ids[#ids + 1] = redis.call('XADD', KEYS[3], 'MAXLEN', '~', ARGV[3], '*', 'n', ARGV[1],
+                             'i', ARGV[2], 'q', redis.call('INCR', KEYS[4]), 'b', ARGV[i])
 end
 return ids
 )lua");
@@ -59,7 +60,7 @@ Log::Log(Reactor& reactor, redis::Client& writer, redis::ClientOptions reader_op
   reader_.OnState([this](bool up) {
     ++generation_;
     in_flight_ = false;
-    if (up && reading_) CheckGapThenRead();
+    if (up && reading_) ReadMore();
   });
 }
 
@@ -69,56 +70,30 @@ void Log::Append(const std::string& node, const std::string& incarnation,
                  std::vector<std::string> bodies, std::function<void(const redis::Reply&)> done) {
   std::vector<std::string> args{node, incarnation, std::to_string(options_.max_entries)};
   for (auto& b : bodies) args.push_back(std::move(b));
-  writer_.Eval(AppendScript(), {"{presenced}:nodes", "{presenced}:inc", options_.key},
+  writer_.Eval(AppendScript(),
+               {"{presenced}:nodes", "{presenced}:inc", options_.key, options_.number_key},
                std::move(args), std::move(done));
 }
 
-void Log::Resume(std::string after) {
+void Log::Resume(std::string after, std::optional<uint64_t> number) {
   paused_ = false;
   position_ = std::move(after);
-  if (reader_.up() && !in_flight_) CheckGapThenRead();
+  expected_ = number ? std::optional<uint64_t>(*number + 1) : std::nullopt;
+  ReadMore();
 }
 
-void Log::Read(std::string after, EntriesCallback on_entries, std::function<bool()> on_gap) {
+void Log::Read(std::string after, std::optional<uint64_t> number, EntriesCallback on_entries,
+               std::function<bool()> on_gap) {
   position_ = std::move(after);
+  expected_ = number ? std::optional<uint64_t>(*number + 1) : std::nullopt;
   on_entries_ = std::move(on_entries);
   on_gap_ = std::move(on_gap);
   reading_ = true;
   if (reader_.up()) {
-    CheckGapThenRead();
+    ReadMore();
   } else {
     reader_.Start();
   }
-}
-
-// Before reading after `position_`: is that entry still in the stream? If it is not and the
-// stream now begins after it, entries were trimmed unread (or Redis lost the stream).
-void Log::CheckGapThenRead() {
-  if (paused_) return;
-  if (position_ == "0-0") return ReadMore();
-  in_flight_ = true;
-  reader_.Command({"XRANGE", options_.key, position_, position_, "COUNT", "1"},
-                  [this, alive = alive_, gen = generation_](const redis::Reply& mine) {
-                    if (!*alive || gen != generation_ || !mine.ok()) return;
-                    if (!mine.elements.empty()) {
-                      in_flight_ = false;
-                      return ReadMore();
-                    }
-                    reader_.Command({"XRANGE", options_.key, "-", "+", "COUNT", "1"},
-                                    [this, alive, gen](const redis::Reply& first) {
-                                      if (!*alive || gen != generation_ || !first.ok()) return;
-                                      in_flight_ = false;
-                                      const bool gap =
-                                          first.elements.empty() ||
-                                          IdBefore(position_, first.elements[0].elements.at(0).str);
-                                      if (gap && on_gap_ && on_gap_()) {
-                                        paused_ = true;  // until Resume
-                                        return;
-                                      }
-                                      if (gap) position_ = "0-0";  // on with what is left
-                                      ReadMore();
-                                    });
-                  });
 }
 
 void Log::ReadMore() {
@@ -132,6 +107,7 @@ void Log::ReadMore() {
         in_flight_ = false;
         if (r.type == redis::Reply::Type::kUnavailable) return;  // read again when up
         std::vector<LogEntry> entries;
+        bool gap = false;
         if (r.type == redis::Reply::Type::kArray) {
           for (const auto& stream : r.elements) {
             if (stream.elements.size() != 2) continue;
@@ -148,7 +124,15 @@ void Log::ReadMore() {
                 if (f == "n") entry.node = fields[i + 1].str;
                 if (f == "i") entry.incarnation = fields[i + 1].str;
                 if (f == "b") entry.body = fields[i + 1].str;
+                if (f == "q") entry.number = std::strtoull(fields[i + 1].str.c_str(), nullptr, 10);
               }
+              // A number skipped: entries were missed. Those before it are handed over first.
+              if (gap) continue;
+              if (entry.number != 0 && expected_ && entry.number != *expected_) {
+                gap = true;
+                continue;
+              }
+              if (entry.number != 0) expected_ = entry.number + 1;
               entries.push_back(std::move(entry));
             }
           }
@@ -157,6 +141,13 @@ void Log::ReadMore() {
           position_ = entries.back().id;
           if (on_entries_) on_entries_(entries);
           if (!*alive) return;
+        }
+        if (gap) {
+          if (on_gap_ && on_gap_()) {
+            paused_ = true;  // until Resume
+            return;
+          }
+          expected_.reset();  // on with what is there (read again from the last handed over)
         }
         ReadMore();
       },

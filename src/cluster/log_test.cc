@@ -57,16 +57,19 @@ class LogTest : public ::testing::Test {
   struct Seen {
     std::vector<std::string> entries;
     std::vector<std::string> ids;
+    std::vector<uint64_t> numbers;
     int gaps = 0;
     bool pause_at_gap = false;
   };
-  void StartReading(Log& log, Seen& seen, std::string after = "0-0") {
+  void StartReading(Log& log, Seen& seen, std::string after = "0-0",
+                    std::optional<uint64_t> number = 0) {
     log.Read(
-        std::move(after),
+        std::move(after), number,
         [&seen](std::vector<LogEntry>& entries) {
           for (const auto& e : entries) {
             seen.entries.push_back(e.node + ":" + e.body);
             seen.ids.push_back(e.id);
+            seen.numbers.push_back(e.number);
           }
         },
         [&seen] {
@@ -169,13 +172,14 @@ TEST_F(LogTest, EntriesTrimmedBeforeTheyWereReadAreAGap) {
     StartReading(first, seen);
     for (int i = 0; i < 3; ++i) ASSERT_TRUE(Append(writer, *a_, {std::to_string(i)}).ok());
     ASSERT_TRUE(loop_.RunUntil([&] { return seen.entries.size() == 3; }, 5s));
+    EXPECT_EQ(seen.numbers, (std::vector<uint64_t>{1, 2, 3}));  // numbered in order
     position = first.position();
   }
   for (int i = 3; i < 8; ++i) ASSERT_TRUE(Append(writer, *a_, {std::to_string(i)}).ok());
   Run({"XTRIM", "{presenced}:log", "MAXLEN", "2"});  // 3..5 are gone unread
   Log again(loop_.reactor(), b_->client(), Options("reader-2"));
   Seen seen;
-  StartReading(again, seen, position);
+  StartReading(again, seen, position, 3);
   ASSERT_TRUE(loop_.RunUntil([&] { return seen.entries.size() == 2; }, 5s));
   EXPECT_EQ(seen.gaps, 1);
   EXPECT_EQ(seen.entries, (std::vector<std::string>{"a:6", "a:7"}));
@@ -183,7 +187,7 @@ TEST_F(LogTest, EntriesTrimmedBeforeTheyWereReadAreAGap) {
   // A reader whose last entry is still held has no gap.
   Log third(loop_.reactor(), b_->client(), Options("reader-3"));
   Seen more;
-  StartReading(third, more, seen.ids[0]);
+  StartReading(third, more, seen.ids[0], 7);
   ASSERT_TRUE(loop_.RunUntil([&] { return more.entries.size() == 1; }, 5s));
   EXPECT_EQ(more.gaps, 0);
   EXPECT_EQ(more.entries[0], "a:7");
@@ -203,15 +207,32 @@ TEST_F(LogTest, AReaderMayWaitAtAGapAndResumeWhereItsSnapshotEnds) {
   Log reader(loop_.reactor(), b_->client(), Options("reader"));
   Seen seen;
   seen.pause_at_gap = true;
-  StartReading(reader, seen, "1-0");  // before everything: the first two are missed
+  StartReading(reader, seen);  // from the start: the first two are missed
   ASSERT_TRUE(loop_.RunUntil([&] { return seen.gaps == 1; }, 5s));
   ASSERT_TRUE(Append(writer, *a_, {"6"}).ok());
   loop_.RunFor(200ms);
   EXPECT_TRUE(seen.entries.empty());  // waiting at the gap
-  reader.Resume(ids[3]);              // "a snapshot covers up to 3"
+  reader.Resume(ids[3], 4);  // "a snapshot covers up to the fourth"
   ASSERT_TRUE(loop_.RunUntil([&] { return seen.entries.size() == 3; }, 5s));
   EXPECT_EQ(seen.entries, (std::vector<std::string>{"a:4", "a:5", "a:6"}));
   EXPECT_EQ(seen.gaps, 1);
+}
+
+// Redis lost its data while a reader was connected: the numbers start again, which is a gap
+// (the stream's ids alone would not tell: new entries come after the old ones in time).
+TEST_F(LogTest, ALogThatStartsOverIsAGapToItsReaders) {
+  Log writer(loop_.reactor(), a_->client(), Options("unused-reader"));
+  Log reader(loop_.reactor(), b_->client(), Options("reader"));
+  Seen seen;
+  StartReading(reader, seen);
+  for (int i = 0; i < 3; ++i) ASSERT_TRUE(Append(writer, *a_, {std::to_string(i)}).ok());
+  ASSERT_TRUE(loop_.RunUntil([&] { return seen.entries.size() == 3; }, 5s));
+  Run({"DEL", "{presenced}:log", "{presenced}:logq"});
+  ASSERT_TRUE(Append(writer, *a_, {"after"}).ok());
+  ASSERT_TRUE(loop_.RunUntil([&] { return seen.entries.size() == 4; }, 5s));
+  EXPECT_EQ(seen.gaps, 1);
+  EXPECT_EQ(seen.entries.back(), "a:after");
+  EXPECT_EQ(seen.numbers.back(), 1u);
 }
 
 }  // namespace

@@ -16,7 +16,8 @@ if now - last > lease then redis.call('SET', KEYS[5], now) end
 redis.call('SET', KEYS[4], now)
 )lua";
 
-// ARGV: node, incarnation, lease, candidate epoch; KEYS[6]: the log. Returns {epoch, now}. An
+// ARGV: node, incarnation, lease, candidate epoch; KEYS[6], [7]: the log and its entry numbers.
+// Returns {epoch, now}. An
 // earlier incarnation of the same node (a restart, or this process after it was fenced) is
 // reaped at once: one `reap` entry, dated when its lease ended (or now, if it had not yet).
 const redis::Script& RegisterScript() {
@@ -31,7 +32,8 @@ local old_deadline = tonumber(redis.call('ZSCORE', KEYS[1], ARGV[1]) or now)
 redis.call('HSET', KEYS[2], ARGV[1], ARGV[2])
 redis.call('ZADD', KEYS[1], now + lease, ARGV[1])
 if previous and previous ~= ARGV[2] then
-  redis.call('XADD', KEYS[6], 'MAXLEN', '~', '1000000', '*', 'n', ARGV[1], 'i', ARGV[2], 'b',
+  redis.call('XADD', KEYS[6], 'MAXLEN', '~', '1000000', '*', 'n', ARGV[1], 'i', ARGV[2],
+             'q', redis.call('INCR', KEYS[7]), 'b',
              cjson.encode({k = 'reap', node = ARGV[1], inc = previous,
                            at = math.min(old_deadline, now)}))
 end
@@ -63,7 +65,8 @@ for i = 1, #dead, 2 do
     local inc = redis.call('HGET', KEYS[2], node) or ''
     redis.call('HDEL', KEYS[2], node)
     redis.call('ZREM', KEYS[1], node)
-    redis.call('XADD', KEYS[6], 'MAXLEN', '~', '1000000', '*', 'n', ARGV[1], 'i', ARGV[2], 'b',
+    redis.call('XADD', KEYS[6], 'MAXLEN', '~', '1000000', '*', 'n', ARGV[1], 'i', ARGV[2],
+             'q', redis.call('INCR', KEYS[7]), 'b',
                cjson.encode({k = 'reap', node = node, inc = inc, at = deadline}))
     reaped = reaped + 1
   end
@@ -158,8 +161,8 @@ Node::~Node() = default;
 void Node::Start() { client_.Start(); }
 
 std::vector<std::string> Node::Keys() const {
-  return {"{presenced}:nodes", "{presenced}:inc",    "{presenced}:epoch",
-          "{presenced}:last",  "{presenced}:served", kLogKey};
+  return {"{presenced}:nodes",  "{presenced}:inc", "{presenced}:epoch", "{presenced}:last",
+          "{presenced}:served", kLogKey,           kLogNumberKey};
 }
 
 void Node::Register() {

@@ -36,6 +36,9 @@ namespace presenced::cluster {
 
 // The cluster's log (cluster/log.h): reaps are written to it by the lease's scripts.
 inline constexpr const char* kLogKey = "{presenced}:log";
+// Numbers the log's entries 1, 2, 3, ... (field q): a reader that sees a number skipped knows it
+// missed entries (trimmed unread, or Redis lost its data).
+inline constexpr const char* kLogNumberKey = "{presenced}:logq";
 
 struct NodeOptions {
   std::string redis_url;  // set: cluster mode

@@ -42,7 +42,7 @@ namespace {
 
 constexpr const char* kSnapshotKey = "{presenced}:snap";
 
-// KEYS: the snapshot. ARGV: entry id, index, time, state. Keeps the newest: a snapshot of an
+// KEYS: the snapshot. ARGV: entry id, entry number, time, state. Keeps the newest: a snapshot of an
 // earlier entry (a slow node's) never replaces a later one. Returns 1 when stored.
 const redis::Script& SaveScript() {
   static const redis::Script script(R"lua(
@@ -54,7 +54,7 @@ local function after(a, b)
 end
 local current = redis.call('HGET', KEYS[1], 'id')
 if current and not after(ARGV[1], current) then return 0 end
-redis.call('HSET', KEYS[1], 'id', ARGV[1], 'index', ARGV[2], 'time', ARGV[3], 'state', ARGV[4])
+redis.call('HSET', KEYS[1], 'id', ARGV[1], 'number', ARGV[2], 'time', ARGV[3], 'state', ARGV[4])
 return 1
 )lua");
   return script;
@@ -66,10 +66,14 @@ void Replicator::Start(StateHooks hooks, std::function<void(std::vector<LogEntry
   hooks_ = std::move(hooks);
   FetchSnapshot([this, on_batch = std::move(on_batch)](std::optional<Saved> saved) mutable {
     std::string after = "0-0";
-    if (saved && Load(*saved)) after = saved->id;
+    uint64_t number = 0;
+    if (saved && Load(*saved)) {
+      after = saved->id;
+      number = saved->number;
+    }
     ready_ = true;
     log_.Read(
-        after,
+        after, number,
         [on_batch = std::move(on_batch)](std::vector<LogEntry>& entries) {
           on_batch(std::move(entries));
         },
@@ -82,7 +86,7 @@ void Replicator::Start(StateHooks hooks, std::function<void(std::vector<LogEntry
 
 void Replicator::FetchSnapshot(std::function<void(std::optional<Saved>)> done) {
   node_.client().Command(
-      {"HMGET", kSnapshotKey, "id", "index", "time", "state"},
+      {"HMGET", kSnapshotKey, "id", "number", "time", "state"},
       [this, alive = alive_, done = std::move(done)](const redis::Reply& r) mutable {
         if (!*alive) return;
         if (r.type != redis::Reply::Type::kArray || r.elements.size() != 4) {
@@ -95,7 +99,7 @@ void Replicator::FetchSnapshot(std::function<void(std::optional<Saved>)> done) {
         if (r.elements[0].type != redis::Reply::Type::kString) return done(std::nullopt);
         Saved saved;
         saved.id = r.elements[0].str;
-        saved.index = std::strtoull(r.elements[1].str.c_str(), nullptr, 10);
+        saved.number = std::strtoull(r.elements[1].str.c_str(), nullptr, 10);
         saved.time = std::strtoll(r.elements[2].str.c_str(), nullptr, 10);
         saved.state = r.elements[3].str;
         done(std::move(saved));
@@ -105,7 +109,6 @@ void Replicator::FetchSnapshot(std::function<void(std::optional<Saved>)> done) {
 bool Replicator::Load(const Saved& saved) {
   clock_.Set(std::max(clock_.NowMs(), saved.time));
   if (!hooks_.load || !hooks_.load(saved.state)) return false;
-  index_ = saved.index;
   ++loaded_;
   return true;
 }
@@ -116,10 +119,11 @@ void Replicator::OnGap() {
     auto resync = [this, alive = alive_, saved] {
       if (!*alive) return;
       if (*saved && !IdBefore((*saved)->id, log_.position()) && Load(**saved)) {
-        return log_.Resume((*saved)->id);
+        return log_.Resume((*saved)->id, (*saved)->number);
       }
       ++gaps_;  // nothing covers what was missed: read on
-      log_.Resume("0-0");
+      if (hooks_.uncovered_gap) hooks_.uncovered_gap();
+      log_.Resume(log_.position(), std::nullopt);
     };
     if (hooks_.in_order) return hooks_.in_order(std::move(resync));
     resync();
@@ -127,14 +131,13 @@ void Replicator::OnGap() {
 }
 
 void Replicator::Applied(const LogEntry& e) {
-  ++index_;
   const auto every = static_cast<uint64_t>(node_.options().snapshot_entries);
-  if (every == 0 || index_ % every != 0 || !hooks_.save) return;
+  if (every == 0 || e.number == 0 || e.number % every != 0 || !hooks_.save) return;
   if (e.node != node_.node_id() || e.incarnation != node_.incarnation()) return;
   std::string state = hooks_.save();
   ++saved_;
   node_.client().Eval(SaveScript(), {kSnapshotKey},
-                      {e.id, std::to_string(index_), std::to_string(e.time), std::move(state)},
+                      {e.id, std::to_string(e.number), std::to_string(e.time), std::move(state)},
                       [](const redis::Reply&) {});
 }
 

@@ -3,9 +3,9 @@
 // Each entry is applied with the engine's clock at the entry's time and its randomness from the
 // entry.
 //
-// Snapshots: every `snapshot_entries` entries of the log (counted from its start, so every node
-// counts alike), the node that appended that entry saves the state it has after applying it to
-// {presenced}:snap (id, index, time, state; a script keeps only the newest). A node that starts
+// Snapshots: at every entry whose number (cluster/log.h) is a multiple of `snapshot_entries`, the
+// node that appended it saves the state it has after applying it to {presenced}:snap (id,
+// number, time, state; a script keeps only the newest). A node that starts
 // loads the snapshot and reads the log after its entry, so it replays at most that many entries
 // however long the cluster has run (the stream itself is trimmed, cluster/log.h). A reader that
 // finds a gap (entries trimmed unread) waits, loads the newest snapshot if it is not older than
@@ -53,6 +53,8 @@ class Replicator final : public Replication {
     // Runs a task after every batch already handed to `on_batch` was applied (they are applied
     // in the loop's rounds): a snapshot replaces the state only behind the entries before it.
     std::function<void(std::function<void()>)> in_order;
+    // Entries were missed and no snapshot covered them (optional).
+    std::function<void()> uncovered_gap;
   };
 
   // Loads the newest snapshot, if any, then reads the log after it; `on_batch` gets the entries
@@ -78,7 +80,7 @@ class Replicator final : public Replication {
  private:
   struct Saved {
     std::string id;
-    uint64_t index = 0;
+    uint64_t number = 0;
     TimeMs time = 0;
     std::string state;
   };

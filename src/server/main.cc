@@ -161,14 +161,19 @@ int Serve(Config config) {
     replicator = std::make_unique<cluster::Replicator>(server.WorkReactor(), *node, reader,
                                                        log_clock, replay_random);
     dispatcher.SetReplication(replicator.get());
-    server.WorkReactor().Post([&node, &replicator, &loop, &dispatcher] {
+    server.WorkReactor().Post([&node, &replicator, &loop, &dispatcher, &service] {
       node->Start();
       cluster::Replicator::StateHooks state{
-          .save = [&dispatcher] { return dispatcher.SaveState(); },
+          .save =
+              [&dispatcher, &service] {
+                service.CountSnapshotSaved();
+                return dispatcher.SaveState();
+              },
           .load =
-              [&dispatcher, &node](std::string_view saved) {
+              [&dispatcher, &node, &service](std::string_view saved) {
                 Status st = dispatcher.LoadState(saved);
                 if (st) {
+                  service.CountSnapshotLoaded();
                   spdlog::info("event=cluster_snapshot_loaded node={} bytes={}", node->node_id(),
                                saved.size());
                 } else {
@@ -178,6 +183,14 @@ int Serve(Config config) {
                 return st;
               },
           .in_order = [&loop](std::function<void()> task) { loop.Post(std::move(task)); },
+          .uncovered_gap =
+              [&node, &service] {
+                service.CountLogGap();
+                spdlog::error(
+                    "event=cluster_log_gap node={} note=\"log entries were missed and no "
+                    "snapshot covers them: this node's state may differ; restart it\"",
+                    node->node_id());
+              },
       };
       replicator->Start(std::move(state), [&replicator, &loop,
                                            &dispatcher](std::vector<cluster::LogEntry> batch) {

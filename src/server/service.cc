@@ -189,7 +189,19 @@ HttpResponse Service::RenderMetrics() const {
         "\n# HELP presenced_node_fenced_total Times this node found its lease lost and closed "
         "its connections with 4001.\n# TYPE presenced_node_fenced_total counter\n"
         "presenced_node_fenced_total " +
-        std::to_string(fenced_total_.load(std::memory_order_relaxed)) + "\n";
+        std::to_string(fenced_total_.load(std::memory_order_relaxed)) +
+        "\n# HELP presenced_cluster_snapshots_saved_total Cluster state snapshots this node "
+        "saved to Redis.\n# TYPE presenced_cluster_snapshots_saved_total counter\n"
+        "presenced_cluster_snapshots_saved_total " +
+        std::to_string(snapshots_saved_.load(std::memory_order_relaxed)) +
+        "\n# HELP presenced_cluster_snapshots_loaded_total Cluster state snapshots this node "
+        "started (or resynchronized) from.\n# TYPE presenced_cluster_snapshots_loaded_total "
+        "counter\npresenced_cluster_snapshots_loaded_total " +
+        std::to_string(snapshots_loaded_.load(std::memory_order_relaxed)) +
+        "\n# HELP presenced_cluster_log_gaps_total Log entries missed that no snapshot "
+        "covered (this node's state may differ).\n# TYPE presenced_cluster_log_gaps_total "
+        "counter\npresenced_cluster_log_gaps_total " +
+        std::to_string(log_gaps_.load(std::memory_order_relaxed)) + "\n";
   }
   return HttpResponse{200, std::move(text), "text/plain; version=0.0.4"};
 }

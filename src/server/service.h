@@ -38,6 +38,10 @@ class Service final : public net::Service {
   // first call healthz says nothing of Redis (single node); after it, down is a 503.
   void SetRedisUp(bool up) { redis_state_.store(up ? 1 : 0, std::memory_order_relaxed); }
   void CountFenced() { fenced_total_.fetch_add(1, std::memory_order_relaxed); }
+  void CountSnapshotSaved() { snapshots_saved_.fetch_add(1, std::memory_order_relaxed); }
+  void CountSnapshotLoaded() { snapshots_loaded_.fetch_add(1, std::memory_order_relaxed); }
+  // Entries missed that no snapshot covered: this node's state may differ from the others'.
+  void CountLogGap() { log_gaps_.fetch_add(1, std::memory_order_relaxed); }
 
   Result<net::Upgrade> AuthorizeUpgrade(const HttpRequest& req) override;
   void HandleHttp(HttpRequest req, std::function<void(HttpResponse)> done) override;
@@ -80,6 +84,9 @@ class Service final : public net::Service {
   const net::Counters* net_counters_ = nullptr;
   std::atomic<int> redis_state_{-1};  // -1 single node, 0 down, 1 up
   std::atomic<uint64_t> fenced_total_{0};
+  std::atomic<uint64_t> snapshots_saved_{0};
+  std::atomic<uint64_t> snapshots_loaded_{0};
+  std::atomic<uint64_t> log_gaps_{0};
 };
 
 }  // namespace presenced::server

@@ -77,6 +77,15 @@ TEST_F(ServiceTest, HealthzReportsRedisInClusterMode) {
   metrics = Inline("GET", "/metrics");
   EXPECT_NE(metrics->body.find("presenced_redis_up 1\n"), std::string::npos);
   EXPECT_NE(metrics->body.find("presenced_node_fenced_total 1\n"), std::string::npos);
+  service_.CountSnapshotSaved();
+  service_.CountSnapshotLoaded();
+  service_.CountSnapshotLoaded();
+  service_.CountLogGap();
+  metrics = Inline("GET", "/metrics");
+  EXPECT_NE(metrics->body.find("presenced_cluster_snapshots_saved_total 1\n"), std::string::npos);
+  EXPECT_NE(metrics->body.find("presenced_cluster_snapshots_loaded_total 2\n"),
+            std::string::npos);
+  EXPECT_NE(metrics->body.find("presenced_cluster_log_gaps_total 1\n"), std::string::npos);
 }
 
 TEST_F(ServiceTest, HealthzAndMetricsAreGetOnly) {

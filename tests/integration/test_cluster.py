@@ -238,6 +238,80 @@ class TwoNodesTest(unittest.IsolatedAsyncioTestCase):
         self.assertEqual((e["action"], e["member"]["data"]), ("update", 2))  # no leave first
 
 
+class SnapshotJoinTest(unittest.IsolatedAsyncioTestCase):
+    """A node that joins after the log was trimmed starts from the cluster's snapshot
+    (cluster_snapshot_entries) and the entries after it, and then acts as the other node."""
+
+    def setUp(self):
+        self.redis = RedisServer().start()
+        self.addCleanup(self.redis.stop)
+        self.a = Server(redis_url=self.redis.url, node_id="a", node_lease_ms=LEASE_MS,
+                        cluster_snapshot_entries=4)
+        self.b = None
+        wait_until(lambda: healthz(self.a)[0] == 200)
+
+    def tearDown(self):
+        self.a.kill()
+        if self.b:
+            self.b.kill()
+        self.redis.stop()
+
+    def start_b(self):
+        shared = tempfile.mkdtemp(prefix="presenced-test-")
+        for name in ("jwt-secret", "api-key"):
+            shutil.copy(os.path.join(self.a.data_dir, name), shared)
+        self.b = Server(data_dir=shared, redis_url=self.redis.url, node_id="b",
+                        node_lease_ms=LEASE_MS, cluster_snapshot_entries=4)
+        wait_until(lambda: healthz(self.b)[0] == 200)
+
+    async def test_a_node_joining_after_the_log_was_trimmed_starts_from_the_snapshot(self):
+        ann = await Client.connect(self.a, "ann")
+        await ann.ok("enter", channel="room", data={"n": 1})
+        await ann.ok("status.set", status="dnd", text="deep work")
+        watcher = await Client.connect(self.a, "watcher")
+        await watcher.ok("subscribe", channel="room")
+        bob = await Client.connect(self.a, "bob")
+        await bob.ok("enter", channel="room", data={"n": 2})
+        await bob.ok("update", channel="room", data={"n": 3})
+        self.assertEqual([(await watcher.presence("room"))["action"] for _ in range(2)],
+                         ["enter", "update"])
+        wait_until(lambda: self.redis.cli("HGET", "{presenced}:snap", "id") != "")
+        snap_id = self.redis.cli("HGET", "{presenced}:snap", "id")
+        number = int(self.redis.cli("HGET", "{presenced}:snap", "number"))
+        self.assertEqual(number % 4, 0)
+        # Nothing of the log before the snapshot is left: b can only have it from there.
+        self.redis.cli("XTRIM", "{presenced}:log", "MINID", snap_id)
+        first = self.redis.cli("XRANGE", "{presenced}:log", "-", "+", "COUNT", "1")
+        self.assertIn(snap_id.split("-")[0], first)
+        expected = await watcher.ok("get", channel="room")
+
+        self.start_b()
+        wait_until(lambda: "presenced_cluster_snapshots_loaded_total 1\n" in
+                   self.b.http("GET", "/metrics", key=False)[1])
+        on_b = await Client.connect(self.b, "late")
+        got = await on_b.ok("get", channel="room")
+        self.assertEqual(got["members"], expected["members"])
+        self.assertEqual(got["serial"], expected["serial"])
+        status = await on_b.ok("status.get", clientIds=["ann"])
+        self.assertEqual((status["statuses"][0]["status"], status["statuses"][0]["text"]),
+                         ("dnd", "deep work"))
+        # From then on b acts with a: one order, gapless serials, answers for a's connections.
+        sub = await on_b.ok("subscribe", channel="room")
+        self.assertEqual(sub["serial"], expected["serial"])
+        await bob.ok("leave", channel="room")
+        e_b = await on_b.presence("room")
+        e_a = await watcher.presence("room")
+        self.assertEqual(e_a, e_b)
+        self.assertEqual((e_b["action"], e_b["member"]["clientId"], e_b["serial"]),
+                         ("leave", "bob", expected["serial"] + 1))
+        await on_b.ok("enter", channel="room", data={"n": 4})
+        e_a = await watcher.presence("room")
+        self.assertEqual((e_a["action"], e_a["member"]["clientId"]), ("enter", "late"))
+        self.assertEqual(await on_b.presence("room"), e_a)
+        status, text = self.b.http("GET", "/metrics", key=False)
+        self.assertIn("presenced_cluster_log_gaps_total 0\n", text)
+
+
 class ClusterSettingsTest(unittest.TestCase):
     def test_settings_that_cannot_work_are_refused_at_start(self):
         for settings, text in [
