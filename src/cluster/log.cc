@@ -83,7 +83,7 @@ void Log::Resume(std::string after, std::optional<uint64_t> number) {
 }
 
 void Log::Read(std::string after, std::optional<uint64_t> number, EntriesCallback on_entries,
-               std::function<bool()> on_gap) {
+               std::function<bool(bool restarted)> on_gap) {
   position_ = std::move(after);
   expected_ = number ? std::optional<uint64_t>(*number + 1) : std::nullopt;
   on_entries_ = std::move(on_entries);
@@ -108,6 +108,7 @@ void Log::ReadMore() {
         if (r.type == redis::Reply::Type::kUnavailable) return;  // read again when up
         std::vector<LogEntry> entries;
         bool gap = false;
+        bool restarted = false;
         if (r.type == redis::Reply::Type::kArray) {
           for (const auto& stream : r.elements) {
             if (stream.elements.size() != 2) continue;
@@ -130,6 +131,7 @@ void Log::ReadMore() {
               if (gap) continue;
               if (entry.number != 0 && expected_ && entry.number != *expected_) {
                 gap = true;
+                restarted = entry.number == 1;
                 continue;
               }
               if (entry.number != 0) expected_ = entry.number + 1;
@@ -143,7 +145,7 @@ void Log::ReadMore() {
           if (!*alive) return;
         }
         if (gap) {
-          if (on_gap_ && on_gap_()) {
+          if (on_gap_ && on_gap_(restarted)) {
             paused_ = true;  // until Resume
             return;
           }

@@ -69,9 +69,9 @@ class Log {
   // number is not the one after the last is a gap: entries were missed (trimmed unread, or
   // Redis lost its data). The entries before it are handed over, then `on_gap` says whether to
   // go on past it at once (false) or to wait until the reader calls Resume (true: it
-  // resynchronizes first).
+  // resynchronizes first). `restarted`: the numbers start again at 1 (Redis lost its data).
   void Read(std::string after, std::optional<uint64_t> number, EntriesCallback on_entries,
-            std::function<bool()> on_gap);
+            std::function<bool(bool restarted)> on_gap);
   // After a gap: reads on after `after` (a snapshot's entry, with its number; "0-0" and nullopt:
   // whatever the stream holds now).
   void Resume(std::string after, std::optional<uint64_t> number);
@@ -88,7 +88,7 @@ class Log {
   const LogOptions options_;
   std::string position_ = "0-0";
   EntriesCallback on_entries_;
-  std::function<bool()> on_gap_;
+  std::function<bool(bool restarted)> on_gap_;
   bool paused_ = false;      // at a gap, until Resume
   std::optional<uint64_t> expected_;  // the next entry's number, when known
   bool reading_ = false;     // Read was called

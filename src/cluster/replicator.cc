@@ -66,7 +66,7 @@ void Replicator::Start(StateHooks hooks, std::function<void(std::vector<LogEntry
   hooks_ = std::move(hooks);
   FetchSnapshot([this, on_batch = std::move(on_batch)](std::optional<Saved> saved) mutable {
     std::string after = "0-0";
-    uint64_t number = 0;
+    std::optional<uint64_t> number = 0;
     if (saved && Load(*saved)) {
       after = saved->id;
       number = saved->number;
@@ -77,7 +77,10 @@ void Replicator::Start(StateHooks hooks, std::function<void(std::vector<LogEntry
         [on_batch = std::move(on_batch)](std::vector<LogEntry>& entries) {
           on_batch(std::move(entries));
         },
-        [this] {
+        [this](bool restarted) {
+          // The log started over (Redis lost its data): this node keeps what it holds and reads
+          // on; the epoch's change tells subscribers (Dispatcher::EpochChanged).
+          if (restarted) return false;
           OnGap();
           return true;  // waits for the snapshot
         });
@@ -99,7 +102,9 @@ void Replicator::FetchSnapshot(std::function<void(std::optional<Saved>)> done) {
         if (r.elements[0].type != redis::Reply::Type::kString) return done(std::nullopt);
         Saved saved;
         saved.id = r.elements[0].str;
-        saved.number = std::strtoull(r.elements[1].str.c_str(), nullptr, 10);
+        if (!r.elements[1].str.empty()) {
+          saved.number = std::strtoull(r.elements[1].str.c_str(), nullptr, 10);
+        }
         saved.time = std::strtoll(r.elements[2].str.c_str(), nullptr, 10);
         saved.state = r.elements[3].str;
         done(std::move(saved));
@@ -118,7 +123,9 @@ void Replicator::OnGap() {
     auto saved = std::make_shared<std::optional<Saved>>(std::move(found));
     auto resync = [this, alive = alive_, saved] {
       if (!*alive) return;
-      if (*saved && !IdBefore((*saved)->id, log_.position()) && Load(**saved)) {
+      // Only a snapshot past what this node applied helps (one at its position would find the
+      // same gap again).
+      if (*saved && IdBefore(log_.position(), (*saved)->id) && Load(**saved)) {
         return log_.Resume((*saved)->id, (*saved)->number);
       }
       ++gaps_;  // nothing covers what was missed: read on
@@ -131,13 +138,29 @@ void Replicator::OnGap() {
 }
 
 void Replicator::Applied(const LogEntry& e) {
+  last_id_ = e.id;
+  last_time_ = e.time;
   const auto every = static_cast<uint64_t>(node_.options().snapshot_entries);
-  if (every == 0 || e.number == 0 || e.number % every != 0 || !hooks_.save) return;
+  if (every == 0 || e.number == 0 || e.number % every != 0) return;
   if (e.node != node_.node_id() || e.incarnation != node_.incarnation()) return;
+  Save(e.id, e.number, e.time);
+}
+
+void Replicator::SaveNow() {
+  auto save = [this, alive = alive_] {
+    if (*alive) Save(last_id_, std::nullopt, last_time_);
+  };
+  if (hooks_.in_order) return hooks_.in_order(std::move(save));
+  save();
+}
+
+void Replicator::Save(const std::string& id, std::optional<uint64_t> number, TimeMs time) {
+  if (!hooks_.save) return;
   std::string state = hooks_.save();
   ++saved_;
   node_.client().Eval(SaveScript(), {kSnapshotKey},
-                      {e.id, std::to_string(e.number), std::to_string(e.time), std::move(state)},
+                      {id, number ? std::to_string(*number) : std::string(),
+                       std::to_string(time), std::move(state)},
                       [](const redis::Reply&) {});
 }
 

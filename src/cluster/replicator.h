@@ -63,9 +63,12 @@ class Replicator final : public Replication {
   // Sets the log's clock to `e`'s time and describes it for Dispatcher::Apply (valid until the
   // next call).
   ReplicatedEntry Prepare(const LogEntry& e);
-  // After `e` was applied: counts it, and saves a snapshot when one is due and `e` was this
-  // node's.
+  // After `e` was applied: saves a snapshot when one is due and `e` was this node's.
   void Applied(const LogEntry& e);
+  // Saves a snapshot now, as of the entry last applied (the epoch changed: Redis lost its data,
+  // snapshot included, and a node joining must not start from nothing). Its number is left
+  // unknown, since the log's numbering started again.
+  void SaveNow();
 
   void Append(std::string body, std::function<void(const Error&)> failed) override;
   std::string NewSeed() override;
@@ -80,7 +83,7 @@ class Replicator final : public Replication {
  private:
   struct Saved {
     std::string id;
-    uint64_t number = 0;
+    std::optional<uint64_t> number;  // unknown: the next entry is taken as it comes
     TimeMs time = 0;
     std::string state;
   };
@@ -89,6 +92,7 @@ class Replicator final : public Replication {
   void FetchSnapshot(std::function<void(std::optional<Saved>)> done);
   bool Load(const Saved& saved);
   void OnGap();
+  void Save(const std::string& id, std::optional<uint64_t> number, TimeMs time);
 
   Reactor& reactor_;
   Node& node_;
@@ -104,6 +108,8 @@ class Replicator final : public Replication {
   uint64_t loaded_ = 0;
   StateHooks hooks_;
   bool ready_ = false;  // the snapshot (if any) is loaded: appends may go
+  std::string last_id_ = "0-0";  // the entry last applied
+  TimeMs last_time_ = 0;
   uint64_t index_ = 0;  // entries of the log up to the one last applied
   std::unique_ptr<Reactor::Timer> retry_;
   std::string origin_;  // of the entry last prepared

@@ -371,6 +371,14 @@ bool Engine::IsSubscribed(ConnectionHandle handle, std::string_view channel_name
   return false;
 }
 
+std::vector<std::string_view> Engine::SubscriptionsOf(ConnectionHandle handle) {
+  std::vector<std::string_view> out;
+  if (Connection* c = Find(handle)) {
+    for (const Subscription& s : c->subscriptions) out.push_back(s.channel->name);
+  }
+  return out;
+}
+
 void Engine::OnTtlTimer(Connection& c, TimerQueue::TimerId id) {
   for (const Membership& m : c.memberships) {
     Member& member = m.channel->members[m.slot];

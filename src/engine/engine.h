@@ -136,6 +136,9 @@ class Engine {
   Status Unsubscribe(ConnectionHandle connection, std::string_view channel);
   // Whether the connection is subscribed to the channel (false for an unknown connection).
   bool IsSubscribed(ConnectionHandle connection, std::string_view channel);
+  // The channels the connection is subscribed to, in the order it subscribed (valid until the
+  // next call).
+  std::vector<std::string_view> SubscriptionsOf(ConnectionHandle connection);
 
   // --- User status ---------------------------------------------------------------------------
   // `status`: kOnline returns to automatic; away/dnd/offline are set by hand. `text`: absent =

@@ -1,6 +1,8 @@
 // Every frame and field of the wire contract (codec.h); pure, thread-safe.
 #include "protocol/codec.h"
 
+#include <optional>
+
 #include "protocol/commands.h"
 #include "protocol/json_out.h"
 
@@ -199,13 +201,17 @@ std::string ConnectedFrame(const engine::Attached& attached, TimeMs heartbeat_ms
 
 namespace {
 std::string Sync(std::string_view channel, std::span<const engine::MemberView> members,
-                 uint64_t serial) {
+                 uint64_t serial, std::optional<std::string_view> epoch = std::nullopt) {
   std::string sync = R"({"type":"sync","channel":)";
   AppendQuoted(sync, channel);
   sync += R"(,"members":)";
   AppendMembers(sync, members);
   sync += R"(,"serial":)";
   AppendUint(sync, serial);
+  if (epoch) {
+    sync += R"(,"epoch":)";
+    AppendQuoted(sync, *epoch);
+  }
   sync += '}';
   return sync;
 }
@@ -215,6 +221,11 @@ std::string SyncFrame(const engine::CatchUp& cu) { return Sync(cu.channel, cu.me
 
 std::string SyncFrame(std::string_view channel, const engine::Snapshot& snapshot) {
   return Sync(channel, snapshot.members, snapshot.serial);
+}
+
+std::string SyncFrame(std::string_view channel, const engine::Snapshot& snapshot,
+                      std::string_view epoch) {
+  return Sync(channel, snapshot.members, snapshot.serial, epoch);
 }
 
 void AppendSnapshotFields(std::string& out, const engine::Snapshot& snap, std::string_view epoch) {

@@ -48,6 +48,9 @@ std::string ConnectedFrame(const engine::Attached& attached, TimeMs heartbeat_ms
 std::string SyncFrame(const engine::CatchUp& catch_up);
 // The same for a channel's current state (a slow subscriber's conflated events).
 std::string SyncFrame(std::string_view channel, const engine::Snapshot& snapshot);
+// The same with the data set's `epoch` (sent to every subscription when the cluster's changed).
+std::string SyncFrame(std::string_view channel, const engine::Snapshot& snapshot,
+                      std::string_view epoch);
 
 // Reply fields (`"a":..,"b":..`, no braces), as both a WebSocket reply and a REST body carry them.
 // `"members":[...],"serial":N,"epoch":S` (get, REST presence).

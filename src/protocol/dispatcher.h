@@ -77,6 +77,9 @@ class Dispatcher final : public engine::EventSink {
   void SetReplication(Replication* replication) { replication_ = replication; }
   // The data set's epoch (`connected`, snapshots, `since`): the cluster's in cluster mode.
   void SetEpoch(std::string epoch) { options_.epoch = std::move(epoch); }
+  // Cluster mode: the epoch changed (Redis lost its data). Every subscription of this node's
+  // sessions gets a `sync` with the new epoch and the channel's members as this node holds them.
+  void EpochChanged(std::string epoch);
   // One entry of the cluster's log, in the log's order (the clock and randomness already set).
   void Apply(const ReplicatedEntry& entry);
   // Cluster mode: the state the log has built (the engine's, and which node holds each

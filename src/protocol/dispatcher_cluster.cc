@@ -209,6 +209,18 @@ Status Dispatcher::LoadState(std::string_view state) {
   return Status::Ok();
 }
 
+void Dispatcher::EpochChanged(std::string epoch) {
+  SetEpoch(std::move(epoch));
+  sessions_.ForEach([this](Session& s) {
+    // Copied: a read runs due deadlines first, which may free a channel.
+    const auto views = engine_.SubscriptionsOf(s.handle);
+    const std::vector<std::string> channels(views.begin(), views.end());
+    for (const std::string& channel : channels) {
+      Reply(s, SyncFrame(channel, engine_.Get(channel), options_.epoch));
+    }
+  });
+}
+
 void Dispatcher::ApplyOpen(const ReplicatedEntry& e, const json::object& o) {
   replication_->UseSeed(StringOf(o, "x"));
   std::optional<std::string> resume_key;

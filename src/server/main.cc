@@ -145,9 +145,23 @@ int Serve(Config config) {
                   dispatcher.CloseAll(4001, "node lease lost");
                 },
             .epoch =
-                [&node, &dispatcher](const std::string& epoch) {
-                  dispatcher.SetEpoch(epoch);
+                [&node, &dispatcher, &replicator,
+                 previous = std::string()](const std::string& epoch) mutable {
                   spdlog::info("event=cluster_epoch node={} epoch={}", node->node_id(), epoch);
+                  if (previous.empty()) {
+                    dispatcher.SetEpoch(epoch);
+                  } else {
+                    // Redis lost its data: subscribers get the state anew under the new epoch,
+                    // and the state is saved at once for nodes that join from now on.
+                    spdlog::warn(
+                        "event=cluster_epoch_changed node={} from={} to={} note=\"redis lost "
+                        "its data: every subscription gets a sync\"",
+                        node->node_id(), previous, epoch);
+                    dispatcher.EpochChanged(epoch);
+                    dispatcher.FlushOutbound();
+                    if (replicator) replicator->SaveNow();
+                  }
+                  previous = epoch;
                 },
         });
     spdlog::warn(

@@ -159,6 +159,38 @@ class TwoNodesTest(unittest.IsolatedAsyncioTestCase):
         self.assertFalse(r["ok"])
         self.assertIn("unavailable", r["error"]["message"])
 
+    async def test_redis_that_lost_its_data_gives_every_subscription_a_sync_in_the_new_epoch(self):
+        ann = await Client.connect(self.a, "ann", remainPresentForMs=0)
+        await ann.ok("enter", channel="room", data=1)
+        watchers = [await Client.connect(n, "w-" + n_id) for n, n_id in ((self.a, "a"),
+                                                                           (self.b, "b"))]
+        for w in watchers:
+            await w.ok("subscribe", channel="room")
+        old_epoch = watchers[0].connected["epoch"]
+        self.redis.stop()
+        self.redis.start()  # empty: no persistence
+        syncs = [await w.next("sync", timeout=LEASE_MS / 1000 + 3) for w in watchers]
+        new_epoch = self.redis.cli("GET", "{presenced}:epoch")
+        for sync in syncs:
+            self.assertEqual((sync["channel"], sync["epoch"]), ("room", new_epoch))
+            self.assertNotEqual(sync["epoch"], old_epoch)
+            self.assertEqual([m["clientId"] for m in sync["members"]], ["ann"])
+        self.assertEqual(syncs[0]["serial"], syncs[1]["serial"])
+        for s in (self.a, self.b):
+            wait_until(lambda s=s: healthz(s) == (200, {"ok": True, "redis": "up"}))
+        # No false leave, and the nodes go on as one (the log started over).
+        await ann.ok("update", channel="room", data=2)
+        for w in watchers:
+            e = await w.presence("room")
+            self.assertEqual((e["action"], e["serial"]), ("update", syncs[0]["serial"] + 1))
+        late = await Client.connect(self.b, "late")
+        self.assertEqual(late.connected["epoch"], new_epoch)
+        # The state was saved at the change, so a node that joins now starts from it.
+        wait_until(lambda: self.redis.cli("HGET", "{presenced}:snap", "id") != "")
+        for s in (self.a, self.b):
+            self.assertIn("presenced_cluster_log_gaps_total 0\n",
+                          s.http("GET", "/metrics", key=False)[1])
+
     async def test_an_abrupt_drop_times_out_on_every_node_after_its_grace(self):
         watcher = await Client.connect(self.b, "w")
         await watcher.ok("subscribe", channel="g")
