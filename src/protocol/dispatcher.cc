@@ -2,6 +2,7 @@
 #include "protocol/dispatcher.h"
 
 #include <algorithm>
+#include <unordered_set>
 
 #include "protocol/args.h"
 #include "protocol/auth.h"
@@ -30,10 +31,19 @@ void Dispatcher::Tick() {
           engine ? std::min(*engine, store_.next_checkpoint()) : store_.next_checkpoint();
       if (due <= SystemClock().NowMs()) AppendTick();
     }
+    // Each user's lastSeen is checkpointed by a node it has a session on (not by every node).
+    std::optional<std::unordered_set<std::string_view>> here;
+    store_.Checkpoint([&](std::string_view client_id) {
+      if (!here) {
+        here.emplace();
+        sessions_.ForEach([&](Session& s) { here->insert(s.client_id); });
+      }
+      return here->contains(client_id);
+    });
   } else {
     engine_.Tick();
+    store_.Checkpoint();
   }
-  store_.Checkpoint();
   metrics_.PublishEngine(engine_.channel_count(), engine_.member_count(),
                          engine_.connection_count(), engine_.user_count());
 }
@@ -48,13 +58,10 @@ std::optional<TimeMs> Dispatcher::NextDeadline() const {
 
 void Dispatcher::Open(SessionId id, ConnectRequest request, std::shared_ptr<Peer> peer) {
   if (shutting_down_) return ClosePeer(peer, 1001, "server shutting down");
-  // In cluster mode the engine's state must be the same on every node, so nothing is restored
-  // into it from this node's own store here.
-  if (replication_ != nullptr || engine_.KnowsUser(request.client_id)) {
-    return Attach(id, std::move(request), std::move(peer));
-  }
+  if (engine_.KnowsUser(request.client_id)) return Attach(id, std::move(request), std::move(peer));
   // What the store remembers of the user (status set by hand, lastSeen) is read first, off this
-  // thread and once for every session opened in this round.
+  // thread and once for every session opened in this round. In cluster mode it goes into the
+  // connection's entry, so that every node's engine restores the same.
   unread_.push_back(id);
   pending_.emplace(id, PendingOpen{std::move(request), std::move(peer), {}});
   if (!read_posted_) {
@@ -74,6 +81,26 @@ void Dispatcher::ReadPendingUsers() {
   }
   std::sort(users.begin(), users.end());
   users.erase(std::unique(users.begin(), users.end()), users.end());
+  if (replication_ != nullptr) {
+    store_.ReadUsers(std::move(users), [this, batch = std::move(batch)](
+                                           std::vector<storage::UserRecord> records) {
+      for (SessionId id : batch) {
+        auto p = pending_.find(id);
+        if (p == pending_.end()) continue;  // closed (or refused) meanwhile
+        PendingOpen open = std::move(p->second);
+        pending_.erase(p);
+        if (shutting_down_) {
+          ClosePeer(open.peer, 1001, "server shutting down");
+          continue;
+        }
+        const auto record = std::find_if(records.begin(), records.end(), [&](const auto& r) {
+          return r.client_id == open.request.client_id;
+        });
+        AppendOpen(id, std::move(open), record == records.end() ? nullptr : &*record);
+      }
+    });
+    return;
+  }
   store_.RememberUsers(std::move(users), [this, batch = std::move(batch)] {
     for (SessionId id : batch) {
       auto p = pending_.find(id);
@@ -94,7 +121,9 @@ TimeMs Dispatcher::RemainFor(const ConnectRequest& request) const {
 
 void Dispatcher::Attach(SessionId id, ConnectRequest request, std::shared_ptr<Peer> peer) {
   if (shutting_down_) return ClosePeer(peer, 1001, "server shutting down");
-  if (replication_ != nullptr) return AppendOpen(id, std::move(request), std::move(peer));
+  if (replication_ != nullptr) {
+    return AppendOpen(id, PendingOpen{std::move(request), std::move(peer), {}}, nullptr);
+  }
   AttachResult r =
       AttachInEngine(request.client_id, request.device, RemainFor(request), request.resume_key);
   if (r.error) {
@@ -370,8 +399,8 @@ void Dispatcher::OnPresence(const engine::PresenceEvent& event,
   metrics_.events_total.fetch_add(1, std::memory_order_relaxed);
   auto frame = std::make_shared<const std::string>(EventFrame(event));
   for (engine::ConnectionHandle h : recipients) DeliverEvent(h, event.channel, frame);
-  store_.store().AppendEvent(storage::StoredEvent{std::string(event.channel), event.serial,
-                                                  event.member.timestamp, std::move(frame)});
+  store_.AppendEvent(storage::StoredEvent{std::string(event.channel), event.serial,
+                                          event.member.timestamp, std::move(frame)});
 }
 
 void Dispatcher::OnStatus(const engine::StatusChange& change,
@@ -389,7 +418,7 @@ void Dispatcher::OnUserConnectivity(std::string_view client_id, bool /*online*/,
 }
 
 void Dispatcher::OnActivity(std::string_view client_id, const engine::ActivityRecord& a) {
-  store_.store().AppendActivity(
+  store_.AppendActivity(
       std::string(client_id),
       storage::StoredActivity{a.kind, a.channel, a.data, a.timestamp, a.connection_id});
 }

@@ -74,7 +74,10 @@ class Dispatcher final : public engine::EventSink {
   // Cluster mode: every change to the engine goes through `replication` (which must outlive the
   // Dispatcher), and every entry of the log comes back through Apply. Set before the first
   // session opens.
-  void SetReplication(Replication* replication) { replication_ = replication; }
+  void SetReplication(Replication* replication) {
+    replication_ = replication;
+    store_.SetWriting(replication == nullptr);  // in a cluster, per entry (Apply)
+  }
   // The data set's epoch (`connected`, snapshots, `since`): the cluster's in cluster mode.
   void SetEpoch(std::string epoch) { options_.epoch = std::move(epoch); }
   // Cluster mode: the epoch changed (Redis lost its data). Every subscription of this node's
@@ -144,7 +147,10 @@ class Dispatcher final : public engine::EventSink {
                      AttachResult& r);
   TimeMs RemainFor(const ConnectRequest& request) const;
   // Cluster mode (dispatcher_cluster.cc).
-  void AppendOpen(SessionId id, ConnectRequest request, std::shared_ptr<Peer> peer);
+  // The session waits (in pending_, keeping what it sends) for its entry. `stored`: what the
+  // store remembers of a user the engine did not know, carried in the entry so every node
+  // restores the same.
+  void AppendOpen(SessionId id, PendingOpen open, const storage::UserRecord* stored);
   void AppendOp(Session& s, int64_t req_id, std::string_view text);
   void AppendEnd(engine::ConnectionHandle handle, SessionId session, bool clean);
   void AppendHttp(HttpRequest req, std::function<void(HttpResponse)> done);

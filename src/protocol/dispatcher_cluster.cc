@@ -3,7 +3,8 @@
 // entry came from (`mine`) answers a client.
 //
 // Entries are JSON objects, "k" naming the kind:
-//   open   {"s":session,"c":clientId,"d":device,"r":remainMs,"rk":resumeKey?,"x":seed}
+//   open   {"s":session,"c":clientId,"d":device,"r":remainMs,"rk":resumeKey?,"x":seed,
+//           "u":{"m":manual,"t":text?,"l":lastSeen}? (what the store remembers of the user)}
 //   close / drop {"h":handle,"s":session}  (counts only from the connection's holder)
 //   op     {"s":session,"h":handle,"c":clientId,"p":[patterns]|null,"i":id,"t":request text}
 //   http   {"n":number,"m":method,"u":target,"b":body}  (a REST change, the key checked)
@@ -44,7 +45,8 @@ int64_t IntOf(const json::object& o, std::string_view key) {
 
 }  // namespace
 
-void Dispatcher::AppendOpen(SessionId id, ConnectRequest request, std::shared_ptr<Peer> peer) {
+void Dispatcher::AppendOpen(SessionId id, PendingOpen open, const storage::UserRecord* stored) {
+  const ConnectRequest& request = open.request;
   json::object o;
   o["k"] = "open";
   o["s"] = id;
@@ -53,8 +55,14 @@ void Dispatcher::AppendOpen(SessionId id, ConnectRequest request, std::shared_pt
   o["r"] = RemainFor(request);
   if (request.resume_key) o["rk"] = *request.resume_key;
   o["x"] = replication_->NewSeed();
-  // The session waits for its entry (as for a store read), keeping what it sends meanwhile.
-  pending_.emplace(id, PendingOpen{std::move(request), std::move(peer), {}});
+  if (stored != nullptr) {
+    json::object u;
+    u["m"] = stored->manual;
+    if (stored->text) u["t"] = *stored->text;
+    u["l"] = stored->last_seen;
+    o["u"] = std::move(u);
+  }
+  pending_.emplace(id, std::move(open));
   replication_->Append(json::serialize(o), [this, id](const Error& why) {
     auto p = pending_.find(id);
     if (p == pending_.end()) return;
@@ -126,7 +134,13 @@ void Dispatcher::Apply(const ReplicatedEntry& e) {
   json::value v = json::parse(e.body, ec);
   if (ec || !v.is_object()) return;  // not ours: written by no presenced
   const json::object& o = v.as_object();
-  // What is due by the entry's time runs first, on every node alike.
+  // What is due by the entry's time runs first, on every node alike. What the entry changes is
+  // stored by the node that appended it.
+  struct Writing {
+    StoreBridge& store;
+    ~Writing() { store.SetWriting(false); }
+  } writing{store_};
+  store_.SetWriting(e.mine);
   engine_.Tick();
   const std::string kind = StringOf(o, "k");
   if (kind == "open") {
@@ -223,6 +237,14 @@ void Dispatcher::EpochChanged(std::string epoch) {
 
 void Dispatcher::ApplyOpen(const ReplicatedEntry& e, const json::object& o) {
   replication_->UseSeed(StringOf(o, "x"));
+  if (const json::value* u = o.if_contains("u"); u != nullptr && u->is_object()) {
+    storage::UserRecord stored;
+    stored.client_id = StringOf(o, "c");
+    stored.manual = StringOf(u->as_object(), "m");
+    if (u->as_object().contains("t")) stored.text = StringOf(u->as_object(), "t");
+    stored.last_seen = IntOf(u->as_object(), "l");
+    store_.Remember(stored);  // when this engine still does not know the user (on every node)
+  }
   std::optional<std::string> resume_key;
   if (o.contains("rk")) resume_key = StringOf(o, "rk");
   AttachResult r = AttachInEngine(StringOf(o, "c"), StringOf(o, "d"), IntOf(o, "r"), resume_key);

@@ -144,6 +144,56 @@ TEST_F(TwoNodes, EveryNodeAppliesEveryChangeAndTheAskingNodeAnswers) {
   EXPECT_EQ(a_.dispatcher().engine().connection_count(), 1u);
 }
 
+// The events stored in `node`'s store for `channel` (newest first), as their actions.
+std::vector<std::string> StoredActions(ProtocolHarness& node, const std::string& channel) {
+  storage::HistoryQuery q;
+  q.channel = channel;
+  std::vector<std::string> actions;
+  node.store.QueryHistory(q, [&](Result<storage::HistoryPage> page) {
+    if (!page.ok()) return;
+    for (const auto& e : page->events) actions.push_back(Str(ParseObject(*e), "action"));
+  });
+  return actions;
+}
+
+TEST_F(TwoNodes, WhatAnEntryChangesIsStoredByTheNodeThatAppendedIt) {
+  // The store is the cluster's (one Redis): every node applies every change, one stores it.
+  TestConn alice = Open(a_, "alice");
+  TestConn bob = Open(b_, "bob");
+  EXPECT_TRUE(IsOk(Request(a_, alice, "enter", {{"channel", "room"}})));
+  EXPECT_TRUE(IsOk(Request(b_, bob, "enter", {{"channel", "room"}})));
+  EXPECT_TRUE(IsOk(Request(b_, bob, "update", {{"channel", "room"}, {"data", 2}})));
+  EXPECT_EQ(StoredActions(a_, "room"), (std::vector<std::string>{"enter"}));
+  EXPECT_EQ(StoredActions(b_, "room"), (std::vector<std::string>{"update", "enter"}));
+  // A status set by hand: on the asking node's store only, and answered once it is there.
+  json::object set = Request(b_, bob, "status.set", {{"status", "dnd"}, {"text", "focus"}});
+  EXPECT_TRUE(IsOk(set));
+  auto on_b = b_.store.ReadUser("bob");
+  ASSERT_TRUE(on_b.ok() && on_b->has_value());
+  EXPECT_EQ((*on_b)->manual, "dnd");
+  auto on_a = a_.store.ReadUser("bob");
+  ASSERT_TRUE(on_a.ok());
+  EXPECT_FALSE(on_a->has_value());
+}
+
+TEST_F(TwoNodes, AUserTheEnginesDoNotKnowIsRestoredFromTheStoreOnEveryNode) {
+  // What the store remembers (carol chose dnd before every node restarted) is read by the node
+  // she connects to and carried in her connection's entry: both engines restore it alike.
+  b_.store.PutUserStatus(storage::UserRecord{"carol", "dnd", "away for lunch", kTestStart - 5000},
+                         [](Status) {});
+  TestConn watcher = Open(a_, "watcher");
+  TestConn carol = Open(b_, "carol");
+  json::object on_a = Request(a_, watcher, "status.get", {{"clientIds", json::array{"carol"}}});
+  json::object on_b = Request(b_, carol, "status.get", {{"clientIds", json::array{"carol"}}});
+  ASSERT_TRUE(IsOk(on_a));
+  ASSERT_TRUE(IsOk(on_b));
+  for (const json::object* reply : {&on_a, &on_b}) {
+    const json::object& st = reply->at("statuses").as_array().at(0).as_object();
+    EXPECT_EQ(Str(st, "status"), "dnd");
+    EXPECT_EQ(Str(st, "text"), "away for lunch");
+  }
+}
+
 TEST_F(TwoNodes, ADropFromTheOldHolderDoesNotEndAConnectionResumedElsewhere) {
   ConnectOptions keep;
   keep.remain_present_for_ms = "60000";

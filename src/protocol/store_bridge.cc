@@ -36,23 +36,42 @@ void StoreBridge::Remember(const storage::UserRecord& stored) {
   engine_.RestoreUser(stored.client_id, std::move(settings), stored.last_seen);
 }
 
-void StoreBridge::RememberUsers(std::vector<std::string> client_ids, std::function<void()> done) {
-  std::erase_if(client_ids, [&](const std::string& id) { return engine_.KnowsUser(id); });
-  if (client_ids.empty()) return done();
+void StoreBridge::ReadUsers(std::vector<std::string> client_ids,
+                            std::function<void(std::vector<storage::UserRecord>)> done) {
+  if (client_ids.empty()) return done({});
   std::function<void(Result<std::vector<storage::UserRecord>>)> then =
       [this, done = std::move(done)](Result<std::vector<storage::UserRecord>> users) {
-        if (users.ok()) {
-          for (const storage::UserRecord& u : *users) Remember(u);
-        } else {
-          metrics_.storage_read_errors_total.fetch_add(1, std::memory_order_relaxed);
-        }
-        done();
+        if (users.ok()) return done(std::move(users).value());
+        metrics_.storage_read_errors_total.fetch_add(1, std::memory_order_relaxed);
+        done({});
       };
   store_.GetUsers(std::move(client_ids),
                   OnThisThread<Result<std::vector<storage::UserRecord>>>(std::move(then)));
 }
 
+void StoreBridge::RememberUsers(std::vector<std::string> client_ids, std::function<void()> done) {
+  std::erase_if(client_ids, [&](const std::string& id) { return engine_.KnowsUser(id); });
+  if (client_ids.empty()) return done();
+  ReadUsers(std::move(client_ids),
+            [this, done = std::move(done)](std::vector<storage::UserRecord> users) {
+              for (const storage::UserRecord& u : users) Remember(u);
+              done();
+            });
+}
+
+void StoreBridge::AppendEvent(storage::StoredEvent event) {
+  if (writing_) store_.AppendEvent(std::move(event));
+}
+
+void StoreBridge::AppendActivity(std::string client_id, storage::StoredActivity activity) {
+  if (writing_) store_.AppendActivity(std::move(client_id), std::move(activity));
+}
+
 void StoreBridge::PersistLastSeen() {
+  if (!writing_) {
+    last_seen_due_.clear();
+    return;
+  }
   while (!last_seen_due_.empty()) {
     std::vector<std::string> users;
     users.swap(last_seen_due_);
@@ -63,11 +82,11 @@ void StoreBridge::PersistLastSeen() {
   }
 }
 
-void StoreBridge::Checkpoint() {
+void StoreBridge::Checkpoint(const std::function<bool(std::string_view)>& local) {
   const TimeMs now = clock_.NowMs();
   if (now >= next_checkpoint_) {
     for (auto& [client_id, last_seen] : engine_.LastSeenCheckpoint()) {
-      store_.PutLastSeen(std::move(client_id), last_seen);
+      if (!local || local(client_id)) store_.PutLastSeen(std::move(client_id), last_seen);
     }
     next_checkpoint_ = now + checkpoint_ms_;
   }
@@ -76,6 +95,10 @@ void StoreBridge::Checkpoint() {
 
 void StoreBridge::PersistSettings(const std::string& client_id,
                                   std::function<void(Status)> durable) {
+  if (!writing_) {  // stored by the node that asked
+    if (durable) post_([durable = std::move(durable)] { durable(Status::Ok()); });
+    return;
+  }
   auto settings = engine_.SettingsOf(client_id);
   storage::UserRecord record;
   record.client_id = client_id;

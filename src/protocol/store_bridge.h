@@ -28,8 +28,21 @@ class StoreBridge {
 
   storage::Store& store() { return store_; }
 
+  // Whether this node writes what the current call changes (default: yes). In a cluster every
+  // node applies every change, and the store is shared: only the node whose log entry it is
+  // writes, so each change is stored once (Dispatcher::Apply sets it per entry).
+  void SetWriting(bool writing) { writing_ = writing; }
+  bool writing() const { return writing_; }
+  // The store's writes, when this node writes.
+  void AppendEvent(storage::StoredEvent event);
+  void AppendActivity(std::string client_id, storage::StoredActivity activity);
+
   // Gives the engine what the store remembers of a user it does not hold.
   void Remember(const storage::UserRecord& stored);
+  // What the store remembers of each of `client_ids` (those it has a record of), read on the
+  // store's thread; `done` runs on this thread. A failed read is counted and gives nothing.
+  void ReadUsers(std::vector<std::string> client_ids,
+                 std::function<void(std::vector<storage::UserRecord>)> done);
   // Gives the engine what the store remembers of each of `client_ids` it does not hold, then runs
   // `done` on this thread: at once when the engine holds them all (its user directory is the
   // cache), else after one read on the store's thread for all of them, so this thread never waits
@@ -43,8 +56,9 @@ class StoreBridge {
   // PersistLastSeen at the end of the call (the engine's value, frozen while appearing offline).
   void LastSeenDue(std::string_view client_id) { last_seen_due_.emplace_back(client_id); }
   void PersistLastSeen();
-  // Stores every connected user's lastSeen when the checkpoint interval has passed.
-  void Checkpoint();
+  // Stores every connected user's lastSeen when the checkpoint interval has passed (in a
+  // cluster, of the users `local` says have a session on this node: each user by one node).
+  void Checkpoint(const std::function<bool(std::string_view)>& local = nullptr);
   TimeMs next_checkpoint() const { return next_checkpoint_; }
 
   // Serializes the STATUS of each id, in the order of `ids`: from the engine when it knows the
@@ -76,6 +90,7 @@ class StoreBridge {
   Metrics& metrics_;
   TimeMs next_checkpoint_;
   std::vector<std::string> last_seen_due_;  // came online or went offline during the current call
+  bool writing_ = true;
 };
 
 }  // namespace presenced::protocol

@@ -156,8 +156,8 @@ const std::vector<Setting>& Table() {
         Int(FIELD(protocol.engine.max_retained_event_bytes), "max_retained_event_bytes", 65536,
             kGiB * 1024));
     add("storage",
-        "sqlite (durable, in data_dir), memory (lost on restart) or redis (cluster mode); "
-        "default sqlite",
+        "sqlite (durable, in data_dir), memory (lost on restart) or redis (the cluster's Redis, "
+        "shared by every node); default sqlite, redis in cluster mode",
         Text(FIELD(storage)));
     add("redis_url",
         "redis://[:password@]host:port[/db]: set, this node joins the cluster on that Redis",
@@ -311,7 +311,6 @@ Status Validate(const Config& c) {
   }
   if (c.storage == "redis") {
     if (c.cluster.redis_url.empty()) return Bad("storage", "redis needs redis_url (cluster mode)");
-    return Bad("storage", "redis is not available yet in this build: use sqlite or memory");
   }
   const std::string& id = c.cluster.node_id;
   if (id.size() > 64 || !std::all_of(id.begin(), id.end(), [](unsigned char ch) {
@@ -327,12 +326,8 @@ std::vector<std::string> Reconcile(Config& c) {
   // one of them (a lower maximum, a smaller frame) never stops the server from starting.
   std::vector<std::string> notes;
   if (c.storage.empty()) {
-    c.storage = "sqlite";
-    if (!c.cluster.redis_url.empty()) {
-      notes.push_back(
-          "storage: sqlite in data_dir (the cluster's redis storage is not available yet in "
-          "this build)");
-    }
+    // A cluster shares one store on its Redis, so every node reads the same history.
+    c.storage = c.cluster.redis_url.empty() ? "sqlite" : "redis";
   }
   protocol::DispatcherOptions& p = c.protocol;
   if (p.default_remain_present_for_ms > p.max_remain_present_for_ms) {

@@ -29,6 +29,7 @@
 #include "server/engine_loop.h"
 #include "server/service.h"
 #include "storage/memory_store.h"
+#include "storage/redis_store.h"
 #include "storage/sqlite_store.h"
 
 namespace presenced::server {
@@ -59,7 +60,15 @@ int Serve(Config config) {
   SecureRandom random;
   protocol::Metrics metrics;
   std::unique_ptr<storage::Store> store;
-  if (config.storage == "memory") {
+  storage::RedisStore* redis_store = nullptr;  // started on the work loop, below
+  if (config.storage == "redis") {
+    redis::ClientOptions ro;
+    ro.url = *redis::ParseUrl(config.cluster.redis_url);
+    ro.name = "presenced-store";
+    auto shared = std::make_unique<storage::RedisStore>(std::move(ro), config.sqlite, clock);
+    redis_store = shared.get();
+    store = std::move(shared);
+  } else if (config.storage == "memory") {
     const storage::SqliteOptions& so = config.sqlite;
     store = std::make_unique<storage::MemoryStore>(
         so.history_max_per_channel > 0 ? so.history_max_per_channel : 100000, 100000,
@@ -114,8 +123,8 @@ int Serve(Config config) {
                listen->first, *port, options.epoch, config.data_dir, config.storage,
                server.io_threads());
 
-  // Cluster mode: the node's lease on Redis, on the work loop. Presence itself is not shared
-  // between nodes yet (docs/operations.md, "Clustering").
+  // Cluster mode: the node's lease on Redis, the log's reader and the shared store, on the work
+  // loop (docs/operations.md, "Clustering").
   std::unique_ptr<cluster::Node> node;
   std::unique_ptr<cluster::Replicator> replicator;
   if (cluster_mode) {
@@ -175,49 +184,51 @@ int Serve(Config config) {
     replicator = std::make_unique<cluster::Replicator>(server.WorkReactor(), *node, reader,
                                                        log_clock, replay_random);
     dispatcher.SetReplication(replicator.get());
-    server.WorkReactor().Post([&node, &replicator, &loop, &dispatcher, &service] {
-      node->Start();
-      cluster::Replicator::StateHooks state{
-          .save =
-              [&dispatcher, &service] {
-                service.CountSnapshotSaved();
-                return dispatcher.SaveState();
-              },
-          .load =
-              [&dispatcher, &node, &service](std::string_view saved) {
-                Status st = dispatcher.LoadState(saved);
-                if (st) {
-                  service.CountSnapshotLoaded();
-                  spdlog::info("event=cluster_snapshot_loaded node={} bytes={}", node->node_id(),
-                               saved.size());
-                } else {
-                  spdlog::error("event=cluster_snapshot_refused node={} error=\"{}\"",
-                                node->node_id(), st.error().message);
-                }
-                return st;
-              },
-          .in_order = [&loop](std::function<void()> task) { loop.Post(std::move(task)); },
-          .uncovered_gap =
-              [&node, &service] {
-                service.CountLogGap();
-                spdlog::error(
-                    "event=cluster_log_gap node={} note=\"log entries were missed and no "
-                    "snapshot covers them: this node's state may differ; restart it\"",
-                    node->node_id());
-              },
-      };
-      replicator->Start(std::move(state), [&replicator, &loop,
-                                           &dispatcher](std::vector<cluster::LogEntry> batch) {
-        // Applied in a round of the loop, so the frames it queues leave at the round's end.
-        loop.Post([&replicator, &dispatcher,
-                   b = std::make_shared<std::vector<cluster::LogEntry>>(std::move(batch))] {
-          for (const auto& e : *b) {
-            dispatcher.Apply(replicator->Prepare(e));
-            replicator->Applied(e);
-          }
+    server.WorkReactor().Post(
+        [&node, &replicator, &loop, &dispatcher, &service, &server, redis_store] {
+          node->Start();
+          if (redis_store != nullptr) redis_store->Start(server.WorkReactor());
+          cluster::Replicator::StateHooks state{
+              .save =
+                  [&dispatcher, &service] {
+                    service.CountSnapshotSaved();
+                    return dispatcher.SaveState();
+                  },
+              .load =
+                  [&dispatcher, &node, &service](std::string_view saved) {
+                    Status st = dispatcher.LoadState(saved);
+                    if (st) {
+                      service.CountSnapshotLoaded();
+                      spdlog::info("event=cluster_snapshot_loaded node={} bytes={}",
+                                   node->node_id(), saved.size());
+                    } else {
+                      spdlog::error("event=cluster_snapshot_refused node={} error=\"{}\"",
+                                    node->node_id(), st.error().message);
+                    }
+                    return st;
+                  },
+              .in_order = [&loop](std::function<void()> task) { loop.Post(std::move(task)); },
+              .uncovered_gap =
+                  [&node, &service] {
+                    service.CountLogGap();
+                    spdlog::error(
+                        "event=cluster_log_gap node={} note=\"log entries were missed and no "
+                        "snapshot covers them: this node's state may differ; restart it\"",
+                        node->node_id());
+                  },
+          };
+          replicator->Start(std::move(state), [&replicator, &loop,
+                                               &dispatcher](std::vector<cluster::LogEntry> batch) {
+            // Applied in a round of the loop, so the frames it queues leave at the round's end.
+            loop.Post([&replicator, &dispatcher,
+                       b = std::make_shared<std::vector<cluster::LogEntry>>(std::move(batch))] {
+              for (const auto& e : *b) {
+                dispatcher.Apply(replicator->Prepare(e));
+                replicator->Applied(e);
+              }
+            });
+          });
         });
-      });
-    });
   }
 
   std::thread shutdown_thread;

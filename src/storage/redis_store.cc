@@ -30,6 +30,8 @@ std::optional<int64_t> CursorOfId(const std::string& id) {
   return static_cast<int64_t>((ms << kSeqBits) | seq);
 }
 
+constexpr const char* kNotStarted = "storage (redis) is not started";
+
 Error Unreachable(const redis::Reply& r) {
   return MakeError(ErrorCode::kInternal, "storage (redis) failed: " + r.str);
 }
@@ -142,16 +144,19 @@ std::string RedisStore::ActivityKey(std::string_view client_id) {
   return "{u:" + std::string(client_id) + "}:activity";
 }
 
-RedisStore::RedisStore(Reactor& reactor, redis::ClientOptions options,
-                       const SqliteOptions& retention, const Clock& clock)
-    : reactor_(reactor),
-      client_(reactor, std::move(options)),
-      retention_(retention),
-      clock_(clock) {}
+RedisStore::RedisStore(redis::ClientOptions options, const SqliteOptions& retention,
+                       const Clock& clock)
+    : options_(std::move(options)), retention_(retention), clock_(clock) {}
 
 RedisStore::~RedisStore() { *alive_ = false; }
 
-void RedisStore::Start() { client_.Start(); }
+void RedisStore::Start(Reactor& reactor) {
+  reactor_ = &reactor;
+  client_ = std::make_unique<redis::Client>(reactor, options_);
+  client_->Start();
+}
+
+void RedisStore::NotStarted() { write_errors_.fetch_add(1, std::memory_order_relaxed); }
 
 redis::Client::Callback RedisStore::Written(std::function<void(const redis::Reply&)> then) {
   pending_.fetch_add(1, std::memory_order_relaxed);
@@ -168,48 +173,57 @@ redis::Client::Callback RedisStore::Written(std::function<void(const redis::Repl
 }
 
 void RedisStore::AppendEvent(StoredEvent event) {
+  if (client_ == nullptr) return NotStarted();
   const TimeMs now = clock_.NowMs();
   const TimeMs age = retention_.history_max_age_ms;
-  client_.Eval(AppendEventScript(), {HistoryKey(event.channel)},
-               {std::to_string(event.timestamp), std::to_string(event.serial), *event.json,
-                std::to_string(retention_.history_max_per_channel),
-                std::to_string(age > 0 ? now - age : 0), std::to_string(age)},
-               Written());
+  client_->Eval(AppendEventScript(), {HistoryKey(event.channel)},
+                {std::to_string(event.timestamp), std::to_string(event.serial), *event.json,
+                 std::to_string(retention_.history_max_per_channel),
+                 std::to_string(age > 0 ? now - age : 0), std::to_string(age)},
+                Written());
 }
 
 void RedisStore::AppendActivity(std::string client_id, StoredActivity activity) {
+  if (client_ == nullptr) return NotStarted();
   const std::string key = ActivityKey(client_id);
-  client_.Command({"LPUSH", key, EncodeActivity(activity)}, Written());
+  client_->Command({"LPUSH", key, EncodeActivity(activity)}, Written());
   if (retention_.activity_max_per_user > 0) {
-    client_.Command({"LTRIM", key, "0", std::to_string(retention_.activity_max_per_user - 1)},
-                    Written());
+    client_->Command({"LTRIM", key, "0", std::to_string(retention_.activity_max_per_user - 1)},
+                     Written());
   }
   if (retention_.activity_max_age_ms > 0) {
-    client_.Command({"PEXPIRE", key, std::to_string(retention_.activity_max_age_ms)}, Written());
+    client_->Command({"PEXPIRE", key, std::to_string(retention_.activity_max_age_ms)}, Written());
   }
 }
 
 void RedisStore::PutLastSeen(std::string client_id, TimeMs last_seen) {
   if (last_seen <= 0) return;
-  client_.Eval(LastSeenScript(), {UserKey(client_id)}, {std::to_string(last_seen)}, Written());
+  if (client_ == nullptr) return NotStarted();
+  client_->Eval(LastSeenScript(), {UserKey(client_id)}, {std::to_string(last_seen)}, Written());
 }
 
 void RedisStore::PutUserStatus(UserRecord record, std::function<void(Status)> durable) {
-  client_.Eval(StatusScript(), {UserKey(record.client_id)},
-               {record.manual, record.text ? "1" : "0", record.text.value_or(""),
-                std::to_string(record.last_seen)},
-               Written([durable = std::move(durable)](const redis::Reply& r) {
-                 if (!durable) return;
-                 if (r.ok()) {
-                   durable(Status::Ok());
-                 } else {
-                   durable(Unreachable(r));
-                 }
-               }));
+  if (client_ == nullptr) {
+    NotStarted();
+    if (durable) durable(MakeError(ErrorCode::kInternal, kNotStarted));
+    return;
+  }
+  client_->Eval(StatusScript(), {UserKey(record.client_id)},
+                {record.manual, record.text ? "1" : "0", record.text.value_or(""),
+                 std::to_string(record.last_seen)},
+                Written([durable = std::move(durable)](const redis::Reply& r) {
+                  if (!durable) return;
+                  if (r.ok()) {
+                    durable(Status::Ok());
+                  } else {
+                    durable(Unreachable(r));
+                  }
+                }));
 }
 
 void RedisStore::QueryHistory(HistoryQuery q, std::function<void(Result<HistoryPage>)> done) {
-  reactor_.Post([this, alive = alive_, q = std::move(q), done = std::move(done)]() mutable {
+  if (reactor_ == nullptr) return done(MakeError(ErrorCode::kInternal, kNotStarted));
+  reactor_->Post([this, alive = alive_, q = std::move(q), done = std::move(done)]() mutable {
     if (!*alive) return;
     // Trimming by age is approximate (MINID ~ removes whole stream nodes): the query leaves out
     // what is older than the limit, so a reader never sees it.
@@ -226,7 +240,7 @@ void RedisStore::QueryHistory(HistoryQuery q, std::function<void(Result<HistoryP
     }
     args.push_back("COUNT");
     args.push_back(std::to_string(q.limit + 1));  // one more: is there a next page?
-    client_.Command(
+    client_->Command(
         std::move(args), [limit = q.limit, done = std::move(done)](const redis::Reply& r) {
           if (!r.ok()) return done(Unreachable(r));
           HistoryPage page;
@@ -252,31 +266,33 @@ void RedisStore::QueryHistory(HistoryQuery q, std::function<void(Result<HistoryP
 
 void RedisStore::QueryActivities(std::string client_id, size_t limit, std::optional<TimeMs> since,
                                  std::function<void(Result<std::vector<StoredActivity>>)> done) {
-  reactor_.Post([this, alive = alive_, client_id = std::move(client_id), limit, since,
-                 done = std::move(done)]() mutable {
+  if (reactor_ == nullptr) return done(MakeError(ErrorCode::kInternal, kNotStarted));
+  reactor_->Post([this, alive = alive_, client_id = std::move(client_id), limit, since,
+                  done = std::move(done)]() mutable {
     if (!*alive) return;
     if (limit == 0) return done(std::vector<StoredActivity>{});
     const TimeMs age = retention_.activity_max_age_ms;
     const TimeMs oldest = age > 0 ? clock_.NowMs() - age : 0;
-    client_.Command({"LRANGE", ActivityKey(client_id), "0", std::to_string(limit - 1)},
-                    [since, oldest, done = std::move(done)](const redis::Reply& r) {
-                      if (!r.ok()) return done(Unreachable(r));
-                      std::vector<StoredActivity> out;
-                      for (const redis::Reply& e : r.elements) {
-                        std::optional<StoredActivity> a = DecodeActivity(e.str);
-                        if (!a) continue;
-                        if ((since && a->timestamp < *since) || a->timestamp < oldest)
-                          break;  // newest first
-                        out.push_back(std::move(*a));
-                      }
-                      done(std::move(out));
-                    });
+    client_->Command({"LRANGE", ActivityKey(client_id), "0", std::to_string(limit - 1)},
+                     [since, oldest, done = std::move(done)](const redis::Reply& r) {
+                       if (!r.ok()) return done(Unreachable(r));
+                       std::vector<StoredActivity> out;
+                       for (const redis::Reply& e : r.elements) {
+                         std::optional<StoredActivity> a = DecodeActivity(e.str);
+                         if (!a) continue;
+                         if ((since && a->timestamp < *since) || a->timestamp < oldest)
+                           break;  // newest first
+                         out.push_back(std::move(*a));
+                       }
+                       done(std::move(out));
+                     });
   });
 }
 
 void RedisStore::GetUsers(std::vector<std::string> client_ids,
                           std::function<void(Result<std::vector<UserRecord>>)> done) {
-  reactor_.Post(
+  if (reactor_ == nullptr) return done(MakeError(ErrorCode::kInternal, kNotStarted));
+  reactor_->Post(
       [this, alive = alive_, ids = std::move(client_ids), done = std::move(done)]() mutable {
         if (!*alive) return;
         if (ids.empty()) return done(std::vector<UserRecord>{});
@@ -290,17 +306,17 @@ void RedisStore::GetUsers(std::vector<std::string> client_ids,
         g->left = ids.size();
         g->done = std::move(done);
         for (const std::string& id : ids) {
-          client_.Command({"HMGET", UserKey(id), "manual", "text", "last_seen"},
-                          [g, id](const redis::Reply& r) {
-                            if (!r.ok()) {
-                              g->error = Unreachable(r);
-                            } else if (auto u = RecordOf(id, r)) {
-                              g->found.push_back(std::move(*u));
-                            }
-                            if (--g->left > 0) return;
-                            if (g->error) return g->done(*g->error);
-                            g->done(std::move(g->found));
-                          });
+          client_->Command({"HMGET", UserKey(id), "manual", "text", "last_seen"},
+                           [g, id](const redis::Reply& r) {
+                             if (!r.ok()) {
+                               g->error = Unreachable(r);
+                             } else if (auto u = RecordOf(id, r)) {
+                               g->found.push_back(std::move(*u));
+                             }
+                             if (--g->left > 0) return;
+                             if (g->error) return g->done(*g->error);
+                             g->done(std::move(g->found));
+                           });
         }
       });
 }
@@ -308,13 +324,14 @@ void RedisStore::GetUsers(std::vector<std::string> client_ids,
 Result<std::optional<UserRecord>> RedisStore::ReadUser(const std::string& client_id) {
   auto got = std::make_shared<std::promise<Result<std::optional<UserRecord>>>>();
   auto future = got->get_future();
-  reactor_.Post([this, alive = alive_, client_id, got] {
+  if (reactor_ == nullptr) return MakeError(ErrorCode::kInternal, kNotStarted);
+  reactor_->Post([this, alive = alive_, client_id, got] {
     if (!*alive) return;
-    client_.Command({"HMGET", UserKey(client_id), "manual", "text", "last_seen"},
-                    [client_id, got](const redis::Reply& r) {
-                      if (!r.ok()) return got->set_value(Unreachable(r));
-                      got->set_value(RecordOf(client_id, r));
-                    });
+    client_->Command({"HMGET", UserKey(client_id), "manual", "text", "last_seen"},
+                     [client_id, got](const redis::Reply& r) {
+                       if (!r.ok()) return got->set_value(Unreachable(r));
+                       got->set_value(RecordOf(client_id, r));
+                     });
   });
   if (future.wait_for(std::chrono::seconds(3)) != std::future_status::ready) {
     return MakeError(ErrorCode::kInternal, "storage (redis) did not answer");

@@ -16,9 +16,9 @@
 // an error. In a cluster every node applies every change, so the Dispatcher writes only the
 // changes of entries its node appended (StoreBridge::SetWriting).
 //
-// Threading: Append*/Put* on the reactor's loop (the presence loop). Query*/GetUsers from any
-// thread (posted to the loop); `done` runs on the loop. ReadUser and Flush from any thread but
-// the loop's (they wait for it).
+// Threading: Start, Append*/Put* on the reactor's loop (the server's work loop, where the
+// presence loop runs). Query*/GetUsers from any thread after Start (posted to the loop); `done`
+// runs on the loop. ReadUser and Flush from any thread but the loop's (they wait for it).
 #pragma once
 
 #include <atomic>
@@ -36,14 +36,14 @@ namespace presenced::storage {
 class RedisStore final : public Store {
  public:
   // `retention`: the age and count limits of history and activity (SqliteOptions' fields).
-  RedisStore(Reactor& reactor, redis::ClientOptions options, const SqliteOptions& retention,
-             const Clock& clock);
+  RedisStore(redis::ClientOptions options, const SqliteOptions& retention, const Clock& clock);
   ~RedisStore() override;
 
-  // Connects; on the loop.
-  void Start();
+  // Connects, on `reactor`'s loop (called there), which it runs on from then on. Before it,
+  // writes are lost (counted) and queries fail.
+  void Start(Reactor& reactor);
   // Connected to Redis (on the loop).
-  bool up() const { return client_.up(); }
+  bool up() const { return client_ != nullptr && client_->up(); }
 
   void AppendEvent(StoredEvent event) override;
   void AppendActivity(std::string client_id, StoredActivity activity) override;
@@ -67,8 +67,12 @@ class RedisStore final : public Store {
   // One write sent: counted until its reply.
   redis::Client::Callback Written(std::function<void(const redis::Reply&)> then = nullptr);
 
-  Reactor& reactor_;
-  redis::Client client_;
+  // A write before Start: lost, and counted.
+  void NotStarted();
+
+  const redis::ClientOptions options_;
+  Reactor* reactor_ = nullptr;
+  std::unique_ptr<redis::Client> client_;
   const SqliteOptions retention_;
   const Clock& clock_;
   std::atomic<uint64_t> write_errors_{0};

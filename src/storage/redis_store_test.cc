@@ -22,9 +22,9 @@ class RedisStoreTest : public ::testing::Test {
     server_.Start();
     retention_.history_max_age_ms = 3600000;
     retention_.activity_max_per_user = 3;
-    store_ = std::make_unique<RedisStore>(
-        loop_.reactor(), redis::testing::TestClientOptions(server_, "store"), retention_, clock_);
-    store_->Start();
+    store_ = std::make_unique<RedisStore>(redis::testing::TestClientOptions(server_, "store"),
+                                          retention_, clock_);
+    store_->Start(loop_.reactor());
     admin_ = std::make_unique<redis::Client>(loop_.reactor(),
                                              redis::testing::TestClientOptions(server_, "admin"));
     admin_->Start();

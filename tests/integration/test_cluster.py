@@ -270,6 +270,64 @@ class TwoNodesTest(unittest.IsolatedAsyncioTestCase):
         self.assertEqual((e["action"], e["member"]["data"]), ("update", 2))  # no leave first
 
 
+class SharedStoreTest(unittest.IsolatedAsyncioTestCase):
+    """In cluster mode the store is the cluster's Redis (storage=redis by default): history,
+    statuses set by hand, lastSeen and activity are the same on every node, each written once."""
+
+    setUp = TwoNodesTest.setUp
+    tearDown = TwoNodesTest.tearDown
+
+    async def test_history_is_the_clusters_and_each_event_is_stored_once(self):
+        ann = await Client.connect(self.a, "ann")
+        bob = await Client.connect(self.b, "bob")
+        watcher = await Client.connect(self.b, "watcher")
+        await watcher.ok("subscribe", channel="room")
+        await ann.ok("enter", channel="room", data={"n": 1})
+        await bob.ok("enter", channel="room", data={"n": 2})
+        await ann.ok("update", channel="room", data={"n": 3})
+        await bob.ok("leave", channel="room")
+        live = [await watcher.presence("room") for _ in range(4)]
+        # The last event may still be on its way to Redis when the watcher has it.
+        wait_until(lambda: self.redis.cli("XLEN", "{c:room}:history") == "4")
+        for node, client in ((self.a, ann), (self.b, watcher)):
+            page = await client.ok("history", channel="room", direction="forwards")
+            self.assertEqual(page["events"], live)  # once each, as they were sent, in order
+            status, body = node.http("GET", "/v1/channels/room/history?direction=forwards")
+            self.assertEqual(status, 200, body)
+            self.assertEqual(body["events"], live)
+        page = await watcher.ok("history", channel="room", limit=3)
+        self.assertEqual(page["events"], live[:0:-1])
+        rest = await watcher.ok("history", channel="room", cursor=page["next"])
+        self.assertEqual(rest["events"], live[:1])
+
+    async def test_status_and_activity_are_stored_once_in_redis(self):
+        carol = await Client.connect(self.a, "carol")
+        await carol.ok("status.set", status="dnd", text="focus")
+        # On Redis before the reply (as on disk in single-node mode).
+        user = self.redis.cli("HGETALL", "{u:carol}:user").split()
+        fields = dict(zip(user[::2], user[1::2]))
+        self.assertEqual((fields["manual"], fields["text"]), ("dnd", "focus"))
+        self.assertGreater(int(fields["last_seen"]), 0)
+        await carol.ok("activity", kind="typing", channel="room")
+        dave = await Client.connect(self.b, "dave")
+        wait_until(lambda: self.redis.cli("LLEN", "{u:carol}:activity") == "1")
+        got = await dave.ok("activity.get", clientId="carol")
+        self.assertEqual([(a["kind"], a["channel"]) for a in got["activities"]],
+                         [("typing", "room")])
+
+    async def test_what_redis_remembers_of_a_user_is_restored_on_every_node(self):
+        # erin's status was stored before (and the engines never held her): the node she connects
+        # to reads it, and every node restores it from her connection's log entry.
+        self.redis.cli("HSET", "{u:erin}:user", "manual", "away", "text", "lunch",
+                       "last_seen", "1700000000000")
+        erin = await Client.connect(self.b, "erin")
+        watcher = await Client.connect(self.a, "watcher")
+        for c in (erin, watcher):
+            got = await c.ok("status.get", clientIds=["erin"])
+            self.assertEqual((got["statuses"][0]["status"], got["statuses"][0]["text"]),
+                             ("away", "lunch"))
+
+
 class SnapshotJoinTest(unittest.IsolatedAsyncioTestCase):
     """A node that joins after the log was trimmed starts from the cluster's snapshot
     (cluster_snapshot_entries) and the entries after it, and then acts as the other node."""
