@@ -6,6 +6,8 @@
 //   presenced-bench --target floor|node|yws --port P ...  (the floor relay and the peers)
 //   presenced-bench --serve-floor P                        (run the floor relay)
 //   --batch (presenced): connect with batch=1; batch frames are unpacked, sync frames counted.
+//   --ports P,Q (presenced, cluster): connections alternate between the nodes on P and Q, so
+//            every channel has members on each and its events cross nodes.
 //
 // Modes (bench/README.md has the workloads they implement):
 //   churn    W2: every connection updates its presence data at a fixed total rate (open loop);
@@ -297,6 +299,7 @@ struct Options {
   Mode mode = Mode::kChurn;
   std::string mode_name = "churn";
   int port = 7070;
+  std::vector<int> more_ports;  // --ports P,Q,...: connection i goes to the (i mod n)-th
   std::string secret;
   int conns = 1000;
   int channel_size = 10;
@@ -630,7 +633,9 @@ class Generator {
     }
     sockaddr_in a{};
     a.sin_family = AF_INET;
-    a.sin_port = htons(static_cast<uint16_t>(o_.port));
+    const size_t n_ports = 1 + o_.more_ports.size();
+    const size_t which = static_cast<size_t>(global) % n_ports;
+    a.sin_port = htons(static_cast<uint16_t>(which == 0 ? o_.port : o_.more_ports[which - 1]));
     a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
     c.started_ns = NowNs();
     if (connect(c.fd, reinterpret_cast<sockaddr*>(&a), sizeof a) != 0 && errno != EINPROGRESS) {
@@ -1038,7 +1043,21 @@ int main(int argc, char** argv) {
       o.mode_name = next();
     else if (a == "--port")
       o.port = std::atoi(next().c_str());
-    else if (a == "--secret")
+    else if (a == "--ports") {  // several nodes of one cluster: connections alternate
+      const std::string list = next();
+      o.more_ports.clear();
+      size_t at = 0;
+      for (bool first = true; at <= list.size(); first = false) {
+        const size_t comma = std::min(list.find(',', at), list.size());
+        const int p = std::atoi(list.substr(at, comma - at).c_str());
+        if (first) {
+          o.port = p;
+        } else {
+          o.more_ports.push_back(p);
+        }
+        at = comma + 1;
+      }
+    } else if (a == "--secret")
       o.secret = next();
     else if (a == "--conns")
       o.conns = std::atoi(next().c_str());

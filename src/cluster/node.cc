@@ -147,7 +147,7 @@ Node::Node(Reactor& reactor, const Clock& clock, NodeOptions options, redis::Url
   client_.OnState([this](bool up) {
     if (leaving_) return;
     if (up) {
-      Register();
+      Rejoin();
     } else {
       registered_ = false;
       renew_timer_->Cancel();
@@ -166,6 +166,7 @@ std::vector<std::string> Node::Keys() const {
 }
 
 void Node::Register() {
+  held_ = false;
   incarnation_ = RandomHex(8);
   client_.Eval(RegisterScript(), Keys(),
                {node_id_, incarnation_, std::to_string(options_.lease_ms), RandomHex(8)},
@@ -178,6 +179,7 @@ void Node::Register() {
                    return;
                  }
                  registered_ = true;
+                 held_ = true;
                  last_renewed_ = clock_.NowMs();
                  connects_at_renewal_ = client_.connects();
                  if (r.elements[0].str != epoch_) {
@@ -192,7 +194,7 @@ void Node::Register() {
 void Node::Renew() {
   if (leaving_) return;
   if (!registered_) {
-    if (client_.up()) Register();
+    if (client_.up()) Rejoin();
     return;
   }
   // A renewal more than a lease late on a connection that never dropped: this process stalled
@@ -201,20 +203,34 @@ void Node::Renew() {
       client_.connects() == connects_at_renewal_) {
     return Fenced();
   }
+  SendRenewal();
+}
+
+void Node::Rejoin() {
+  if (!held_) return Register();
+  SendRenewal();
+}
+
+void Node::SendRenewal() {
   client_.Eval(RenewScript(), Keys(),
                {node_id_, incarnation_, std::to_string(options_.lease_ms), epoch_},
                [this, inc = incarnation_](const redis::Reply& r) {
-                 if (leaving_ || inc != incarnation_ || !registered_) return;
-                 if (r.type == redis::Reply::Type::kUnavailable) return;
+                 if (leaving_ || inc != incarnation_ || !held_) return;
+                 if (r.type == redis::Reply::Type::kUnavailable) return;  // rejoins when up
                  if (r.type == redis::Reply::Type::kError) {
                    if (r.str.rfind("FENCED", 0) == 0) return Fenced();
                    if (r.str.rfind("EPOCH", 0) == 0) {
                      registered_ = false;
                      return Register();  // under the new epoch (the callback tells)
                    }
+                   // Not expected: not a renewal; asked again after an interval.
+                   renew_timer_->Arm(std::chrono::milliseconds(options_.lease_ms / 3));
+                   return;
                  }
+                 registered_ = true;
                  last_renewed_ = clock_.NowMs();
                  connects_at_renewal_ = client_.connects();
+                 SetHealth(true);
                  renew_timer_->Arm(std::chrono::milliseconds(options_.lease_ms / 3));
                  Reap();
                });
@@ -229,6 +245,7 @@ void Node::Reap() {
 
 void Node::Fenced() {
   registered_ = false;
+  held_ = false;
   renew_timer_->Cancel();
   ++fenced_count_;
   if (callbacks_.fenced) callbacks_.fenced();

@@ -85,8 +85,13 @@ class Node {
   redis::Client& client() { return client_; }
 
  private:
+  // A new incarnation's lease (the previous one, if any, is reaped by the script).
   void Register();
   void Renew();
+  // After a reconnect: the incarnation that held a lease renews it, so its connections stay (no
+  // reap); a lease lost meanwhile is FENCED, a new epoch registers again.
+  void Rejoin();
+  void SendRenewal();
   void Fenced();
   void Reap();
   void SetHealth(bool up);
@@ -101,7 +106,8 @@ class Node {
   std::string node_id_;
   std::string incarnation_;
   std::string epoch_;
-  bool registered_ = false;
+  bool registered_ = false;  // holds its lease now (and the connection it renews on is up)
+  bool held_ = false;        // incarnation_ held a lease (until fenced)
   bool healthy_ = false;
   bool leaving_ = false;
   uint64_t fenced_count_ = 0;

@@ -165,6 +165,45 @@ TEST_F(NodeTest, NoLeaseIsLostWhenNoNodeCouldReachRedis) {
   EXPECT_EQ(Run({"XLEN", kLogKey}).integer, 0);  // nobody reaped
 }
 
+TEST_F(NodeTest, AReconnectKeepsTheIncarnationAndReapsNothing) {
+  Seen sa, sb;
+  auto a = MakeNode("a", sa);
+  auto b = MakeNode("b", sb);
+  ASSERT_TRUE(StartBoth(*a, *b));
+  const std::string ia = a->incarnation(), ib = b->incarnation();
+  const uint64_t connects = a->client().connects();
+  // Every connection but the admin's is cut (a proxy restarting, `CLIENT KILL`): the nodes
+  // connect again and renew the leases they hold, so their connections are not reaped.
+  Run({"CLIENT", "KILL", "TYPE", "normal", "SKIPME", "yes"});
+  ASSERT_TRUE(
+      loop_.RunUntil([&] { return a->client().connects() > connects && a->up() && b->up(); }, 5s));
+  loop_.RunFor(std::chrono::milliseconds(kLease));  // renewals and reaps go on
+  EXPECT_EQ(a->incarnation(), ia);
+  EXPECT_EQ(b->incarnation(), ib);
+  EXPECT_EQ(Run({"XLEN", kLogKey}).integer, 0);  // nobody reaped
+  EXPECT_EQ(sa.fenced + sb.fenced, 0);
+  EXPECT_EQ(sa.epochs.size(), 1u);
+}
+
+TEST_F(NodeTest, AReconnectAfterTheLeaseWasLostIsFenced) {
+  Seen sa, sb;
+  auto a = MakeNode("a", sa);
+  auto b = MakeNode("b", sb);
+  ASSERT_TRUE(StartBoth(*a, *b));
+  const std::string ib = b->incarnation();
+  const uint64_t connects = b->client().connects();
+  // b is cut off while a renews, past its deadline: on its return it is fenced, not renewed.
+  const int64_t now = RedisNow();
+  Run({"SET", "{presenced}:served", std::to_string(now - 100)});
+  // Pipelined on the admin's connection: no renewal of b's comes between them.
+  admin_->Command({"ZADD", "{presenced}:nodes", std::to_string(now - 1), "b"}, [](const Reply&) {});
+  Run({"CLIENT", "KILL", "TYPE", "normal", "SKIPME", "yes"});
+  ASSERT_TRUE(loop_.RunUntil(
+      [&] { return b->client().connects() > connects && sb.fenced == 1 && b->up(); }, 5s));
+  EXPECT_NE(b->incarnation(), ib);
+  EXPECT_EQ(sa.fenced, 0);
+}
+
 TEST_F(NodeTest, AStalledProcessFencesItselfWithoutAsking) {
   Seen seen;
   auto node = MakeNode("a", seen);

@@ -159,8 +159,8 @@ void Replicator::Save(const std::string& id, std::optional<uint64_t> number, Tim
   std::string state = hooks_.save();
   ++saved_;
   node_.client().Eval(SaveScript(), {kSnapshotKey},
-                      {id, number ? std::to_string(*number) : std::string(),
-                       std::to_string(time), std::move(state)},
+                      {id, number ? std::to_string(*number) : std::string(), std::to_string(time),
+                       std::move(state)},
                       [](const redis::Reply&) {});
 }
 
@@ -187,9 +187,14 @@ void Replicator::Flush() {
   bodies.swap(queue_);
   auto failed = std::make_shared<std::vector<std::function<void(const Error&)>>>();
   failed->swap(failed_);
-  auto fail_all = [failed](const std::string& why) {
-    const Error e = MakeError(ErrorCode::kInternal, why);
-    for (auto& f : *failed) f(e);
+  // The Dispatcher answers the failures: in a round of its loop (hooks_.in_order), so what it
+  // queues for its sockets leaves at the round's end rather than at the next round.
+  auto fail_all = [failed, in_order = hooks_.in_order](const std::string& why) {
+    auto fail = [failed, e = MakeError(ErrorCode::kInternal, why)] {
+      for (auto& f : *failed) f(e);
+    };
+    if (in_order) return in_order(std::move(fail));
+    fail();
   };
   if (!node_.up()) return fail_all("redis is down: " + node_.client().DownReason());
   log_.Append(node_.node_id(), node_.incarnation(), std::move(bodies),

@@ -296,21 +296,25 @@ def free_port():
 
 
 class RedisServer:
-    """A redis-server of the test's own (Debian's), on a free port, no persistence. start() and
-    stop() may be repeated: the port stays."""
+    """A redis-server of the test's own (Debian's), on a free port, no persistence (or, with
+    `durable`, an AOF fsynced at every write in a directory of its own, so a kill keeps every
+    acknowledged write). start() and stop() may be repeated: the port (and the AOF) stay."""
 
-    def __init__(self):
+    def __init__(self, durable=False):
         self.port = free_port()
         self.proc = None
+        self.dir = tempfile.mkdtemp(prefix="presenced-redis-") if durable else None
 
     @property
     def url(self):
         return "redis://127.0.0.1:%d" % self.port
 
     def start(self):
+        persistence = (["--dir", self.dir, "--appendonly", "yes", "--appendfsync", "always"]
+                       if self.dir else ["--appendonly", "no"])
         self.proc = subprocess.Popen(
             ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
-             "--appendonly", "no"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+             *persistence], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         wait_until(lambda: self.cli("PING") == "PONG")
         return self
 

@@ -1,8 +1,10 @@
 """Cluster mode (protocol-ext section 2) through the real server and a real redis-server: the
 settings, the node's lease, /v1/healthz while Redis is down, and fencing (4001)."""
 import asyncio
+import json
 import os
 import shutil
+import signal
 import tempfile
 import time
 import unittest
@@ -13,6 +15,23 @@ import websockets.exceptions
 from harness import Client, RedisServer, Server, TIMEOUT, run_failing, wait_until
 
 LEASE_MS = 600
+
+
+async def change(client, op, **fields):
+    """Sends a change until it is acknowledged (a node refuses changes while its Redis connection
+    is being re-established); returns the data it carried. Dict data carries the attempt's number,
+    so a refused attempt that was applied after all is told from the retry."""
+    deadline = time.monotonic() + TIMEOUT
+    data = fields.get("data")
+    for attempt in range(1000):
+        if isinstance(data, dict):
+            fields["data"] = dict(data, attempt=attempt)
+        r = await client.request(op, **fields)
+        if r["ok"]:
+            return fields.get("data")
+        if "unavailable" not in r["error"]["message"] or time.monotonic() > deadline:
+            raise AssertionError(r)
+        await asyncio.sleep(0.05)  # a retry's pause, as a client's backoff
 
 
 def healthz(server):
@@ -88,7 +107,7 @@ class TwoNodesTest(unittest.IsolatedAsyncioTestCase):
     """Two nodes on one Redis answer as one server (the log replicates every change)."""
 
     def setUp(self):
-        self.redis = RedisServer().start()
+        self.redis = RedisServer(durable=getattr(self, "durable_redis", False)).start()
         self.addCleanup(self.redis.stop)  # also when the rest of setUp fails
         self.a = Server(redis_url=self.redis.url, node_id="a", node_lease_ms=LEASE_MS)
         # The nodes share the token secret and the API key (their files, copied).
@@ -190,6 +209,58 @@ class TwoNodesTest(unittest.IsolatedAsyncioTestCase):
         for s in (self.a, self.b):
             self.assertIn("presenced_cluster_log_gaps_total 0\n",
                           s.http("GET", "/metrics", key=False)[1])
+
+    async def test_redis_connections_killed_mid_stream_lose_and_repeat_no_event(self):
+        watchers = [await Client.connect(n, "w" + str(i)) for i, n in enumerate((self.a, self.b))]
+        subs = [await w.ok("subscribe", channel="s") for w in watchers]
+        writers = [await Client.connect(n, "p" + str(i)) for i, n in enumerate((self.a, self.b))]
+        for k, w in enumerate(writers):
+            await w.ok("enter", channel="s", data={"writer": k})
+        acked = []
+        for i in range(40):
+            if i == 20:  # every node's connections: the log's readers, the leases, the stores
+                self.redis.cli("CLIENT", "KILL", "TYPE", "normal", "SKIPME", "yes")
+            acked.append(await change(writers[i % 2], "update", channel="s", data={"i": i}))
+        seen = []
+        for w in watchers:
+            events = []
+            while not events or events[-1]["member"]["data"] != acked[-1]:
+                events.append(await w.presence("s"))
+            seen.append(events)
+        self.assertEqual(seen[0], seen[1])  # one order for every subscriber
+        serials = [e["serial"] for e in seen[0]]
+        self.assertEqual(serials, list(range(subs[0]["serial"] + 1,
+                                             subs[0]["serial"] + 1 + len(serials))))
+        datas = [json.dumps(e["member"]["data"], sort_keys=True) for e in seen[0]]
+        self.assertEqual(len(datas), len(set(datas)))  # no event twice
+        for a in acked:
+            self.assertIn(json.dumps(a, sort_keys=True), datas)  # none acknowledged is lost
+        for s in (self.a, self.b):
+            self.assertIn("presenced_cluster_log_gaps_total 0\n",
+                          s.http("GET", "/metrics", key=False)[1])
+
+    async def test_a_node_paused_past_its_lease_is_reaped_then_fenced(self):
+        watcher = await Client.connect(self.b, "w")
+        await watcher.ok("subscribe", channel="p")
+        m = await Client.connect(self.a, "paused", remainPresentForMs=0)
+        await m.ok("enter", channel="p", data=1)
+        await watcher.presence("p")
+        os.kill(self.a.proc.pid, signal.SIGSTOP)
+        try:
+            e = await watcher.presence("p", timeout=LEASE_MS / 1000 + 3)
+            self.assertEqual((e["action"], e["reason"], e["member"]["clientId"]),
+                             ("leave", "timeout", "paused"))
+        finally:
+            os.kill(self.a.proc.pid, signal.SIGCONT)
+        # Back, it finds its lease gone: its connections close with 4001, and it serves again.
+        with self.assertRaises(websockets.exceptions.ConnectionClosed) as closed:
+            await m.next("never", timeout=TIMEOUT)
+        self.assertEqual(closed.exception.rcvd.code, 4001)
+        wait_until(lambda: healthz(self.a)[0] == 200)
+        again = await Client.connect(self.a, "paused")
+        await again.ok("enter", channel="p", data=2)
+        e = await watcher.presence("p")
+        self.assertEqual((e["action"], e["member"]["clientId"]), ("enter", "paused"))
 
     async def test_an_abrupt_drop_times_out_on_every_node_after_its_grace(self):
         watcher = await Client.connect(self.b, "w")
@@ -326,6 +397,37 @@ class SharedStoreTest(unittest.IsolatedAsyncioTestCase):
             got = await c.ok("status.get", clientIds=["erin"])
             self.assertEqual((got["statuses"][0]["status"], got["statuses"][0]["text"]),
                              ("away", "lunch"))
+
+
+class DurableRedisTest(unittest.IsolatedAsyncioTestCase):
+    """A Redis that restarts with its data (AOF, fsync always): the same epoch, nothing lost."""
+
+    durable_redis = True
+    setUp = TwoNodesTest.setUp
+    tearDown = TwoNodesTest.tearDown
+
+    async def test_a_redis_restart_that_kept_its_data_loses_and_resets_nothing(self):
+        ann = await Client.connect(self.a, "ann", remainPresentForMs=0)
+        await ann.ok("enter", channel="room", data=1)
+        carol = await Client.connect(self.b, "carol")
+        await carol.ok("status.set", status="dnd", text="focus")
+        watchers = [await Client.connect(n, "w" + str(i)) for i, n in enumerate((self.a, self.b))]
+        subs = [await w.ok("subscribe", channel="room") for w in watchers]
+        epoch = watchers[0].connected["epoch"]
+        self.redis.stop()  # SIGKILL: what was acknowledged is in the AOF
+        self.redis.start()
+        await change(ann, "update", channel="room", data=2)
+        for w, sub in zip(watchers, subs):
+            e = await w.presence("room")  # no leave, no sync first
+            self.assertEqual((e["action"], e["serial"]), ("update", sub["serial"] + 1))
+            self.assertFalse([f for f in w.buffer if f.get("type") == "sync"])
+        late = await Client.connect(self.b, "late")
+        self.assertEqual(late.connected["epoch"], epoch)
+        got = await late.ok("status.get", clientIds=["carol"])
+        self.assertEqual(got["statuses"][0]["status"], "dnd")
+        wait_until(lambda: self.redis.cli("XLEN", "{c:room}:history") == "2")
+        page = await late.ok("history", channel="room", direction="forwards")
+        self.assertEqual([e["action"] for e in page["events"]], ["enter", "update"])
 
 
 class SnapshotJoinTest(unittest.IsolatedAsyncioTestCase):
