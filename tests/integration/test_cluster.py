@@ -430,6 +430,32 @@ class DurableRedisTest(unittest.IsolatedAsyncioTestCase):
         self.assertEqual([e["action"] for e in page["events"]], ["enter", "update"])
 
 
+    async def test_a_redis_outage_longer_than_a_lease_reaps_and_fences_nobody(self):
+        ann = await Client.connect(self.a, "ann", remainPresentForMs=0)
+        bob = await Client.connect(self.b, "bob", remainPresentForMs=0)
+        await ann.ok("enter", channel="room", data=1)
+        await bob.ok("enter", channel="room", data=1)
+        watchers = [await Client.connect(n, "w" + str(i)) for i, n in enumerate((self.a, self.b))]
+        subs = [await w.ok("subscribe", channel="room") for w in watchers]
+        self.redis.stop()
+        for s in (self.a, self.b):
+            wait_until(lambda s=s: healthz(s)[0] == 503)
+        time.sleep(2 * LEASE_MS / 1000)  # the outage itself: every lease's deadline passes
+        self.redis.start()
+        for s in (self.a, self.b):
+            wait_until(lambda s=s: healthz(s) == (200, {"ok": True, "redis": "up"}))
+        await change(bob, "update", channel="room", data=2)
+        for w, sub in zip(watchers, subs):
+            e = await w.presence("room")  # no leave for anyone first
+            self.assertEqual((e["action"], e["member"]["clientId"], e["serial"]),
+                             ("update", "bob", sub["serial"] + 1))
+        log = self.redis.cli("XRANGE", "{presenced}:log", "-", "+")
+        self.assertNotIn('"reap"', log)
+        for s in (self.a, self.b):
+            self.assertIn("presenced_node_fenced_total 0\n", s.http("GET", "/metrics", key=False)[1])
+        await ann.ok("ping")
+
+
 class SnapshotJoinTest(unittest.IsolatedAsyncioTestCase):
     """A node that joins after the log was trimmed starts from the cluster's snapshot
     (cluster_snapshot_entries) and the entries after it, and then acts as the other node."""
