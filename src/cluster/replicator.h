@@ -110,7 +110,6 @@ class Replicator final : public Replication {
   bool ready_ = false;  // the snapshot (if any) is loaded: appends may go
   std::string last_id_ = "0-0";  // the entry last applied
   TimeMs last_time_ = 0;
-  uint64_t index_ = 0;  // entries of the log up to the one last applied
   std::unique_ptr<Reactor::Timer> retry_;
   std::string origin_;  // of the entry last prepared
   std::shared_ptr<bool> alive_ = std::make_shared<bool>(true);
