@@ -261,11 +261,13 @@ void Node::SetHealth(bool up) {
 void Node::Leave(std::function<void()> done) {
   leaving_ = true;
   renew_timer_->Cancel();
-  if (!registered_ || !client_.up()) {
+  // Also while a renewal after a reconnect is on its way: the incarnation still holds its lease.
+  if (!held_ || !client_.up()) {
     reactor_.Post(std::move(done));
     return;
   }
   registered_ = false;
+  held_ = false;
   client_.Eval(LeaveScript(), Keys(), {node_id_, incarnation_},
                [done = std::move(done)](const redis::Reply&) { done(); });
 }

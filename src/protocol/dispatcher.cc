@@ -29,17 +29,9 @@ void Dispatcher::Tick() {
       const auto engine = engine_.NextDeadline();
       const TimeMs due =
           engine ? std::min(*engine, store_.next_checkpoint()) : store_.next_checkpoint();
-      if (due <= SystemClock().NowMs()) AppendTick();
+      const TimeMs now = SystemClock().NowMs();
+      if (due <= now) AppendTick(store_.next_checkpoint() <= now);
     }
-    // Each user's lastSeen is checkpointed by a node it has a session on (not by every node).
-    std::optional<std::unordered_set<std::string_view>> here;
-    store_.Checkpoint([&](std::string_view client_id) {
-      if (!here) {
-        here.emplace();
-        sessions_.ForEach([&](Session& s) { here->insert(s.client_id); });
-      }
-      return here->contains(client_id);
-    });
   } else {
     engine_.Tick();
     store_.Checkpoint();

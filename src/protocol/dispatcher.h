@@ -11,12 +11,14 @@
 
 #include <chrono>
 #include <cstdint>
+#include <deque>
 #include <functional>
 #include <memory>
 #include <optional>
 #include <string>
 #include <string_view>
 #include <unordered_map>
+#include <unordered_set>
 #include <vector>
 
 #include "common/clock.h"
@@ -74,10 +76,17 @@ class Dispatcher final : public engine::EventSink {
   // Cluster mode: every change to the engine goes through `replication` (which must outlive the
   // Dispatcher), and every entry of the log comes back through Apply. Set before the first
   // session opens.
-  void SetReplication(Replication* replication) {
+  // `shared_store`: the store is the cluster's (storage=redis), so each change is stored by the
+  // node that appended its entry only; a store of the node's own gets every change.
+  void SetReplication(Replication* replication, bool shared_store = true) {
     replication_ = replication;
-    store_.SetWriting(replication == nullptr);  // in a cluster, per entry (Apply)
+    shared_store_ = shared_store;
+    store_.SetWriting(replication == nullptr || !shared_store);  // else per entry (Apply)
   }
+  // Runs `done` once every change this node has asked of the cluster's log so far has been
+  // applied here (or could not be appended): at once in single-node mode. Shutdown waits on it, so
+  // the store has what its last closes changed.
+  void WhenApplied(std::function<void()> done);
   // The data set's epoch (`connected`, snapshots, `since`): the cluster's in cluster mode.
   void SetEpoch(std::string epoch) { options_.epoch = std::move(epoch); }
   // Cluster mode: the epoch changed (Redis lost its data). Every subscription of this node's
@@ -154,7 +163,13 @@ class Dispatcher final : public engine::EventSink {
   void AppendOp(Session& s, int64_t req_id, std::string_view text);
   void AppendEnd(engine::ConnectionHandle handle, SessionId session, bool clean);
   void AppendHttp(HttpRequest req, std::function<void(HttpResponse)> done);
-  void AppendTick();
+  // `checkpoint`: the lastSeen checkpoint is due (every node runs it at this entry).
+  void AppendTick(bool checkpoint);
+  // Each user's lastSeen checkpointed (in a shared store by a node the user has a session on).
+  void CheckpointLastSeen();
+  // An op entry whose append was answered as failed, though Redis may have run it: its reply,
+  // if the entry comes back, is not sent a second time.
+  void RememberAnswered(uint64_t op_number);
   void ApplyOpen(const ReplicatedEntry& e, const boost::json::object& o);
   void ApplyOp(const ReplicatedEntry& e, const boost::json::object& o);
   void ApplyHttp(const ReplicatedEntry& e, const boost::json::object& o);
@@ -187,7 +202,13 @@ class Dispatcher final : public engine::EventSink {
   // Cluster mode.
   Replication* replication_ = nullptr;
   bool tick_pending_ = false;  // a tick was appended and not applied yet
+  bool shared_store_ = true;
   uint64_t next_http_ = 0;
+  uint64_t next_op_ = 0;                   // numbers this node's op entries ("n")
+  std::unordered_set<uint64_t> answered_;  // op entries answered as failed (RememberAnswered)
+  std::deque<uint64_t> answered_order_;    // oldest first, to bound answered_
+  uint64_t next_mark_ = 0;
+  std::unordered_map<uint64_t, std::function<void()>> marks_;  // WhenApplied
   std::unordered_map<uint64_t, std::function<void(HttpResponse)>> http_waiting_;
   // Who holds each connection now ("node/incarnation/session"), the same on every node: a close
   // or drop counts only from its holder (a connection resumed elsewhere meanwhile stays).

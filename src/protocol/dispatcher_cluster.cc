@@ -8,12 +8,17 @@
 //   close / drop {"h":handle,"s":session}  (counts only from the connection's holder)
 //   op     {"s":session,"h":handle,"c":clientId,"p":[patterns]|null,"i":id,"t":request text}
 //   http   {"n":number,"m":method,"u":target,"b":body}  (a REST change, the key checked)
-//   tick   {}  (a deadline is due: the entry's time moves every engine's clock)
+//   op entries also carry "n" (the appending node's number for it)
+//   tick   {"cp":1?}  (a deadline is due: the entry's time moves every engine's clock; with "cp"
+//          the lastSeen checkpoint runs at it)
+//   mark   {"n":N}  (nothing: its node learns that what it appended before is applied)
 //   reap   {"node":N,"inc":I,"at":T}  (written by the lease's scripts, cluster/node.cc: node N's
 //          incarnation I is dead; each connection it held counts as dropped at T)
 #include <algorithm>
 #include <boost/json/parse.hpp>
 #include <boost/json/serialize.hpp>
+#include <optional>
+#include <unordered_set>
 
 #include "common/byte_codec.h"
 #include "protocol/args.h"
@@ -87,7 +92,10 @@ void Dispatcher::AppendOp(Session& s, int64_t req_id, std::string_view text) {
   }
   o["i"] = req_id;
   o["t"] = text;
-  replication_->Append(json::serialize(o), [this, sid = s.id, req_id](const Error& why) {
+  const uint64_t n = ++next_op_;
+  o["n"] = n;
+  replication_->Append(json::serialize(o), [this, sid = s.id, req_id, n](const Error& why) {
+    RememberAnswered(n);
     metrics_.request_errors_total.fetch_add(1, std::memory_order_relaxed);
     if (Session* s = sessions_.ById(sid)) Reply(*s, ReplyError(req_id, Unavailable(why)));
   });
@@ -122,11 +130,51 @@ void Dispatcher::AppendHttp(HttpRequest req, std::function<void(HttpResponse)> d
   });
 }
 
-void Dispatcher::AppendTick() {
+void Dispatcher::AppendTick(bool checkpoint) {
   tick_pending_ = true;
   json::object o;
   o["k"] = "tick";
+  if (checkpoint) o["cp"] = 1;
   replication_->Append(json::serialize(o), [this](const Error&) { tick_pending_ = false; });
+}
+
+void Dispatcher::RememberAnswered(uint64_t op_number) {
+  // Most failed appends never ran; the few that did come back within a renewal. Bounded.
+  constexpr size_t kRemembered = 65536;
+  answered_.insert(op_number);
+  answered_order_.push_back(op_number);
+  if (answered_order_.size() > kRemembered) {
+    answered_.erase(answered_order_.front());
+    answered_order_.pop_front();
+  }
+}
+
+void Dispatcher::WhenApplied(std::function<void()> done) {
+  if (replication_ == nullptr) return done();
+  const uint64_t n = ++next_mark_;
+  json::object o;
+  o["k"] = "mark";
+  o["n"] = n;
+  marks_.emplace(n, std::move(done));
+  replication_->Append(json::serialize(o), [this, n](const Error&) {
+    if (auto m = marks_.find(n); m != marks_.end()) {
+      auto done = std::move(m->second);
+      marks_.erase(m);
+      done();
+    }
+  });
+}
+
+void Dispatcher::CheckpointLastSeen() {
+  if (!shared_store_) return store_.CheckpointNow(nullptr);
+  std::optional<std::unordered_set<std::string_view>> here;
+  store_.CheckpointNow([&](std::string_view client_id) {
+    if (!here) {
+      here.emplace();
+      sessions_.ForEach([&](Session& s) { here->insert(s.client_id); });
+    }
+    return here->contains(client_id);
+  });
 }
 
 void Dispatcher::Apply(const ReplicatedEntry& e) {
@@ -138,9 +186,10 @@ void Dispatcher::Apply(const ReplicatedEntry& e) {
   // stored by the node that appended it.
   struct Writing {
     StoreBridge& store;
-    ~Writing() { store.SetWriting(false); }
-  } writing{store_};
-  store_.SetWriting(e.mine);
+    bool otherwise;
+    ~Writing() { store.SetWriting(otherwise); }
+  } writing{store_, !shared_store_};
+  store_.SetWriting(e.mine || !shared_store_);
   engine_.Tick();
   const std::string kind = StringOf(o, "k");
   if (kind == "open") {
@@ -162,6 +211,17 @@ void Dispatcher::Apply(const ReplicatedEntry& e) {
     ApplyHttp(e, o);
   } else if (kind == "tick") {
     tick_pending_ = false;  // any tick moved the clock on; this node asks again if still due
+    // The checkpoint marks what it stored in the engine (a user's frozen lastSeen depends on
+    // it): at this entry on every node alike, never at a node's own moment.
+    if (IntOf(o, "cp") != 0) CheckpointLastSeen();
+  } else if (kind == "mark") {
+    if (e.mine) {
+      if (auto m = marks_.find(static_cast<uint64_t>(IntOf(o, "n"))); m != marks_.end()) {
+        auto done = std::move(m->second);
+        marks_.erase(m);
+        done();
+      }
+    }
   } else if (kind == "reap") {
     const std::string inc = StringOf(o, "inc");
     const std::string prefix = StringOf(o, "node") + "/" + (inc.empty() ? "" : inc + "/");
@@ -291,6 +351,9 @@ void Dispatcher::ApplyOp(const ReplicatedEntry& e, const json::object& o) {
   // The answer goes to the session that asked, on the node it is on.
   Session* s = e.mine ? sessions_.ById(sid) : nullptr;
   if (s != nullptr && s->handle != handle) s = nullptr;
+  if (e.mine && answered_.erase(static_cast<uint64_t>(IntOf(o, "n"))) > 0) {
+    s = nullptr;  // answered already: its append was reported failed, yet Redis ran it
+  }
   if (op->async != nullptr) {
     Status st = op->async(call, [this, sid, req_id, mine = s != nullptr](Result<std::string> f) {
       if (mine) ReplyLater(sid, req_id, std::move(f));

@@ -100,12 +100,18 @@ class TwoNodes : public ::testing::Test {
   std::deque<Entry> entries_;
   std::deque<std::function<void()>> failures_;
   bool available_ = true;
+  bool lose_replies_ = false;
   TimeMs now_ = kTestStart;
   SessionId next_session_ = 1;
   int64_t next_id_ = 0;
 };
 
 void TestReplication::Append(std::string body, std::function<void(const Error&)> failed) {
+  if (log_.lose_replies_) {  // Redis ran the append, and its answer was lost with the connection
+    log_.entries_.push_back({origin_, std::move(body)});
+    failed(MakeError(ErrorCode::kInternal, "redis is down: connection lost"));
+    return;
+  }
   if (!log_.available_) {
     failed(MakeError(ErrorCode::kInternal, "redis is down"));
     return;
@@ -192,6 +198,66 @@ TEST_F(TwoNodes, AUserTheEnginesDoNotKnowIsRestoredFromTheStoreOnEveryNode) {
     EXPECT_EQ(Str(st, "status"), "dnd");
     EXPECT_EQ(Str(st, "text"), "away for lunch");
   }
+}
+
+TEST_F(TwoNodes, ARequestWhoseAppendWasReportedLostIsAnsweredOnce) {
+  TestConn watcher = Open(b_, "watcher");
+  EXPECT_TRUE(IsOk(Request(b_, watcher, "subscribe", {{"channel", "room"}})));
+  TestConn alice = Open(a_, "alice");
+  EXPECT_TRUE(IsOk(Request(a_, alice, "enter", {{"channel", "room"}})));
+  alice.peer->Clear();
+  lose_replies_ = true;
+  a_.dispatcher().Message(alice.session, R"({"op":"update","id":77,"channel":"room","data":2})",
+                          std::chrono::steady_clock::now());
+  a_.RunPosted();
+  lose_replies_ = false;
+  Deliver();  // the entry was in the log after all: applied everywhere
+  const auto replies = alice.peer->OfType("reply");
+  ASSERT_EQ(replies.size(), 1u);  // the failure it was told, not a second answer
+  EXPECT_FALSE(IsOk(replies[0]));
+  const auto events = watcher.peer->OfType("presence");
+  ASSERT_EQ(events.size(), 2u);
+  EXPECT_EQ(Str(events[1], "action"), "update");
+  // The next request is answered as usual.
+  EXPECT_TRUE(IsOk(Request(a_, alice, "update", {{"channel", "room"}, {"data", 3}})));
+}
+
+TEST_F(TwoNodes, WhenAppliedWaitsForWhatTheNodeAppendedBefore) {
+  TestConn alice = Open(a_, "alice");
+  EXPECT_TRUE(IsOk(Request(a_, alice, "enter", {{"channel", "room"}})));
+  a_.dispatcher().Shutdown();  // appends alice's clean close
+  bool applied = false;
+  a_.dispatcher().WhenApplied([&] { applied = true; });
+  a_.RunPosted();
+  EXPECT_FALSE(applied);
+  EXPECT_EQ(StoredActions(a_, "room"), (std::vector<std::string>{"enter"}));
+  Deliver();
+  EXPECT_TRUE(applied);
+  EXPECT_EQ(StoredActions(a_, "room"), (std::vector<std::string>{"leave", "enter"}));
+}
+
+TEST_F(TwoNodes, NodesWithStoresOfTheirOwnEachStoreEveryChange) {
+  a_.dispatcher().SetReplication(&ra_, /*shared_store=*/false);
+  b_.dispatcher().SetReplication(&rb_, /*shared_store=*/false);
+  TestConn alice = Open(a_, "alice");
+  EXPECT_TRUE(IsOk(Request(a_, alice, "enter", {{"channel", "room"}})));
+  EXPECT_EQ(StoredActions(a_, "room"), (std::vector<std::string>{"enter"}));
+  EXPECT_EQ(StoredActions(b_, "room"), (std::vector<std::string>{"enter"}));
+}
+
+TEST_F(TwoNodes, TheLastSeenCheckpointRunsAtItsTickOnEveryNode) {
+  TestConn alice = Open(a_, "alice");
+  // A tick that asks for the checkpoint: both engines mark it at the same entry, so their
+  // states stay alike (a node's own moment would differ).
+  entries_.push_back({"b/1", R"({"k":"tick","cp":1})"});
+  Deliver();
+  EXPECT_EQ(a_.dispatcher().SaveState(), b_.dispatcher().SaveState());
+  auto stored = a_.store.ReadUser("alice");  // the node alice is on stored her lastSeen
+  ASSERT_TRUE(stored.ok() && stored->has_value());
+  EXPECT_GT((*stored)->last_seen, 0);
+  auto elsewhere = b_.store.ReadUser("alice");
+  ASSERT_TRUE(elsewhere.ok());
+  EXPECT_FALSE(elsewhere->has_value());  // one node stores it: the one she is on
 }
 
 TEST_F(TwoNodes, ADropFromTheOldHolderDoesNotEndAConnectionResumedElsewhere) {

@@ -82,15 +82,16 @@ void StoreBridge::PersistLastSeen() {
   }
 }
 
-void StoreBridge::Checkpoint(const std::function<bool(std::string_view)>& local) {
-  const TimeMs now = clock_.NowMs();
-  if (now >= next_checkpoint_) {
-    for (auto& [client_id, last_seen] : engine_.LastSeenCheckpoint()) {
-      if (!local || local(client_id)) store_.PutLastSeen(std::move(client_id), last_seen);
-    }
-    next_checkpoint_ = now + checkpoint_ms_;
-  }
+void StoreBridge::Checkpoint() {
+  if (clock_.NowMs() >= next_checkpoint_) CheckpointNow(nullptr);
   PersistLastSeen();
+}
+
+void StoreBridge::CheckpointNow(const std::function<bool(std::string_view)>& local) {
+  for (auto& [client_id, last_seen] : engine_.LastSeenCheckpoint()) {
+    if (!local || local(client_id)) store_.PutLastSeen(std::move(client_id), last_seen);
+  }
+  next_checkpoint_ = clock_.NowMs() + checkpoint_ms_;
 }
 
 void StoreBridge::PersistSettings(const std::string& client_id,

@@ -56,9 +56,11 @@ class StoreBridge {
   // PersistLastSeen at the end of the call (the engine's value, frozen while appearing offline).
   void LastSeenDue(std::string_view client_id) { last_seen_due_.emplace_back(client_id); }
   void PersistLastSeen();
-  // Stores every connected user's lastSeen when the checkpoint interval has passed (in a
-  // cluster, of the users `local` says have a session on this node: each user by one node).
-  void Checkpoint(const std::function<bool(std::string_view)>& local = nullptr);
+  // Stores every connected user's lastSeen when the checkpoint interval has passed.
+  void Checkpoint();
+  // The checkpoint now (cluster mode: at a tick entry that asks for it, on every node alike),
+  // storing the lastSeen of the users `local` allows (all without it).
+  void CheckpointNow(const std::function<bool(std::string_view)>& local);
   TimeMs next_checkpoint() const { return next_checkpoint_; }
 
   // Serializes the STATUS of each id, in the order of `ids`: from the engine when it knows the

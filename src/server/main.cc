@@ -183,7 +183,7 @@ int Serve(Config config) {
     reader.name = "presenced-" + node->node_id() + "-log";
     replicator = std::make_unique<cluster::Replicator>(server.WorkReactor(), *node, reader,
                                                        log_clock, replay_random);
-    dispatcher.SetReplication(replicator.get());
+    dispatcher.SetReplication(replicator.get(), /*shared_store=*/config.storage == "redis");
     server.WorkReactor().Post(
         [&node, &replicator, &loop, &dispatcher, &service, &server, redis_store] {
           node->Start();
@@ -245,6 +245,13 @@ int Serve(Config config) {
       });
       drained.get_future().wait();
       if (node) {
+        // The closes just appended are stored by this node when it applies them (a shared store
+        // takes each change from the node that asked): wait for them, up to 2 s.
+        auto applied = std::make_shared<std::promise<void>>();
+        loop.Post([&dispatcher, applied] {
+          dispatcher.WhenApplied([applied] { applied->set_value(); });
+        });
+        applied->get_future().wait_for(std::chrono::seconds(2));
         // The lease goes at once (not after it expires), when Redis answers within a second.
         auto left = std::make_shared<std::promise<void>>();
         server.WorkReactor().Post([&node, left] { node->Leave([left] { left->set_value(); }); });

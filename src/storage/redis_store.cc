@@ -231,10 +231,15 @@ void RedisStore::QueryHistory(HistoryQuery q, std::function<void(Result<HistoryP
     const TimeMs oldest = std::max<TimeMs>(q.start.value_or(0), age > 0 ? clock_.NowMs() - age : 0);
     const std::string first = oldest > 0 ? std::to_string(oldest) + "-0" : "-";
     const std::string last = q.end ? std::to_string(*q.end) + "-18446744073709551615" : "+";
-    const std::string after = q.cursor ? "(" + IdOfCursor(*q.cursor) : "";
+    // Forwards, a cursor older than the age limit (time passed since its page) starts at the
+    // limit instead.
+    const bool cursor_too_old =
+        q.cursor && q.forwards && oldest > 0 &&
+        (static_cast<uint64_t>(*q.cursor) >> kSeqBits) < static_cast<uint64_t>(oldest);
+    const std::string after = q.cursor && !cursor_too_old ? "(" + IdOfCursor(*q.cursor) : "";
     std::vector<std::string> args;
     if (q.forwards) {
-      args = {"XRANGE", HistoryKey(q.channel), q.cursor ? after : first, last};
+      args = {"XRANGE", HistoryKey(q.channel), !after.empty() ? after : first, last};
     } else {
       args = {"XREVRANGE", HistoryKey(q.channel), q.cursor ? after : last, first};
     }
