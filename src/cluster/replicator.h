@@ -107,7 +107,7 @@ class Replicator final : public Replication {
   uint64_t saved_ = 0;
   uint64_t loaded_ = 0;
   StateHooks hooks_;
-  bool ready_ = false;  // the snapshot (if any) is loaded: appends may go
+  bool ready_ = false;           // the snapshot (if any) is loaded: appends may go
   std::string last_id_ = "0-0";  // the entry last applied
   TimeMs last_time_ = 0;
   std::unique_ptr<Reactor::Timer> retry_;
