@@ -170,6 +170,8 @@ class Dispatcher final : public engine::EventSink {
   // An op entry whose append was answered as failed, though Redis may have run it: its reply,
   // if the entry comes back, is not sent a second time.
   void RememberAnswered(uint64_t op_number);
+  // Runs and forgets WhenApplied's `done` for mark `n` (its entry applied, or not appended).
+  void FinishMark(uint64_t n);
   void ApplyOpen(const ReplicatedEntry& e, const boost::json::object& o);
   void ApplyOp(const ReplicatedEntry& e, const boost::json::object& o);
   void ApplyHttp(const ReplicatedEntry& e, const boost::json::object& o);

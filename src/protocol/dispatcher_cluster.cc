@@ -6,9 +6,9 @@
 //   open   {"s":session,"c":clientId,"d":device,"r":remainMs,"rk":resumeKey?,"x":seed,
 //           "u":{"m":manual,"t":text?,"l":lastSeen}? (what the store remembers of the user)}
 //   close / drop {"h":handle,"s":session}  (counts only from the connection's holder)
-//   op     {"s":session,"h":handle,"c":clientId,"p":[patterns]|null,"i":id,"t":request text}
+//   op     {"s":session,"h":handle,"c":clientId,"p":[patterns]|null,"i":id,"t":request text,
+//           "n":the appending node's number for it}
 //   http   {"n":number,"m":method,"u":target,"b":body}  (a REST change, the key checked)
-//   op entries also carry "n" (the appending node's number for it)
 //   tick   {"cp":1?}  (a deadline is due: the entry's time moves every engine's clock; with "cp"
 //          the lastSeen checkpoint runs at it)
 //   mark   {"n":N}  (nothing: its node learns that what it appended before is applied)
@@ -156,13 +156,15 @@ void Dispatcher::WhenApplied(std::function<void()> done) {
   o["k"] = "mark";
   o["n"] = n;
   marks_.emplace(n, std::move(done));
-  replication_->Append(json::serialize(o), [this, n](const Error&) {
-    if (auto m = marks_.find(n); m != marks_.end()) {
-      auto done = std::move(m->second);
-      marks_.erase(m);
-      done();
-    }
-  });
+  replication_->Append(json::serialize(o), [this, n](const Error&) { FinishMark(n); });
+}
+
+void Dispatcher::FinishMark(uint64_t n) {
+  if (auto m = marks_.find(n); m != marks_.end()) {
+    auto done = std::move(m->second);
+    marks_.erase(m);
+    done();
+  }
 }
 
 void Dispatcher::CheckpointLastSeen() {
@@ -215,13 +217,7 @@ void Dispatcher::Apply(const ReplicatedEntry& e) {
     // it): at this entry on every node alike, never at a node's own moment.
     if (IntOf(o, "cp") != 0) CheckpointLastSeen();
   } else if (kind == "mark") {
-    if (e.mine) {
-      if (auto m = marks_.find(static_cast<uint64_t>(IntOf(o, "n"))); m != marks_.end()) {
-        auto done = std::move(m->second);
-        marks_.erase(m);
-        done();
-      }
-    }
+    if (e.mine) FinishMark(static_cast<uint64_t>(IntOf(o, "n")));
   } else if (kind == "reap") {
     const std::string inc = StringOf(o, "inc");
     const std::string prefix = StringOf(o, "node") + "/" + (inc.empty() ? "" : inc + "/");
