@@ -53,7 +53,7 @@ struct HttpRequest {
 struct HttpResponse {
   unsigned status = 200;
   std::string body;
-  std::string content_type = "application/json";
+  std::string content_type = "application/json";  // empty: no Content-Type (a 204)
 };
 
 }  // namespace presenced

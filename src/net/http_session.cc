@@ -156,7 +156,7 @@ void HttpSession::WriteHttp(unsigned status, std::string body, std::string_view 
   auto res =
       std::make_shared<http::response<http::string_body>>(static_cast<http::status>(status), 11);
   res->set(http::field::server, "presenced");
-  res->set(http::field::content_type, content_type);
+  if (!content_type.empty()) res->set(http::field::content_type, content_type);  // not on 204
   for (const auto& [field, value] : extra) res->set(field, value);
   res->keep_alive(keep_alive);  // keeps a Connection token set in `extra` (e.g. Upgrade)
   res->body() = std::move(body);

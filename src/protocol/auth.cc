@@ -145,11 +145,19 @@ Result<TokenClaims> VerifyToken(std::string_view token, std::string_view secret,
     }
     claims.channels = std::move(patterns);
   }
+  if (const auto* roles = obj.if_contains("roles")) {
+    if (!roles->is_array()) return Unauthorized("roles claim must be an array of strings");
+    for (const auto& r : roles->as_array()) {
+      if (!r.is_string()) return Unauthorized("roles claim must be an array of strings");
+      if (r.as_string() == "worker") claims.worker = true;
+    }
+  }
   return claims;
 }
 
 Result<std::string> MintToken(std::string_view secret, std::string_view client_id, int64_t ttl_s,
-                              const std::optional<std::vector<std::string>>& channels, TimeMs now) {
+                              const std::optional<std::vector<std::string>>& channels, TimeMs now,
+                              const std::vector<std::string>& roles) {
   if (secret.empty()) return MakeError(ErrorCode::kBadRequest, "no signing secret");
   if (client_id.empty()) return MakeError(ErrorCode::kBadRequest, "client id must not be empty");
   if (ttl_s <= 0) return MakeError(ErrorCode::kBadRequest, "ttl must be positive");
@@ -164,6 +172,11 @@ Result<std::string> MintToken(std::string_view secret, std::string_view client_i
     boost::json::array a;
     for (const auto& c : *channels) a.emplace_back(c);
     claims["channels"] = std::move(a);
+  }
+  if (!roles.empty()) {
+    boost::json::array a;
+    for (const auto& r : roles) a.emplace_back(r);
+    claims["roles"] = std::move(a);
   }
   const std::string json = boost::json::serialize(claims);
   if (jwt_add_grants_json(jwt.get(), json.c_str()) != 0 ||

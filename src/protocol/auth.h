@@ -17,15 +17,19 @@ struct TokenClaims {
   std::string client_id;                             // `sub`
   int64_t expires_at_s = 0;                          // `exp`, seconds since the epoch
   std::optional<std::vector<std::string>> channels;  // glob patterns; absent = all channels
+  bool worker = false;  // `roles` includes "worker": may serve agent sessions (protocol-ext §3)
 };
 
 // Verifies an HS256 token signed with `secret` and not expired at `now`. Any other algorithm,
-// a bad signature, a missing `sub` or `exp`, or a malformed `channels` claim is unauthorized.
+// a bad signature, a missing `sub` or `exp`, or a malformed `channels` or `roles` claim is
+// unauthorized.
 Result<TokenClaims> VerifyToken(std::string_view token, std::string_view secret, TimeMs now);
 
 // Signs a token for `client_id` valid for `ttl_s` seconds from `now`.
+// `roles`, when not empty, becomes the `roles` claim.
 Result<std::string> MintToken(std::string_view secret, std::string_view client_id, int64_t ttl_s,
-                              const std::optional<std::vector<std::string>>& channels, TimeMs now);
+                              const std::optional<std::vector<std::string>>& channels, TimeMs now,
+                              const std::vector<std::string>& roles = {});
 
 // `*` matches any run of characters (including none); every other character is literal.
 bool GlobMatch(std::string_view pattern, std::string_view text);

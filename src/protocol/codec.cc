@@ -146,6 +146,74 @@ std::string StatusFrame(const engine::StatusChange& change) {
   return out;
 }
 
+void AppendSession(std::string& out, const engine::SessionView& s) {
+  out += R"({"conversationId":)";
+  AppendQuoted(out, s.conversation_id);
+  out += R"(,"agentId":)";
+  AppendQuoted(out, s.agent_id);
+  out += R"(,"state":")";
+  out += engine::NameOf(s.state);
+  out += R"(","workerConnectionId":)";
+  AppendOptional(out, s.worker_connection_id.empty()
+                          ? std::nullopt
+                          : std::optional<std::string_view>(s.worker_connection_id));
+  out += R"(,"startedAt":)";
+  AppendInt(out, s.started_at);
+  out += R"(,"lastActivityAt":)";
+  AppendInt(out, s.last_activity_at);
+  out += R"(,"inactivityTimeoutMs":)";
+  AppendInt(out, s.inactivity_timeout_ms);
+  out += R"(,"abandonAfterMs":)";
+  AppendInt(out, s.abandon_after_ms);
+  out.push_back('}');
+}
+
+void AppendSessions(std::string& out, std::span<const engine::SessionView> sessions) {
+  out.push_back('[');
+  for (size_t i = 0; i < sessions.size(); ++i) {
+    if (i > 0) out.push_back(',');
+    AppendSession(out, sessions[i]);
+  }
+  out.push_back(']');
+}
+
+std::string SessionEventFrame(engine::SessionAction action, const engine::SessionView& s,
+                              std::optional<engine::StopReason> reason, std::string_view error) {
+  std::string out = R"({"type":"session","action":")";
+  out += engine::NameOf(action);
+  out += R"(","session":)";
+  AppendSession(out, s);
+  if (reason) {
+    out += R"(,"reason":")";
+    out += engine::NameOf(*reason);
+    out.push_back('"');
+  }
+  if (!error.empty()) {
+    out += R"(,"error":)";
+    AppendQuoted(out, error);
+  }
+  out.push_back('}');
+  return out;
+}
+
+std::string SessionAssignFrame(const engine::SessionView& s, const JsonText& request) {
+  std::string out = R"({"type":"session.assign","session":)";
+  AppendSession(out, s);
+  out += R"(,"request":)";
+  out += request.is_null() ? std::string_view("null") : request.text();
+  out.push_back('}');
+  return out;
+}
+
+std::string SessionStopFrame(std::string_view conversation_id, engine::StopReason reason) {
+  std::string out = R"({"type":"session.stop","conversationId":)";
+  AppendQuoted(out, conversation_id);
+  out += R"(,"reason":")";
+  out += engine::NameOf(reason);
+  out += "\"}";
+  return out;
+}
+
 std::string ReplyOkPrefix(int64_t id) {
   std::string out = R"({"type":"reply","id":)";
   AppendInt(out, id);

@@ -11,6 +11,7 @@
 #include "common/clock.h"
 #include "common/error.h"
 #include "engine/engine.h"
+#include "engine/session_registry.h"
 #include "engine/types.h"
 #include "storage/store.h"
 
@@ -29,6 +30,14 @@ void AppendDevice(std::string& out, const engine::DeviceView& d);
 void AppendDevices(std::string& out, std::span<const engine::DeviceView> devices);
 void AppendActivity(std::string& out, const storage::StoredActivity& a);
 void AppendActivities(std::string& out, std::span<const storage::StoredActivity> activities);
+
+// Agent sessions (protocol-ext §3): SESSION, and the frames that carry it.
+void AppendSession(std::string& out, const engine::SessionView& s);
+void AppendSessions(std::string& out, std::span<const engine::SessionView> sessions);
+std::string SessionEventFrame(engine::SessionAction action, const engine::SessionView& s,
+                              std::optional<engine::StopReason> reason, std::string_view error);
+std::string SessionAssignFrame(const engine::SessionView& s, const JsonText& request);
+std::string SessionStopFrame(std::string_view conversation_id, engine::StopReason reason);
 
 std::string EventFrame(const engine::PresenceEvent& e);
 std::string StatusFrame(const engine::StatusChange& change);

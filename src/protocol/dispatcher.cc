@@ -7,6 +7,7 @@
 #include "protocol/args.h"
 #include "protocol/auth.h"
 #include "protocol/codec.h"
+#include "protocol/requests.h"
 
 namespace presenced::protocol {
 
@@ -17,8 +18,9 @@ Dispatcher::Dispatcher(DispatcherOptions options, const presenced::Clock& clock,
       metrics_(metrics),
       post_(post),
       engine_(options_.engine, clock, random, *this),
+      agents_(options_.sessions, clock, *this),
       store_(store, engine_, clock, std::move(post), options_.last_seen_checkpoint_ms, metrics),
-      core_{options_, clock, engine_, store_},
+      core_{options_, clock, engine_, store_, agents_},
       outbox_(options_.max_batch_bytes) {}
 
 void Dispatcher::Tick() {
@@ -26,14 +28,16 @@ void Dispatcher::Tick() {
     // The engine's time is the log's: a deadline due by the wall clock is asked of the log (one
     // tick entry at a time), and runs on every node when that entry is applied.
     if (!tick_pending_) {
-      const auto engine = engine_.NextDeadline();
-      const TimeMs due =
-          engine ? std::min(*engine, store_.next_checkpoint()) : store_.next_checkpoint();
+      TimeMs due = store_.next_checkpoint();
+      if (const auto engine = engine_.NextDeadline()) due = std::min(due, *engine);
+      if (const auto agents = agents_.NextDeadline()) due = std::min(due, *agents);
       const TimeMs now = SystemClock().NowMs();
       if (due <= now) AppendTick(store_.next_checkpoint() <= now);
     }
   } else {
     engine_.Tick();
+    agents_.Tick();
+    RunSessionNotes();
     store_.Checkpoint();
   }
   metrics_.PublishEngine(engine_.channel_count(), engine_.member_count(),
@@ -42,8 +46,10 @@ void Dispatcher::Tick() {
 
 std::optional<TimeMs> Dispatcher::NextDeadline() const {
   if (replication_ != nullptr && tick_pending_) return std::nullopt;  // woken by the tick's entry
-  auto engine = engine_.NextDeadline();
-  return engine ? std::min(*engine, store_.next_checkpoint()) : store_.next_checkpoint();
+  TimeMs due = store_.next_checkpoint();
+  if (const auto engine = engine_.NextDeadline()) due = std::min(due, *engine);
+  if (const auto agents = agents_.NextDeadline()) due = std::min(due, *agents);
+  return due;
 }
 
 // ----- Sessions -------------------------------------------------------------------------------
@@ -123,6 +129,7 @@ void Dispatcher::Attach(SessionId id, ConnectRequest request, std::shared_ptr<Pe
     return ClosePeer(peer, 1008, r.error->message);
   }
   AttachSession(id, std::move(request), std::move(peer), r);
+  if (r.resumed) agents_.ConnectionResumed(r.attached.handle);
 }
 
 Dispatcher::AttachResult Dispatcher::AttachInEngine(const std::string& client_id,
@@ -167,6 +174,7 @@ void Dispatcher::AttachSession(SessionId id, ConnectRequest request, std::shared
                                      std::move(request.channel_patterns),
                                      RateLimiter(options_.rate_burst, clock_.NowMs())});
   s.batch = request.batch;
+  s.worker = request.worker;
   Reply(s, ConnectedFrame(attached, request.heartbeat_ms, r.resumed.has_value(), options_.epoch));
   outbox_.Seal(s);  // `connected` is never packed into a batch
   if (r.resumed) {
@@ -189,8 +197,10 @@ void Dispatcher::Closed(SessionId id, bool clean) {
   if (replication_ != nullptr) return AppendEnd(handle, id, clean);
   if (clean) {
     (void)engine_.Close(handle);
+    ConnectionEnded(handle);
   } else {
     (void)engine_.Drop(handle);
+    agents_.ConnectionDropped(handle);
   }
   store_.PersistLastSeen();
 }
@@ -323,9 +333,11 @@ void Dispatcher::Message(SessionId id, std::string_view text, Clock::time_point 
   // except that while the log is unavailable a read is answered from what this node holds.
   if (replication_ != nullptr) {
     const bool local_read = (op->flags & kTouch) != 0 && op->name != "command";
-    if (replication_->Available() || !local_read) return AppendOp(s, *req_id, text);
+    if (replication_->Available() || !local_read) {
+      return AppendOp(s, *req_id, text, op->name == "session.ready");
+    }
   }
-  const Caller caller{s.client_id, s.handle, &s.channel_patterns};
+  const Caller caller{s.client_id, s.handle, &s.channel_patterns, s.worker};
   const Args args(o);
   OpCall call{core_, caller, args, /*touch=*/replication_ == nullptr};
   if (op->async != nullptr) {
@@ -333,12 +345,14 @@ void Dispatcher::Message(SessionId id, std::string_view text, Clock::time_point 
       ReplyLater(sid, rid, std::move(fields));
     });
     store_.PersistLastSeen();
-    if (!st) fail(req_id, st.error());
+    if (!st) return fail(req_id, st.error());
+    if (replication_ == nullptr) NoteConversationActivity(o);
     return;
   }
   Result<std::string> fields = op->sync(call);
   store_.PersistLastSeen();
   if (!fields.ok()) return fail(req_id, fields.error());
+  if (replication_ == nullptr) NoteConversationActivity(o);
   std::string frame = ReplyOkPrefix(*req_id);
   if (!fields->empty()) {
     frame += ',';
@@ -389,6 +403,13 @@ void Dispatcher::Http(HttpRequest req, std::function<void(HttpResponse)> done) {
 void Dispatcher::OnPresence(const engine::PresenceEvent& event,
                             std::span<const engine::ConnectionHandle> recipients) {
   metrics_.events_total.fetch_add(1, std::memory_order_relaxed);
+  if (agents_.size() != 0 && event.action != engine::Action::kUpdate &&
+      event.channel.starts_with(kConversationPrefix)) {
+    const std::string_view conversation = event.channel.substr(kConversationPrefix.size());
+    if (agents_.Has(conversation) && event.member.client_id != agents_.AgentIdFor(conversation)) {
+      agents_.MembersChanged(conversation, event.action == engine::Action::kEnter ? 1 : -1);
+    }
+  }
   auto frame = std::make_shared<const std::string>(EventFrame(event));
   for (engine::ConnectionHandle h : recipients) DeliverEvent(h, event.channel, frame);
   store_.AppendEvent(storage::StoredEvent{std::string(event.channel), event.serial,
@@ -417,8 +438,68 @@ void Dispatcher::OnActivity(std::string_view client_id, const engine::ActivityRe
 
 void Dispatcher::OnConnectionExpired(engine::ConnectionHandle connection) {
   // A connection in its grace period has no session (Closed removed it): nothing to forget but
-  // who held it (cluster mode).
+  // who held it (cluster mode), and what it was to agent sessions (after the engine's call).
   holder_.erase(connection);
+  if (!agents_.empty()) expired_.push_back(connection);
+}
+
+// ----- Agent sessions ---------------------------------------------------------------------------
+
+void Dispatcher::RunSessionNotes() {
+  while (!expired_.empty()) {
+    std::vector<engine::ConnectionHandle> ended;
+    ended.swap(expired_);
+    for (engine::ConnectionHandle h : ended) ConnectionEnded(h);
+  }
+}
+
+void Dispatcher::NoteConversationActivity(const json::object& request) {
+  if (agents_.size() == 0) return;
+  const json::value* ch = request.if_contains("channel");
+  if (ch == nullptr || !ch->is_string()) return;
+  const std::string_view channel = ch->as_string();
+  if (channel.starts_with(kConversationPrefix)) {
+    agents_.Activity(channel.substr(kConversationPrefix.size()));
+  }
+}
+
+void Dispatcher::OnAssign(engine::ConnectionHandle worker, const engine::SessionView& session,
+                          const JsonText& request) {
+  SendTo(worker, std::make_shared<const std::string>(SessionAssignFrame(session, request)));
+}
+
+void Dispatcher::OnWorkerStop(engine::ConnectionHandle worker, std::string_view conversation_id,
+                              engine::StopReason reason) {
+  SendTo(worker, std::make_shared<const std::string>(SessionStopFrame(conversation_id, reason)));
+}
+
+void Dispatcher::OnSessionEvent(engine::SessionAction action, const engine::SessionView& session,
+                                std::optional<engine::StopReason> reason, std::string_view error,
+                                std::span<const engine::ConnectionHandle> subscribers) {
+  if (subscribers.empty()) return;
+  auto frame =
+      std::make_shared<const std::string>(SessionEventFrame(action, session, reason, error));
+  for (engine::ConnectionHandle h : subscribers) SendTo(h, frame);
+}
+
+engine::ConnectionHandle Dispatcher::OnAgentEnter(const engine::SessionView& session) {
+  // The agent is a connection of its own (device "agent"), held by no node: it stays present
+  // through hand-overs and node losses until the session stops.
+  auto attached = engine_.Attach(session.agent_id, "agent", 0);
+  if (!attached.ok()) return 0;
+  static const JsonText kData = JsonText::FromSerialized(R"({"agent":true,"state":"running"})");
+  auto m = engine_.Enter(attached->handle, ConversationChannel(session.conversation_id), kData,
+                         std::nullopt);
+  if (!m.ok()) {
+    (void)engine_.Close(attached->handle);
+    return 0;
+  }
+  return attached->handle;
+}
+
+void Dispatcher::OnAgentLeave(const engine::SessionView& session, engine::ConnectionHandle agent) {
+  (void)engine_.Leave(agent, ConversationChannel(session.conversation_id), std::nullopt);
+  (void)engine_.Close(agent);
 }
 
 }  // namespace presenced::protocol

@@ -26,6 +26,7 @@
 #include "common/replication.h"
 #include "common/transport.h"
 #include "engine/engine.h"
+#include "engine/session_registry.h"
 #include "protocol/metrics.h"
 #include "protocol/ops.h"
 #include "protocol/options.h"
@@ -39,7 +40,7 @@
 
 namespace presenced::protocol {
 
-class Dispatcher final : public engine::EventSink {
+class Dispatcher final : public engine::EventSink, public engine::SessionSink {
  public:
   using Clock = std::chrono::steady_clock;
   using Poster = protocol::Poster;
@@ -108,10 +109,14 @@ class Dispatcher final : public engine::EventSink {
   std::optional<TimeMs> NextDeadline() const;
   // Hands every frame queued since the last call to its session, one batch per session. The
   // owner calls it after each round of work, so a burst of events costs one hand-off per socket.
-  void FlushOutbound() { outbox_.Flush(); }
+  void FlushOutbound() {
+    RunSessionNotes();
+    outbox_.Flush();
+  }
   // Frames queued since the last FlushOutbound.
   size_t pending_frames() const { return outbox_.pending_frames(); }
   const engine::Engine& engine() const { return engine_; }
+  const engine::SessionRegistry& agent_sessions() const { return agents_; }
   size_t session_count() const { return sessions_.size(); }
 
   // engine::EventSink
@@ -122,6 +127,17 @@ class Dispatcher final : public engine::EventSink {
   void OnUserConnectivity(std::string_view client_id, bool online, TimeMs at) override;
   void OnActivity(std::string_view client_id, const engine::ActivityRecord& record) override;
   void OnConnectionExpired(engine::ConnectionHandle connection) override;
+
+  // engine::SessionSink (agent sessions, protocol-ext §3)
+  void OnAssign(engine::ConnectionHandle worker, const engine::SessionView& session,
+                const JsonText& request) override;
+  void OnWorkerStop(engine::ConnectionHandle worker, std::string_view conversation_id,
+                    engine::StopReason reason) override;
+  void OnSessionEvent(engine::SessionAction action, const engine::SessionView& session,
+                      std::optional<engine::StopReason> reason, std::string_view error,
+                      std::span<const engine::ConnectionHandle> subscribers) override;
+  engine::ConnectionHandle OnAgentEnter(const engine::SessionView& session) override;
+  void OnAgentLeave(const engine::SessionView& session, engine::ConnectionHandle agent) override;
 
  private:
   // A session waiting for what the store remembers of its user (Open).
@@ -160,7 +176,8 @@ class Dispatcher final : public engine::EventSink {
   // store remembers of a user the engine did not know, carried in the entry so every node
   // restores the same.
   void AppendOpen(SessionId id, PendingOpen open, const storage::UserRecord* stored);
-  void AppendOp(Session& s, int64_t req_id, std::string_view text);
+  // `seeded`: the op creates ids (session.ready attaches the agent), so its entry carries a seed.
+  void AppendOp(Session& s, int64_t req_id, std::string_view text, bool seeded);
   void AppendEnd(engine::ConnectionHandle handle, SessionId session, bool clean);
   void AppendHttp(HttpRequest req, std::function<void(HttpResponse)> done);
   // `checkpoint`: the lastSeen checkpoint is due (every node runs it at this entry).
@@ -187,12 +204,22 @@ class Dispatcher final : public engine::EventSink {
   void SendTo(engine::ConnectionHandle handle, const Frame& frame);
   // An event to a subscriber: queued when the peer has room, else dropped and owed a `sync`.
   void DeliverEvent(engine::ConnectionHandle handle, std::string_view channel, const Frame& frame);
+  // Agent sessions: what the engine reported from inside its calls, told to the registry after
+  // them (a sink must not call back into the engine, which the registry's answers may).
+  void RunSessionNotes();
+  // A request answered ok in a conversation channel is activity of its session.
+  void NoteConversationActivity(const boost::json::object& request);
+  // A connection ended for good, dropped abruptly or was resumed (the registry's workers and
+  // subscribers).
+  void ConnectionEnded(engine::ConnectionHandle handle) { agents_.ConnectionEnded(handle); }
 
   DispatcherOptions options_;
   const presenced::Clock& clock_;
   Metrics& metrics_;
   Poster post_;  // to this thread (before store_, which takes a copy)
   engine::Engine engine_;
+  engine::SessionRegistry agents_;                 // agent sessions (protocol-ext §3)
+  std::vector<engine::ConnectionHandle> expired_;  // RunSessionNotes
   StoreBridge store_;
   Core core_;
   SessionTable sessions_;

@@ -7,7 +7,8 @@
 //           "u":{"m":manual,"t":text?,"l":lastSeen}? (what the store remembers of the user)}
 //   close / drop {"h":handle,"s":session}  (counts only from the connection's holder)
 //   op     {"s":session,"h":handle,"c":clientId,"p":[patterns]|null,"i":id,"t":request text,
-//           "n":the appending node's number for it}
+//           "n":the appending node's number for it, "w":1 (a worker's token)?,
+//           "x":seed? (session.ready, which attaches the agent's connection)}
 //   http   {"n":number,"m":method,"u":target,"b":body}  (a REST change, the key checked)
 //   tick   {"cp":1?}  (a deadline is due: the entry's time moves every engine's clock; with "cp"
 //          the lastSeen checkpoint runs at it)
@@ -77,7 +78,7 @@ void Dispatcher::AppendOpen(SessionId id, PendingOpen open, const storage::UserR
   });
 }
 
-void Dispatcher::AppendOp(Session& s, int64_t req_id, std::string_view text) {
+void Dispatcher::AppendOp(Session& s, int64_t req_id, std::string_view text, bool seeded) {
   json::object o;
   o["k"] = "op";
   o["s"] = s.id;
@@ -90,8 +91,10 @@ void Dispatcher::AppendOp(Session& s, int64_t req_id, std::string_view text) {
   } else {
     o["p"] = nullptr;
   }
+  if (s.worker) o["w"] = 1;
   o["i"] = req_id;
   o["t"] = text;
+  if (seeded) o["x"] = replication_->NewSeed();
   const uint64_t n = ++next_op_;
   o["n"] = n;
   replication_->Append(json::serialize(o), [this, sid = s.id, req_id, n](const Error& why) {
@@ -193,6 +196,7 @@ void Dispatcher::Apply(const ReplicatedEntry& e) {
   } writing{store_, !shared_store_};
   store_.SetWriting(e.mine || !shared_store_);
   engine_.Tick();
+  agents_.Tick();
   const std::string kind = StringOf(o, "k");
   if (kind == "open") {
     ApplyOpen(e, o);
@@ -206,8 +210,10 @@ void Dispatcher::Apply(const ReplicatedEntry& e) {
     if (kind == "close") {
       holder_.erase(holder);
       (void)engine_.Close(handle);
+      ConnectionEnded(handle);
     } else {
       (void)engine_.Drop(handle);
+      agents_.ConnectionDropped(handle);
     }
   } else if (kind == "http") {
     ApplyHttp(e, o);
@@ -227,19 +233,24 @@ void Dispatcher::Apply(const ReplicatedEntry& e) {
       if (who.compare(0, prefix.size(), prefix) == 0) dead.push_back(handle);
     }
     std::sort(dead.begin(), dead.end());  // the same order on every node
-    for (engine::ConnectionHandle h : dead) (void)engine_.DropAt(h, at);
+    for (engine::ConnectionHandle h : dead) {
+      (void)engine_.DropAt(h, at);
+      agents_.ConnectionDropped(h);
+    }
   }
+  RunSessionNotes();  // at this entry on every node alike
   store_.PersistLastSeen();
 }
 
 namespace {
-constexpr std::string_view kStateMagic = "presenced-dispatcher-state-1";
+constexpr std::string_view kStateMagic = "presenced-dispatcher-state-2";
 }  // namespace
 
 std::string Dispatcher::SaveState() {
   ByteWriter w;
   w.Str(kStateMagic);
   w.Str(engine_.SaveState());
+  w.Str(agents_.SaveState());
   std::vector<std::pair<engine::ConnectionHandle, std::string_view>> held(holder_.begin(),
                                                                           holder_.end());
   std::sort(held.begin(), held.end());
@@ -256,6 +267,7 @@ Status Dispatcher::LoadState(std::string_view state) {
   const auto corrupt = [] { return MakeError(ErrorCode::kBadRequest, "cluster state is corrupt"); };
   if (r.Str() != kStateMagic) return corrupt();
   const std::string_view engine_state = r.Str();
+  const std::string_view agents_state = r.Str();
   std::unordered_map<engine::ConnectionHandle, std::string> holder;
   for (uint64_t n = r.Count(16); n > 0 && r.ok(); --n) {
     const engine::ConnectionHandle handle = r.U64();
@@ -269,11 +281,15 @@ Status Dispatcher::LoadState(std::string_view state) {
     SeededRandom random(0);
     engine::Engine scratch(engine_.config(), clock_, random, sink);
     if (Status st = scratch.LoadState(engine_state); !st) return st;
+    engine::SessionRegistry agents(options_.sessions, clock_, *this);
+    if (Status st = agents.LoadState(agents_state); !st) return st;
   }
   if (sessions_.size() > 0 || !pending_.empty()) {
     CloseAll(4001, "node resynchronized with the cluster");
   }
   if (Status st = engine_.LoadState(engine_state); !st) return st;
+  if (Status st = agents_.LoadState(agents_state); !st) return st;
+  expired_.clear();
   holder_ = std::move(holder);
   tick_pending_ = false;
   return Status::Ok();
@@ -306,6 +322,14 @@ void Dispatcher::ApplyOpen(const ReplicatedEntry& e, const json::object& o) {
   AttachResult r = AttachInEngine(StringOf(o, "c"), StringOf(o, "d"), IntOf(o, "r"), resume_key);
   const auto id = static_cast<SessionId>(IntOf(o, "s"));
   if (!r.error) holder_[r.attached.handle] = std::string(e.origin) + "/" + std::to_string(id);
+  // A resumed worker gets its pending assignments again (after `connected`, on its own node).
+  struct Resumed {
+    engine::SessionRegistry& agents;
+    engine::ConnectionHandle handle;
+    ~Resumed() {
+      if (handle != 0) agents.ConnectionResumed(handle);
+    }
+  } resumed{agents_, r.resumed ? r.attached.handle : 0};
   if (!e.mine) return;
   auto p = pending_.find(id);
   if (p == pending_.end()) {
@@ -341,7 +365,8 @@ void Dispatcher::ApplyOp(const ReplicatedEntry& e, const json::object& o) {
     }
   }
   const std::string client_id = StringOf(o, "c");
-  const Caller caller{client_id, handle, &patterns};
+  const Caller caller{client_id, handle, &patterns, IntOf(o, "w") != 0};
+  if (o.contains("x")) replication_->UseSeed(StringOf(o, "x"));
   const Args args(*parsed);
   OpCall call{core_, caller, args};
   // The answer goes to the session that asked, on the node it is on.
@@ -354,6 +379,7 @@ void Dispatcher::ApplyOp(const ReplicatedEntry& e, const json::object& o) {
     Status st = op->async(call, [this, sid, req_id, mine = s != nullptr](Result<std::string> f) {
       if (mine) ReplyLater(sid, req_id, std::move(f));
     });
+    if (st) NoteConversationActivity(*parsed);
     if (!st && s != nullptr) {
       metrics_.request_errors_total.fetch_add(1, std::memory_order_relaxed);
       Reply(*s, ReplyError(req_id, st.error()));
@@ -361,6 +387,7 @@ void Dispatcher::ApplyOp(const ReplicatedEntry& e, const json::object& o) {
     return;
   }
   Result<std::string> fields = op->sync(call);
+  if (fields.ok()) NoteConversationActivity(*parsed);
   if (s == nullptr) return;
   if (!fields.ok()) metrics_.request_errors_total.fetch_add(1, std::memory_order_relaxed);
   ReplyLater(sid, req_id, std::move(fields));

@@ -52,6 +52,10 @@ Result<Req> Prepare(OpCall& c) {
       if (Status st = CheckChannel(c.core, c.caller, req->channel); !st) return st.error();
     }
   }
+  if constexpr ((Flags & kConversationOp) != 0) {
+    if (Status st = CheckChannel(c.core, c.caller, ConversationChannel(req->conversation_id)); !st)
+      return st.error();
+  }
   return req;
 }
 
@@ -245,12 +249,97 @@ Status Command(OpCall& c, CommandRequest& r, Responder respond) {
 // POST /v1/tokens (REST only): a token for the caller.
 Result<std::string> MintTokenOp(OpCall& c, TokenRequest& r) {
   const TimeMs now = c.core.clock.NowMs();
-  auto token =
-      MintToken(c.core.options.jwt_secret, c.caller.client_id, r.ttl_ms / 1000, r.channels, now);
+  auto token = MintToken(c.core.options.jwt_secret, c.caller.client_id, r.ttl_ms / 1000, r.channels,
+                         now, r.roles);
   if (!token.ok()) return token.error();
   std::string out;
   AppendTokenFields(out, *token, now / 1000 * 1000 + r.ttl_ms / 1000 * 1000);
   return out;
+}
+
+// ----- Agent sessions (protocol-ext §3) ----------------------------------------------------------
+
+Result<std::string> SessionStartFor(OpCall& c, SessionStartRequest& r, bool subscribe) {
+  if (!r.request.is_null() && r.request.text().size() > c.core.options.engine.limits.max_data_bytes)
+    return MakeError(ErrorCode::kTooLarge, "request is larger than the data limit");
+  if (subscribe && c.caller.handle == 0) return BadRequest("session.ensure needs a connection");
+  engine::SessionRegistry& reg = c.core.sessions;
+  engine::SessionRegistry::StartOptions opts;
+  opts.request = std::move(r.request);
+  opts.inactivity_timeout_ms = r.inactivity_timeout_ms;
+  opts.abandon_after_ms = r.abandon_after_ms;
+  if (!reg.Has(r.conversation_id)) {
+    const std::string agent = reg.AgentIdFor(r.conversation_id);
+    const auto members = c.core.engine.Get(ConversationChannel(r.conversation_id)).members;
+    opts.others_present = static_cast<size_t>(std::count_if(
+        members.begin(), members.end(), [&](const auto& m) { return m.client_id != agent; }));
+  }
+  auto started = reg.Start(r.conversation_id, std::move(opts));
+  if (!started.ok()) return started.error();
+  std::string out = "\"session\":";
+  AppendSession(out, started->session);
+  out += ",\"created\":";
+  AppendBool(out, started->created);
+  if (subscribe) {
+    if (Status st = reg.Subscribe(c.caller.handle, r.conversation_id); !st) return st.error();
+  }
+  return out;
+}
+
+Result<std::string> SessionStart(OpCall& c, SessionStartRequest& r) {
+  return SessionStartFor(c, r, false);
+}
+
+Result<std::string> SessionEnsure(OpCall& c, SessionStartRequest& r) {
+  return SessionStartFor(c, r, true);
+}
+
+Result<std::string> SessionGet(OpCall& c, ConversationRequest& r) {
+  std::string out = "\"session\":";
+  if (auto s = c.core.sessions.Get(r.conversation_id)) {
+    AppendSession(out, *s);
+  } else {
+    out += "null";
+  }
+  return out;
+}
+
+Result<std::string> SessionStop(OpCall& c, ConversationRequest& r) {
+  return Field("stopped", AppendBool, c.core.sessions.Stop(r.conversation_id));
+}
+
+Result<std::string> SessionServe(OpCall& c, SessionServeRequest& r) {
+  if (!c.caller.worker) {
+    return MakeError(ErrorCode::kForbidden, "only a token with the worker role may serve sessions");
+  }
+  const engine::Identity* who = c.core.engine.IdentityOf(c.caller.handle);
+  if (who == nullptr) return MakeError(ErrorCode::kInternal, "unknown connection");
+  const std::string connection_id = who->connection_id;
+  if (Status st = c.core.sessions.Serve(c.caller.handle, connection_id, r.capacity); !st)
+    return st.error();
+  return std::string();
+}
+
+Result<std::string> SessionReady(OpCall& c, ConversationRequest& r) {
+  if (Status st = c.core.sessions.Ready(c.caller.handle, r.conversation_id); !st) return st.error();
+  return std::string();
+}
+
+Result<std::string> SessionFail(OpCall& c, SessionFailRequest& r) {
+  if (Status st = c.core.sessions.Fail(c.caller.handle, r.conversation_id, r.error); !st)
+    return st.error();
+  return std::string();
+}
+
+Result<std::string> SessionTouch(OpCall& c, ConversationRequest& r) {
+  if (Status st = c.core.sessions.Touch(r.conversation_id); !st) return st.error();
+  return std::string();
+}
+
+// GET /v1/sessions (REST only).
+Result<std::string> SessionList(OpCall& c, NoFields&) {
+  const auto list = c.core.sessions.List();
+  return Field("sessions", AppendSessions, std::span<const engine::SessionView>(list));
 }
 
 // ----- The table
@@ -277,6 +366,15 @@ constexpr std::array kOps = {
     Async<CommandRequest, Command, kTouch>("command"),
     Sync<ChannelListRequest, ListChannels, kRestOnly>("channels"),
     Sync<TokenRequest, MintTokenOp, kRestOnly>("tokens"),
+    Sync<SessionStartRequest, SessionStart, kConversationOp>("session.start"),
+    Sync<SessionStartRequest, SessionEnsure, kConversationOp>("session.ensure"),
+    Sync<ConversationRequest, SessionGet, kConversationOp | kTouch>("session.get"),
+    Sync<ConversationRequest, SessionStop, kConversationOp>("session.stop"),
+    Sync<SessionServeRequest, SessionServe>("session.serve"),
+    Sync<ConversationRequest, SessionReady, kConversationOp>("session.ready"),
+    Sync<SessionFailRequest, SessionFail, kConversationOp>("session.fail"),
+    Sync<ConversationRequest, SessionTouch, kConversationOp>("session.touch"),
+    Sync<NoFields, SessionList, kRestOnly>("sessions"),
 };
 
 }  // namespace

@@ -7,6 +7,8 @@
 //                (after a synchronous answer, before a store-backed one starts);
 //   kStoreBacked answered later (the store, the disk): the handler gets a Responder;
 //   kRestOnly    reached through REST only: a WebSocket asking for it gets "unknown op".
+//   kConversationOp the request's `conversationId` names a conversation whose channel
+//                (conversation:{id}) the caller's token allows (agent sessions, protocol-ext §3).
 // Each handler takes its typed request (requests.h) and writes its reply fields; the WebSocket
 // surface (Dispatcher::Message) and the REST routes (rest_routes.h) both run ops through this
 // table. Adding an op: one row in ops.cc, one handler, its unit tests.
@@ -36,6 +38,7 @@ enum OpFlag : uint32_t {
   kTouch = 1u << 1,
   kStoreBacked = 1u << 2,
   kRestOnly = 1u << 3,
+  kConversationOp = 1u << 4,  // `conversationId`: its channel conversation:{id} is as kChannelOp
 };
 
 // Who a request comes from.
@@ -44,6 +47,7 @@ struct Caller {
   engine::ConnectionHandle handle = 0;  // 0: a backend over REST, acting for client_id
   // The token's channel patterns; null or nullopt: every channel.
   const std::optional<std::vector<std::string>>* patterns = nullptr;
+  bool worker = false;  // the token's roles include "worker"
 
   bool AllChannels() const { return patterns == nullptr || !patterns->has_value(); }
   std::optional<std::vector<std::string>> Patterns() const {
@@ -57,6 +61,7 @@ struct Core {
   const Clock& clock;
   engine::Engine& engine;
   StoreBridge& store;
+  engine::SessionRegistry& sessions;
 };
 
 // One request being handled.

@@ -7,6 +7,7 @@
 
 #include "common/clock.h"
 #include "engine/config.h"
+#include "engine/session_registry.h"
 
 namespace presenced::protocol {
 
@@ -22,6 +23,7 @@ struct DispatcherOptions {
   std::string jwt_secret;                  // for POST /v1/tokens (set at start)
   TimeMs last_seen_checkpoint_ms = 10000;  // how often connected users' lastSeen is stored
   size_t max_batch_bytes = 1 << 20;        // largest `batch` frame for `batch=1` sessions
+  engine::SessionSettings sessions;        // agent sessions (protocol-ext §3)
 };
 
 // Runs a task on the Dispatcher's thread later, after the current call. Thread-safe. The store's

@@ -14,6 +14,7 @@ namespace presenced::protocol {
 struct ConnectRequest {
   std::string client_id;
   std::optional<std::vector<std::string>> channel_patterns;  // absent = all channels
+  bool worker = false;  // the token's roles include "worker" (protocol-ext §3)
   std::string device;
   std::optional<std::string> resume_key;
   std::optional<TimeMs> remain_present_for_ms;

@@ -198,6 +198,92 @@ Result<TokenRequest> TokenRequest::Parse(const Args& a) {
     }
     r.ttl_ms = t->as_int64();
   }
+  if (const json::value* roles = a.Get("roles")) {
+    if (!roles->is_array()) return BadRequest("roles must be an array");
+    for (const auto& p : roles->as_array()) {
+      if (!p.is_string()) return BadRequest("roles must hold strings");
+      r.roles.emplace_back(p.as_string());
+    }
+  }
+  return r;
+}
+
+// ----- Agent sessions ---------------------------------------------------------------------------
+
+std::string ConversationChannel(std::string_view conversation_id) {
+  std::string out(kConversationPrefix);
+  out += conversation_id;
+  return out;
+}
+
+namespace {
+
+Result<std::string_view> ConversationId(const Args& a, size_t max_id_bytes) {
+  auto id = a.String("conversationId");
+  if (!id.ok()) return id.error();
+  if (Status st = CheckName(*id, "conversationId", max_id_bytes); !st) return st.error();
+  return *id;
+}
+
+Result<std::optional<TimeMs>> Timeout(const Args& a, std::string_view key) {
+  auto v = a.OptInt(key);
+  if (!v.ok()) return v.error();
+  constexpr int64_t kYear = 365LL * 86400 * 1000;
+  if (*v && (**v < 1 || **v > kYear)) {
+    return BadRequest(std::string(key) + " must be from 1 to " + std::to_string(kYear));
+  }
+  return *v;
+}
+
+}  // namespace
+
+Result<ConversationRequest> ConversationRequest::Parse(const Args& a, size_t max_id_bytes) {
+  auto id = ConversationId(a, max_id_bytes);
+  if (!id.ok()) return id.error();
+  return ConversationRequest{*id};
+}
+
+Result<SessionStartRequest> SessionStartRequest::Parse(const Args& a, size_t max_id_bytes) {
+  SessionStartRequest r;
+  auto id = ConversationId(a, max_id_bytes);
+  if (!id.ok()) return id.error();
+  r.conversation_id = *id;
+  if (auto req = a.OptJson("request")) r.request = std::move(*req);
+  auto inactivity = Timeout(a, "inactivityTimeoutMs");
+  if (!inactivity.ok()) return inactivity.error();
+  r.inactivity_timeout_ms = *inactivity;
+  auto abandon = Timeout(a, "abandonAfterMs");
+  if (!abandon.ok()) return abandon.error();
+  r.abandon_after_ms = *abandon;
+  return r;
+}
+
+Result<SessionFailRequest> SessionFailRequest::Parse(const Args& a, size_t max_id_bytes) {
+  SessionFailRequest r;
+  auto id = ConversationId(a, max_id_bytes);
+  if (!id.ok()) return id.error();
+  r.conversation_id = *id;
+  auto error = a.OptString("error");
+  if (!error.ok()) return error.error();
+  if (*error) {
+    if ((*error)->size() > 1024) {
+      return MakeError(ErrorCode::kTooLarge, "error is longer than 1024 bytes");
+    }
+    r.error = **error;
+  }
+  return r;
+}
+
+Result<SessionServeRequest> SessionServeRequest::Parse(const Args& a) {
+  SessionServeRequest r;
+  auto capacity = a.OptInt("capacity");
+  if (!capacity.ok()) return capacity.error();
+  if (*capacity) {
+    if (**capacity < 0 || **capacity > 1000000) {
+      return BadRequest("capacity must be from 0 to 1000000");
+    }
+    r.capacity = static_cast<uint32_t>(**capacity);
+  }
   return r;
 }
 

@@ -126,8 +126,42 @@ struct ChannelListRequest {
 // POST /v1/tokens.
 struct TokenRequest {
   std::optional<std::vector<std::string>> channels;
+  std::vector<std::string> roles;
   int64_t ttl_ms = 3600 * 1000;
   static Result<TokenRequest> Parse(const Args& a);
+};
+
+// ----- Agent sessions (protocol-ext §3)
+// -----------------------------------------------------------
+
+// The conversation channel of a conversation id.
+std::string ConversationChannel(std::string_view conversation_id);
+inline constexpr std::string_view kConversationPrefix = "conversation:";
+
+// session.get, session.stop, session.touch, session.ready.
+struct ConversationRequest {
+  std::string_view conversation_id;
+  static Result<ConversationRequest> Parse(const Args& a, size_t max_id_bytes);
+};
+
+// session.start, session.ensure, PUT /v1/sessions/{conversationId}.
+struct SessionStartRequest {
+  std::string_view conversation_id;
+  JsonText request;  // null when absent
+  std::optional<TimeMs> inactivity_timeout_ms;
+  std::optional<TimeMs> abandon_after_ms;
+  static Result<SessionStartRequest> Parse(const Args& a, size_t max_id_bytes);
+};
+
+struct SessionFailRequest {
+  std::string_view conversation_id;
+  std::string_view error;  // "" when absent; at most 1024 bytes
+  static Result<SessionFailRequest> Parse(const Args& a, size_t max_id_bytes);
+};
+
+struct SessionServeRequest {
+  uint32_t capacity = 100;
+  static Result<SessionServeRequest> Parse(const Args& a);
 };
 
 }  // namespace presenced::protocol

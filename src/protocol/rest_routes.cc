@@ -23,6 +23,10 @@ enum class Shape : uint8_t {
   kObject,   // the op's fields, as an object
   kOneOf,    // the one element of the op's only field (an array): status.get for one user
   kFieldOf,  // the value of the op's only field: status.set
+  // Agent sessions (protocol-ext §3):
+  kStarted,     // `session`, 201 when `created`, else 200
+  kFoundOr404,  // the value of the op's only field; null: 404 not_found
+  kNoContent,   // 204, no body
 };
 
 struct Route {
@@ -37,8 +41,9 @@ struct Route {
 
 constexpr std::string_view kChannel = "{channel}";
 constexpr std::string_view kClient = "{clientId}";
+constexpr std::string_view kConversation = "{conversationId}";
 
-constexpr std::array<Route, 11> kRoutes = {{
+constexpr std::array<Route, 15> kRoutes = {{
     {"GET", {"v1", "channels"}, "channels"},
     {"GET", {"v1", "channels", kChannel, "presence"}, "get"},
     {"GET", {"v1", "channels", kChannel, "occupancy"}, "occupancy"},
@@ -61,6 +66,25 @@ constexpr std::array<Route, 11> kRoutes = {{
     {"GET", {"v1", "who"}, "who"},
     {"POST", {"v1", "commands"}, "command", Fields::kBody, ActsFor::kBody},
     {"POST", {"v1", "tokens"}, "tokens", Fields::kBody, ActsFor::kBody},
+    {"GET", {"v1", "sessions"}, "sessions"},
+    {"PUT",
+     {"v1", "sessions", kConversation},
+     "session.start",
+     Fields::kBody,
+     ActsFor::kNobody,
+     Shape::kStarted},
+    {"GET",
+     {"v1", "sessions", kConversation},
+     "session.get",
+     Fields::kQuery,
+     ActsFor::kNobody,
+     Shape::kFoundOr404},
+    {"DELETE",
+     {"v1", "sessions", kConversation},
+     "session.stop",
+     Fields::kQuery,
+     ActsFor::kNobody,
+     Shape::kNoContent},
 }};
 
 size_t SegmentCount(const Route& r) {
@@ -72,7 +96,10 @@ size_t SegmentCount(const Route& r) {
 bool PathMatches(const Route& r, const std::vector<std::string>& seg) {
   if (seg.size() != SegmentCount(r)) return false;
   for (size_t i = 0; i < seg.size(); ++i) {
-    if (r.path[i] != kChannel && r.path[i] != kClient && r.path[i] != seg[i]) return false;
+    if (r.path[i] != kChannel && r.path[i] != kClient && r.path[i] != kConversation &&
+        r.path[i] != seg[i]) {
+      return false;
+    }
   }
   return true;
 }
@@ -161,6 +188,7 @@ void HandleRest(Core& core, const HttpRequest& req, std::function<void(HttpRespo
   const auto& limits = core.options.engine.limits;
   const auto channel = PathParam(*route, seg, kChannel);
   const auto client = PathParam(*route, seg, kClient);
+  const auto conversation = PathParam(*route, seg, kConversation);
   if (channel) {
     if (Status st = CheckName(*channel, "channel", limits.max_channel_bytes); !st) {
       return fail(st.error());
@@ -173,7 +201,7 @@ void HandleRest(Core& core, const HttpRequest& req, std::function<void(HttpRespo
   }
 
   json::object fields;
-  if (route->fields == Fields::kBody) {
+  if (route->fields == Fields::kBody && !(conversation && req.body.empty())) {
     Result<json::object> body = ParseRequestObject(req.body);
     if (!body.ok()) return fail(body.error());
     fields = std::move(body).value();
@@ -182,6 +210,7 @@ void HandleRest(Core& core, const HttpRequest& req, std::function<void(HttpRespo
   }
   // The path names what the request is about, whatever the query says.
   if (channel) fields["channel"] = *channel;
+  if (conversation) fields["conversationId"] = *conversation;
   if (client) {
     if (route->id_field == IdField::kClientIds) {
       fields["clientIds"] = json::array{json::string(*client)};
@@ -207,8 +236,28 @@ void HandleRest(Core& core, const HttpRequest& req, std::function<void(HttpRespo
   OpCall call{core, caller, args};
   auto respond = [shape = route->shape, done](Result<std::string> out) {
     if (!out.ok()) return done(ErrorResponse(out.error()));
-    if (shape == Shape::kObject) return done(HttpResponse{200, "{" + *out + "}"});
-    done(HttpResponse{200, Unwrap(*out, shape == Shape::kOneOf)});
+    switch (shape) {
+      case Shape::kObject:
+        return done(HttpResponse{200, "{" + *out + "}"});
+      case Shape::kOneOf:
+      case Shape::kFieldOf:
+        return done(HttpResponse{200, Unwrap(*out, shape == Shape::kOneOf)});
+      case Shape::kStarted: {
+        // `"session":{...},"created":B`: the session is the body, `created` its status.
+        const size_t created = out->rfind(",\"created\":");
+        const bool is_new = out->compare(created + 11, 4, "true") == 0;
+        return done(HttpResponse{is_new ? 201u : 200u, Unwrap(out->substr(0, created), false)});
+      }
+      case Shape::kFoundOr404: {
+        std::string value = Unwrap(*out, false);
+        if (value == "null") {
+          return done(ErrorResponse(MakeError(ErrorCode::kNotFound, "no such session")));
+        }
+        return done(HttpResponse{200, std::move(value)});
+      }
+      case Shape::kNoContent:
+        return done(HttpResponse{204, "", ""});
+    }
   };
   if (op->async != nullptr) {
     if (Status st = op->async(call, respond); !st) fail(st.error());

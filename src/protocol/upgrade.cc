@@ -49,6 +49,7 @@ Result<ConnectRequest> ParseUpgrade(std::string_view target, std::string_view se
   }
   req.client_id = claims->client_id;
   req.channel_patterns = std::move(claims->channels);
+  req.worker = claims->worker;
   return req;
 }
 

@@ -107,6 +107,13 @@ const std::vector<Setting>& Table() {
     add("log_level", "trace, debug, info, warn, error, off", Text(FIELD(log_level)));
     add("io_threads", "I/O threads (0 = one per usable CPU: affinity mask and cgroup quota)",
         Int(FIELD(net.io_threads), "io_threads", 0, 256));
+    add("agent_id_template",
+        "an agent session's clientId; {conversationId} is replaced (protocol-ext §3)",
+        Text(FIELD(protocol.sessions.agent_id_template)));
+    add("session_inactivity_ms", "default inactivityTimeoutMs of an agent session",
+        Int(FIELD(protocol.sessions.inactivity_timeout_ms), "session_inactivity_ms", 1, kYear));
+    add("session_abandon_ms", "default abandonAfterMs of an agent session",
+        Int(FIELD(protocol.sessions.abandon_after_ms), "session_abandon_ms", 1, kYear));
     add("heartbeat_ms", "ping interval; silent for two intervals = abrupt drop",
         Int(FIELD(net.heartbeat_ms), "heartbeat_ms", 10, kHour));
     add("remain_present_for_ms", "default grace after an abrupt drop",
@@ -339,6 +346,10 @@ std::vector<std::string> Reconcile(Config& c) {
     notes.push_back("offline_after_ms raised to away_after_ms (" +
                     std::to_string(p.engine.away_after_ms) + ")");
     p.engine.offline_after_ms = p.engine.away_after_ms;
+  }
+  if (p.sessions.agent_id_template.empty()) {
+    p.sessions.agent_id_template = engine::SessionSettings{}.agent_id_template;
+    notes.push_back("agent_id_template is empty: " + p.sessions.agent_id_template + " is used");
   }
   return notes;
 }

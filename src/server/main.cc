@@ -1,7 +1,7 @@
 // presenced: the realtime presence server.
 //
 //   presenced [--config FILE] [--listen HOST:PORT] [...]   serve
-//   presenced token CLIENT_ID [--channels a,b*] [--ttl 3600]   mint a client token
+//   presenced token CLIENT_ID [--channels a,b*] [--ttl 3600] [--roles worker]   mint a client token
 //
 // Threads: the main thread runs the I/O threads (net::Server::Run), and the Dispatcher and Engine
 // run in rounds on the server's own loop (EngineLoop on net::Server::WorkLoop: with one I/O
@@ -297,6 +297,8 @@ int Main(int argc, char** argv) {
   token->add_option("--channels", channels,
                     "comma-separated channel patterns (* = any run); default all");
   token->add_option("--ttl", ttl_s, "lifetime in seconds")->check(CLI::PositiveNumber);
+  std::string roles;
+  token->add_option("--roles", roles, "comma-separated roles (worker: may serve agent sessions)");
 
   try {
     app.parse(argc, argv);
@@ -346,9 +348,11 @@ int Main(int argc, char** argv) {
     }
     std::optional<std::vector<std::string>> patterns;
     if (!channels.empty()) patterns = CLI::detail::split(channels, ',');
+    std::vector<std::string> role_list;
+    if (!roles.empty()) role_list = CLI::detail::split(roles, ',');
     SystemClock clock;
-    auto t =
-        protocol::MintToken(config.protocol.jwt_secret, client_id, ttl_s, patterns, clock.NowMs());
+    auto t = protocol::MintToken(config.protocol.jwt_secret, client_id, ttl_s, patterns,
+                                 clock.NowMs(), role_list);
     if (!t.ok()) {
       std::fprintf(stderr, "presenced: %s\n", t.error().message.c_str());
       return 2;

@@ -64,10 +64,12 @@ class Server:
         with open(os.path.join(self.data_dir, "jwt-secret")) as f:
             self.secret = f.read().strip()
 
-    def token(self, client_id, channels=None, ttl=3600):
+    def token(self, client_id, channels=None, ttl=3600, roles=None):
         args = [BINARY, "token", client_id, "--ttl", str(ttl), "--data-dir", self.data_dir]
         if channels is not None:
             args += ["--channels", ",".join(channels)]
+        if roles:
+            args += ["--roles", ",".join(roles)]
         return subprocess.check_output(args, text=True).strip()
 
     def url(self, token, **params):
@@ -155,8 +157,8 @@ class Client:
         self.connected = None
 
     @classmethod
-    async def connect(cls, server, client_id, channels=None, token=None, **params):
-        token = token or server.token(client_id, channels)
+    async def connect(cls, server, client_id, channels=None, token=None, roles=None, **params):
+        token = token or server.token(client_id, channels, roles=roles)
         ws = await websockets.connect(server.url(token, **params), max_size=None, max_queue=None,
                                       ping_interval=None, open_timeout=TIMEOUT)
         c = cls(ws)
