@@ -42,6 +42,8 @@ void Dispatcher::Tick() {
   }
   metrics_.PublishEngine(engine_.channel_count(), engine_.member_count(),
                          engine_.connection_count(), engine_.user_count());
+  metrics_.agent_sessions.store(agents_.size(), std::memory_order_relaxed);
+  metrics_.session_workers.store(agents_.worker_count(), std::memory_order_relaxed);
 }
 
 std::optional<TimeMs> Dispatcher::NextDeadline() const {

@@ -150,6 +150,42 @@ TEST_F(TwoNodes, EveryNodeAppliesEveryChangeAndTheAskingNodeAnswers) {
   EXPECT_EQ(a_.dispatcher().engine().connection_count(), 1u);
 }
 
+TEST_F(TwoNodes, AConversationHasOneAgentSessionAndEveryNodeAgreesOnIt) {
+  ConnectOptions as_worker;
+  as_worker.worker = true;
+  TestConn w = Open(b_, "w", as_worker);
+  EXPECT_TRUE(IsOk(Request(b_, w, "session.serve", {{"capacity", 3}})));
+  TestConn alice = Open(a_, "alice");
+  TestConn bob = Open(b_, "bob");
+  EXPECT_TRUE(IsOk(Request(a_, alice, "enter", {{"channel", "conversation:c1"}})));
+  json::object first = Request(a_, alice, "session.ensure", {{"conversationId", "c1"}});
+  json::object second = Request(b_, bob, "session.ensure", {{"conversationId", "c1"}});
+  EXPECT_TRUE(first.at("created").as_bool());
+  EXPECT_FALSE(second.at("created").as_bool());
+  // The assignment reaches the worker once, on its own node.
+  ASSERT_EQ(w.peer->OfType("session.assign").size(), 1u);
+  EXPECT_TRUE(IsOk(Request(b_, w, "session.ready", {{"conversationId", "c1"}})));
+  // Both subscribers hear `running`, each from its own node, and the agent is a member on both.
+  EXPECT_EQ(alice.peer->OfType("session").size(), 1u);
+  EXPECT_EQ(bob.peer->OfType("session").size(), 1u);
+  EXPECT_EQ(a_.dispatcher().engine().member_count(), 2u);
+  EXPECT_EQ(b_.dispatcher().engine().member_count(), 2u);
+  EXPECT_EQ(a_.dispatcher().SaveState(), b_.dispatcher().SaveState());
+  // The only other member leaves: abandoned after abandonAfterMs, at one log position.
+  EXPECT_TRUE(IsOk(Request(a_, alice, "leave", {{"channel", "conversation:c1"}})));
+  now_ += engine::SessionSettings{}.abandon_after_ms;
+  a_.dispatcher().Tick();  // due by the wall clock: asks the log for a tick
+  b_.dispatcher().Tick();
+  Deliver();
+  EXPECT_EQ(a_.dispatcher().agent_sessions().size(), 0u);
+  EXPECT_EQ(b_.dispatcher().agent_sessions().size(), 0u);
+  auto stopped = bob.peer->OfType("session");
+  ASSERT_EQ(stopped.size(), 2u);
+  EXPECT_EQ(Str(stopped[1], "reason"), "abandoned");
+  EXPECT_EQ(w.peer->OfType("session.stop").size(), 1u);
+  EXPECT_EQ(a_.dispatcher().SaveState(), b_.dispatcher().SaveState());
+}
+
 // The events stored in `node`'s store for `channel` (newest first), as their actions.
 std::vector<std::string> StoredActions(ProtocolHarness& node, const std::string& channel) {
   storage::HistoryQuery q;

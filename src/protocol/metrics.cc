@@ -74,6 +74,10 @@ std::string Metrics::Render(const Gauges& e) const {
   Metric(out, "presenced_channels", "gauge", "Channels with members or subscribers.", e.channels);
   Metric(out, "presenced_members", "gauge", "Presence members in all channels.", e.members);
   Metric(out, "presenced_users", "gauge", "Users known to the engine.", e.users);
+  Metric(out, "presenced_agent_sessions", "gauge", "Agent sessions, starting or running.",
+         v(agent_sessions));
+  Metric(out, "presenced_session_workers", "gauge", "Connections serving agent sessions.",
+         v(session_workers));
   Metric(out, "presenced_requests_total", "counter", "WebSocket requests handled.",
          v(requests_total));
   Metric(out, "presenced_request_errors_total", "counter",

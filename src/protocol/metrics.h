@@ -63,6 +63,8 @@ struct Metrics {
   std::atomic<uint64_t> members{0};
   std::atomic<uint64_t> engine_connections{0};
   std::atomic<uint64_t> users{0};
+  std::atomic<uint64_t> agent_sessions{0};   // agent sessions (protocol-ext §3)
+  std::atomic<uint64_t> session_workers{0};  // connections serving them
 
   // On the presence loop, at the end of each round (Dispatcher::Tick).
   void PublishEngine(uint64_t channel_count, uint64_t member_count, uint64_t connection_count,

@@ -188,7 +188,8 @@ struct ConnectOptions {
   std::optional<std::string> remain_present_for_ms;  // `remainPresentForMs=`, as sent
   int64_t token_ttl_s = 3600;
   TimeMs heartbeat_ms = kTestHeartbeatMs;
-  bool batch = false;  // `batch=1`
+  bool batch = false;   // `batch=1`
+  bool worker = false;  // the token's roles: ["worker"]
 };
 
 // The options of Connect(client_id, options...), e.g. Connect("a", Device{"phone"},
@@ -269,8 +270,10 @@ class ProtocolHarness {
   // A signed token for `client_id`, as `presenced token` mints it.
   std::string Token(std::string_view client_id,
                     const std::optional<std::vector<std::string>>& channels = std::nullopt,
-                    int64_t ttl_s = 3600) {
-    auto token = MintToken(kTestSecret, client_id, ttl_s, channels, clock.NowMs());
+                    int64_t ttl_s = 3600, bool worker = false) {
+    auto token =
+        MintToken(kTestSecret, client_id, ttl_s, channels, clock.NowMs(),
+                  worker ? std::vector<std::string>{"worker"} : std::vector<std::string>{});
     EXPECT_TRUE(token.ok()) << (token.ok() ? "" : token.error().message);
     return token.ok() ? *token : std::string();
   }
@@ -282,7 +285,7 @@ class ProtocolHarness {
     return UpgradeWith(client_id, MakeConnectOptions(std::move(opts)...));
   }
   Result<ConnectRequest> UpgradeWith(std::string_view client_id, const ConnectOptions& o) {
-    std::string target = "/v1/ws?token=" + Token(client_id, o.channels, o.token_ttl_s);
+    std::string target = "/v1/ws?token=" + Token(client_id, o.channels, o.token_ttl_s, o.worker);
     if (!o.device.empty()) target += "&device=" + o.device;
     if (o.resume) target += "&resume=" + *o.resume;
     if (o.remain_present_for_ms) target += "&remainPresentForMs=" + *o.remain_present_for_ms;
