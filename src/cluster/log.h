@@ -41,9 +41,9 @@ struct LogEntry {
 struct LogOptions {
   std::string key = "{presenced}:log";
   std::string number_key = "{presenced}:logq";  // numbers the entries (cluster/node.h)
-  size_t max_entries = 1000000;  // approximate trimming (MAXLEN ~)
-  int block_ms = 1000;           // one XREAD waits at most this long, then is sent again
-  size_t read_count = 1000;      // entries per XREAD at most
+  size_t max_entries = 1000000;                 // approximate trimming (MAXLEN ~)
+  int block_ms = 1000;       // one XREAD waits at most this long, then is sent again
+  size_t read_count = 1000;  // entries per XREAD at most
 };
 
 // Whether stream id `a` comes before `b` ("ms-seq" numerically).
@@ -89,11 +89,11 @@ class Log {
   std::string position_ = "0-0";
   EntriesCallback on_entries_;
   std::function<bool(bool restarted)> on_gap_;
-  bool paused_ = false;      // at a gap, until Resume
+  bool paused_ = false;               // at a gap, until Resume
   std::optional<uint64_t> expected_;  // the next entry's number, when known
-  bool reading_ = false;     // Read was called
-  bool in_flight_ = false;   // an XREAD (or the gap check) is pending
-  uint64_t generation_ = 0;  // per reader connection: a reply for an older one is ignored
+  bool reading_ = false;              // Read was called
+  bool in_flight_ = false;            // an XREAD (or the gap check) is pending
+  uint64_t generation_ = 0;           // per reader connection: a reply for an older one is ignored
   std::shared_ptr<bool> alive_ = std::make_shared<bool>(true);
 };
 

@@ -75,6 +75,7 @@ class Replicator final : public Replication {
   void UseSeed(std::string_view seed) override { random_.Seed(seed); }
   TimeMs LogTime() const override { return clock_.NowMs(); }
   bool Available() const override { return ready_ && node_.up(); }
+  std::string Origin() const override { return node_.node_id() + "/" + node_.incarnation(); }
 
   uint64_t gaps() const { return gaps_; }  // gaps no snapshot covered (the state may differ)
   uint64_t snapshots_saved() const { return saved_; }

@@ -17,7 +17,7 @@ namespace presenced {
 struct HttpCall {
   std::string url;  // http:// or https://
   std::vector<std::pair<std::string, std::string>> headers;
-  std::string body;  // sent as application/json
+  std::string body;                         // sent as application/json
   std::chrono::milliseconds timeout{5000};  // for the whole exchange
 };
 

@@ -40,6 +40,8 @@ class Replication {
   virtual TimeMs LogTime() const = 0;
   // Whether appends can succeed now (Redis reachable, lease held).
   virtual bool Available() const = 0;
+  // This node's current incarnation, as entries it appends carry it ("node/incarnation").
+  virtual std::string Origin() const = 0;
 };
 
 }  // namespace presenced

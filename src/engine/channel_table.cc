@@ -79,9 +79,13 @@ void Engine::Emit(Channel& channel, Action action, LeaveReason reason, const Con
   for (const Subscriber& s : channel.subscribers) {
     if ((s.actions & bit) && !s.in_grace) recipients_.push_back(s.handle);
   }
-  PresenceEvent event{channel.name, serial, action, reason,
-                      MemberView{who.identity->client_id, who.identity->connection_id, data,
-                                 timestamp, expires_at}};
+  PresenceEvent event{
+      channel.name,
+      serial,
+      action,
+      reason,
+      MemberView{who.identity->client_id, who.identity->connection_id, data, timestamp, expires_at},
+      channel.members.size()};
   sink_.OnPresence(event, recipients_);
 }
 

@@ -66,6 +66,8 @@ struct PresenceEvent {
   Action action = Action::kEnter;
   LeaveReason reason = LeaveReason::kNone;  // set on leave only
   MemberView member;
+  uint64_t channel_members = 0;  // the channel's members after the event (webhooks: 1 on the
+                                 // first enter = occupied, 0 after the last leave = vacated)
 };
 
 // A user's status as others see it (the wire's STATUS object).

@@ -20,6 +20,7 @@
 
 #include "common/clock.h"
 #include "common/error.h"
+#include "common/http_client.h"
 #include "common/reactor.h"
 #include "common/task_loop.h"
 #include "common/transport.h"
@@ -159,6 +160,7 @@ class Server {
   class Impl;  // opaque: keeps Asio out of this header
 
  private:
+  friend std::unique_ptr<HttpClient> MakeHttpClient(Server& server, const std::string& ca_file);
   std::unique_ptr<Impl> impl_;
 };
 

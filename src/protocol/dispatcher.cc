@@ -7,6 +7,7 @@
 #include "protocol/args.h"
 #include "protocol/auth.h"
 #include "protocol/codec.h"
+#include "protocol/json_out.h"
 #include "protocol/requests.h"
 
 namespace presenced::protocol {
@@ -19,6 +20,7 @@ Dispatcher::Dispatcher(DispatcherOptions options, const presenced::Clock& clock,
       post_(post),
       engine_(options_.engine, clock, random, *this),
       agents_(options_.sessions, clock, *this),
+      webhooks_(options_.webhooks),
       store_(store, engine_, clock, std::move(post), options_.last_seen_checkpoint_ms, metrics),
       core_{options_, clock, engine_, store_, agents_},
       outbox_(options_.max_batch_bytes) {}
@@ -34,6 +36,12 @@ void Dispatcher::Tick() {
       const TimeMs now = SystemClock().NowMs();
       if (due <= now) AppendTick(store_.next_checkpoint() <= now);
     }
+    // Webhooks: this incarnation says hello once it can append (the first live one delivers).
+    if (webhooks_.enabled() && replication_->Available() &&
+        hello_origin_ != replication_->Origin()) {
+      hello_origin_ = replication_->Origin();
+      replication_->Append(R"({"k":"hello"})", [this](const Error&) { hello_origin_.clear(); });
+    }
   } else {
     engine_.Tick();
     agents_.Tick();
@@ -42,6 +50,8 @@ void Dispatcher::Tick() {
   }
   metrics_.PublishEngine(engine_.channel_count(), engine_.member_count(),
                          engine_.connection_count(), engine_.user_count());
+  PumpWebhooks();
+  metrics_.webhook_queue_depth.store(webhooks_.total_depth(), std::memory_order_relaxed);
   metrics_.agent_sessions.store(agents_.size(), std::memory_order_relaxed);
   metrics_.session_workers.store(agents_.worker_count(), std::memory_order_relaxed);
 }
@@ -51,6 +61,9 @@ std::optional<TimeMs> Dispatcher::NextDeadline() const {
   TimeMs due = store_.next_checkpoint();
   if (const auto engine = engine_.NextDeadline()) due = std::min(due, *engine);
   if (const auto agents = agents_.NextDeadline()) due = std::min(due, *agents);
+  if (delivering_webhooks()) {
+    if (const auto retry = deliverer_->NextDeadline()) due = std::min(due, *retry);
+  }
   return due;
 }
 
@@ -224,6 +237,8 @@ void Dispatcher::Shutdown() {
     // Only this node's connections end, on every node, when their entries are applied: each
     // leaves at once (a clean close), not after a grace period.
     sessions_.ForEach([&](Session& s) { AppendEnd(s.handle, s.id, /*clean=*/true); });
+    // Another node delivers the webhooks from here on.
+    if (!hello_origin_.empty()) replication_->Append(R"({"k":"bye"})", [](const Error&) {});
   } else {
     engine_.Shutdown();
   }
@@ -405,6 +420,7 @@ void Dispatcher::Http(HttpRequest req, std::function<void(HttpResponse)> done) {
 void Dispatcher::OnPresence(const engine::PresenceEvent& event,
                             std::span<const engine::ConnectionHandle> recipients) {
   metrics_.events_total.fetch_add(1, std::memory_order_relaxed);
+  if (webhooks_.enabled()) PresenceWebhooks(event);
   if (agents_.size() != 0 && event.action != engine::Action::kUpdate &&
       event.channel.starts_with(kConversationPrefix)) {
     const std::string_view conversation = event.channel.substr(kConversationPrefix.size());
@@ -425,7 +441,13 @@ void Dispatcher::OnStatus(const engine::StatusChange& change,
   for (engine::ConnectionHandle h : recipients) SendTo(h, frame);
 }
 
-void Dispatcher::OnUserConnectivity(std::string_view client_id, bool /*online*/, TimeMs) {
+void Dispatcher::OnUserConnectivity(std::string_view client_id, bool online, TimeMs) {
+  if (webhooks_.Wants(online ? webhooks::kUserOnline : webhooks::kUserOffline)) {
+    std::string data = "{\"clientId\":";
+    AppendQuoted(data, client_id);
+    data += '}';
+    Webhook(online ? webhooks::kUserOnline : webhooks::kUserOffline, data);
+  }
   // Coming online is stored promptly too (within flush_interval_ms), not only at the next
   // checkpoint: a crash soon after a login must not leave lastSeen unset. Stored after the call
   // (PersistLastSeen), so the value is the engine's (frozen for a user appearing offline).
@@ -478,6 +500,19 @@ void Dispatcher::OnWorkerStop(engine::ConnectionHandle worker, std::string_view 
 void Dispatcher::OnSessionEvent(engine::SessionAction action, const engine::SessionView& session,
                                 std::optional<engine::StopReason> reason, std::string_view error,
                                 std::span<const engine::ConnectionHandle> subscribers) {
+  const bool started = action == engine::SessionAction::kStarted;
+  if ((started || action == engine::SessionAction::kStopped) &&
+      webhooks_.Wants(started ? webhooks::kSessionStarted : webhooks::kSessionStopped)) {
+    std::string data = "{\"session\":";
+    AppendSession(data, session);
+    if (reason) {
+      data += ",\"reason\":\"";
+      data += engine::NameOf(*reason);
+      data += '"';
+    }
+    data += '}';
+    Webhook(started ? webhooks::kSessionStarted : webhooks::kSessionStopped, data);
+  }
   if (subscribers.empty()) return;
   auto frame =
       std::make_shared<const std::string>(SessionEventFrame(action, session, reason, error));

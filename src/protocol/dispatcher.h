@@ -22,6 +22,7 @@
 #include <vector>
 
 #include "common/clock.h"
+#include "common/http_client.h"
 #include "common/random.h"
 #include "common/replication.h"
 #include "common/transport.h"
@@ -37,6 +38,7 @@
 #include "protocol/store_bridge.h"
 #include "protocol/upgrade.h"
 #include "storage/store.h"
+#include "webhooks/outbox.h"
 
 namespace presenced::protocol {
 
@@ -111,8 +113,18 @@ class Dispatcher final : public engine::EventSink, public engine::SessionSink {
   // owner calls it after each round of work, so a burst of events costs one hand-off per socket.
   void FlushOutbound() {
     RunSessionNotes();
+    PumpWebhooks();
     outbox_.Flush();
   }
+  // Webhooks (protocol-ext §4): deliveries go out through `client` (which must outlive the
+  // Dispatcher); without one, events queue and nothing is sent. Set after SetReplication. A
+  // single node keeps its outbox in the store and restores it at start (RestoreWebhooks); a
+  // cluster keeps it in the replicated state, and one node delivers: the first live one to have
+  // said hello in the log.
+  void SetWebhookClient(HttpClient* client);
+  void RestoreWebhooks(std::vector<storage::StoredWebhook> rows);
+  const webhooks::Outbox& webhook_outbox() const { return webhooks_; }
+  bool delivering_webhooks() const { return deliverer_ != nullptr && delivering_; }
   // Frames queued since the last FlushOutbound.
   size_t pending_frames() const { return outbox_.pending_frames(); }
   const engine::Engine& engine() const { return engine_; }
@@ -209,6 +221,16 @@ class Dispatcher final : public engine::EventSink, public engine::SessionSink {
   void RunSessionNotes();
   // A request answered ok in a conversation channel is activity of its session.
   void NoteConversationActivity(const boost::json::object& request);
+  // Webhooks (dispatcher_webhooks.cc): an event of `type` with `data` (a JSON object's text).
+  void Webhook(webhooks::Type type, const std::string& data);
+  void PumpWebhooks();
+  // The deliverer's report: in a cluster it becomes a log entry, and the event leaves every
+  // node's outbox when that is applied.
+  void WebhookDone(size_t endpoint, uint64_t seq, bool delivered);
+  void PopWebhook(size_t endpoint, uint64_t seq);
+  // Cluster: whether this node delivers (the first of nodes_), after nodes_ changed.
+  void NodesChanged();
+  void PresenceWebhooks(const engine::PresenceEvent& event);
   // A connection ended for good, dropped abruptly or was resumed (the registry's workers and
   // subscribers).
   void ConnectionEnded(engine::ConnectionHandle handle) { agents_.ConnectionEnded(handle); }
@@ -218,7 +240,13 @@ class Dispatcher final : public engine::EventSink, public engine::SessionSink {
   Metrics& metrics_;
   Poster post_;  // to this thread (before store_, which takes a copy)
   engine::Engine engine_;
-  engine::SessionRegistry agents_;                 // agent sessions (protocol-ext §3)
+  engine::SessionRegistry agents_;  // agent sessions (protocol-ext §3)
+  webhooks::Outbox webhooks_;
+  std::unique_ptr<webhooks::Deliverer> deliverer_;
+  SystemClock wall_;        // the deliverer's in cluster mode (the engine's clock is the log's)
+  bool delivering_ = true;  // cluster: this node is nodes_.front()
+  std::vector<std::string> nodes_;  // cluster: live incarnations in the order of their hello
+  std::string hello_origin_;        // the incarnation this node said hello as
   std::vector<engine::ConnectionHandle> expired_;  // RunSessionNotes
   StoreBridge store_;
   Core core_;

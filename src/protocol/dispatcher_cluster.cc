@@ -13,6 +13,7 @@
 //   tick   {"cp":1?}  (a deadline is due: the entry's time moves every engine's clock; with "cp"
 //          the lastSeen checkpoint runs at it)
 //   mark   {"n":N}  (nothing: its node learns that what it appended before is applied)
+//   hello / bye / wh  webhooks' deliverer and its reports (dispatcher_webhooks.cc)
 //   reap   {"node":N,"inc":I,"at":T}  (written by the lease's scripts, cluster/node.cc: node N's
 //          incarnation I is dead; each connection it held counts as dropped at T)
 #include <algorithm>
@@ -222,6 +223,16 @@ void Dispatcher::Apply(const ReplicatedEntry& e) {
     // The checkpoint marks what it stored in the engine (a user's frozen lastSeen depends on
     // it): at this entry on every node alike, never at a node's own moment.
     if (IntOf(o, "cp") != 0) CheckpointLastSeen();
+  } else if (kind == "hello" || kind == "bye") {
+    // Webhooks' deliverer: the first live incarnation to have said hello. A node has one
+    // incarnation at a time: its earlier one (if never reaped) gives way.
+    const std::string node = std::string(e.origin.substr(0, e.origin.find('/'))) + "/";
+    std::erase_if(nodes_,
+                  [&](const std::string& o) { return o.compare(0, node.size(), node) == 0; });
+    if (kind == "hello") nodes_.emplace_back(e.origin);
+    NodesChanged();
+  } else if (kind == "wh") {
+    PopWebhook(static_cast<size_t>(IntOf(o, "e")), static_cast<uint64_t>(IntOf(o, "s")));
   } else if (kind == "mark") {
     if (e.mine) FinishMark(static_cast<uint64_t>(IntOf(o, "n")));
   } else if (kind == "reap") {
@@ -237,6 +248,8 @@ void Dispatcher::Apply(const ReplicatedEntry& e) {
       (void)engine_.DropAt(h, at);
       agents_.ConnectionDropped(h);
     }
+    std::erase_if(nodes_, [&](const std::string& o) { return (o + "/").starts_with(prefix); });
+    NodesChanged();
   }
   RunSessionNotes();  // at this entry on every node alike
   store_.PersistLastSeen();
@@ -251,6 +264,9 @@ std::string Dispatcher::SaveState() {
   w.Str(kStateMagic);
   w.Str(engine_.SaveState());
   w.Str(agents_.SaveState());
+  w.Str(webhooks_.SaveState());
+  w.U64(nodes_.size());
+  for (const std::string& n : nodes_) w.Str(n);
   std::vector<std::pair<engine::ConnectionHandle, std::string_view>> held(holder_.begin(),
                                                                           holder_.end());
   std::sort(held.begin(), held.end());
@@ -268,6 +284,9 @@ Status Dispatcher::LoadState(std::string_view state) {
   if (r.Str() != kStateMagic) return corrupt();
   const std::string_view engine_state = r.Str();
   const std::string_view agents_state = r.Str();
+  const std::string_view webhooks_state = r.Str();
+  std::vector<std::string> nodes;
+  for (uint64_t n = r.Count(8); n > 0 && r.ok(); --n) nodes.emplace_back(r.Str());
   std::unordered_map<engine::ConnectionHandle, std::string> holder;
   for (uint64_t n = r.Count(16); n > 0 && r.ok(); --n) {
     const engine::ConnectionHandle handle = r.U64();
@@ -283,12 +302,17 @@ Status Dispatcher::LoadState(std::string_view state) {
     if (Status st = scratch.LoadState(engine_state); !st) return st;
     engine::SessionRegistry agents(options_.sessions, clock_, *this);
     if (Status st = agents.LoadState(agents_state); !st) return st;
+    webhooks::Outbox outbox(options_.webhooks);
+    if (Status st = outbox.LoadState(webhooks_state); !st) return st;
   }
   if (sessions_.size() > 0 || !pending_.empty()) {
     CloseAll(4001, "node resynchronized with the cluster");
   }
   if (Status st = engine_.LoadState(engine_state); !st) return st;
   if (Status st = agents_.LoadState(agents_state); !st) return st;
+  if (Status st = webhooks_.LoadState(webhooks_state); !st) return st;
+  nodes_ = std::move(nodes);
+  NodesChanged();
   expired_.clear();
   holder_ = std::move(holder);
   tick_pending_ = false;

@@ -24,6 +24,7 @@ class TestReplication final : public Replication {
   void UseSeed(std::string_view) override {}  // the harnesses' random sources start alike
   TimeMs LogTime() const override { return 0; }
   bool Available() const override;
+  std::string Origin() const override { return origin_; }
   const std::string& origin() const { return origin_; }
 
  private:

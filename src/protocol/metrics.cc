@@ -74,6 +74,20 @@ std::string Metrics::Render(const Gauges& e) const {
   Metric(out, "presenced_channels", "gauge", "Channels with members or subscribers.", e.channels);
   Metric(out, "presenced_members", "gauge", "Presence members in all channels.", e.members);
   Metric(out, "presenced_users", "gauge", "Users known to the engine.", e.users);
+  out +=
+      "# HELP presenced_webhook_deliveries_total Webhook tries by result (ok, error: "
+      "retried, dropped: given up after webhook_retry_ms, overflow: dropped from a full "
+      "queue).\n# TYPE presenced_webhook_deliveries_total counter\n";
+  for (const auto& [result, n] :
+       {std::pair{"ok", v(webhook_ok_total)}, std::pair{"error", v(webhook_error_total)},
+        std::pair{"dropped", v(webhook_dropped_total)},
+        std::pair{"overflow", v(webhook_overflow_total)}}) {
+    out += "presenced_webhook_deliveries_total{result=\"";
+    out += result;
+    out += "\"} " + std::to_string(n) + "\n";
+  }
+  Metric(out, "presenced_webhook_queue_depth", "gauge",
+         "Webhook events waiting for delivery, summed over endpoints.", v(webhook_queue_depth));
   Metric(out, "presenced_agent_sessions", "gauge", "Agent sessions, starting or running.",
          v(agent_sessions));
   Metric(out, "presenced_session_workers", "gauge", "Connections serving agent sessions.",

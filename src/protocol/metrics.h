@@ -56,6 +56,12 @@ struct Metrics {
   std::atomic<uint64_t> deliveries_total{0};        // event and status frames queued to sockets
   std::atomic<uint64_t> http_requests_total{0};
   std::atomic<uint64_t> storage_read_errors_total{0};  // failed reads of a user's stored state
+  // Webhooks (protocol-ext §4): each try's result, and events dropped from a full queue.
+  std::atomic<uint64_t> webhook_ok_total{0};
+  std::atomic<uint64_t> webhook_error_total{0};
+  std::atomic<uint64_t> webhook_dropped_total{0};
+  std::atomic<uint64_t> webhook_overflow_total{0};
+  std::atomic<uint64_t> webhook_queue_depth{0};  // events waiting, summed over endpoints
   LatencyHistogram request_latency;
 
   // The engine's gauges as of the end of its last round; written only by the presence loop.

@@ -8,6 +8,7 @@
 #include "common/clock.h"
 #include "engine/config.h"
 #include "engine/session_registry.h"
+#include "webhooks/outbox.h"
 
 namespace presenced::protocol {
 
@@ -24,6 +25,7 @@ struct DispatcherOptions {
   TimeMs last_seen_checkpoint_ms = 10000;  // how often connected users' lastSeen is stored
   size_t max_batch_bytes = 1 << 20;        // largest `batch` frame for `batch=1` sessions
   engine::SessionSettings sessions;        // agent sessions (protocol-ext §3)
+  webhooks::Options webhooks;              // lifecycle webhooks (protocol-ext §4)
 };
 
 // Runs a task on the Dispatcher's thread later, after the current call. Thread-safe. The store's

@@ -36,6 +36,11 @@ class StoreBridge {
   // The store's writes, when this node writes.
   void AppendEvent(storage::StoredEvent event);
   void AppendActivity(std::string client_id, storage::StoredActivity activity);
+  // A single node's webhook outbox (written whatever SetWriting says: cluster mode has none).
+  void PutWebhook(storage::StoredWebhook webhook) { store_.PutWebhook(std::move(webhook)); }
+  void DeleteWebhook(std::string endpoint, uint64_t seq) {
+    store_.DeleteWebhook(std::move(endpoint), seq);
+  }
 
   // Gives the engine what the store remembers of a user it does not hold.
   void Remember(const storage::UserRecord& stored);

@@ -9,6 +9,7 @@
 #include <algorithm>
 #include <cctype>
 #include <charconv>
+#include <cstdio>
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
@@ -107,6 +108,45 @@ const std::vector<Setting>& Table() {
     add("log_level", "trace, debug, info, warn, error, off", Text(FIELD(log_level)));
     add("io_threads", "I/O threads (0 = one per usable CPU: affinity mask and cgroup quota)",
         Int(FIELD(net.io_threads), "io_threads", 0, 256));
+    add("webhook_url",
+        "webhook endpoints, http(s) URLs separated by commas (protocol-ext §4); unset: none",
+        [](Config& c, const std::string& v) -> Status {
+          std::vector<std::string> urls;
+          size_t start = 0;
+          while (start <= v.size()) {
+            const size_t comma = std::min(v.find(',', start), v.size());
+            std::string url = v.substr(start, comma - start);
+            while (!url.empty() && url.front() == ' ') url.erase(url.begin());
+            while (!url.empty() && url.back() == ' ') url.pop_back();
+            if (!url.empty()) {
+              const bool http = url.rfind("http://", 0) == 0 && url.size() > 7;
+              const bool https = url.rfind("https://", 0) == 0 && url.size() > 8;
+              if (!http && !https) return Bad("webhook_url", "not an http(s) URL: " + url);
+              urls.push_back(std::move(url));
+            }
+            start = comma + 1;
+          }
+          c.protocol.webhooks.endpoints = std::move(urls);
+          return Status::Ok();
+        });
+    add("webhook_secret", "the webhooks' signing secret (at least 24 bytes, used as given)",
+        Text(FIELD(protocol.webhooks.secret)));
+    add("webhook_events",
+        "webhook event types, comma-separated (default: all but member.entered/member.left)",
+        [](Config& c, const std::string& v) -> Status {
+          auto types = webhooks::ParseTypes(v);
+          if (!types.ok()) return Bad("webhook_events", types.error().message);
+          c.protocol.webhooks.types = *types;
+          return Status::Ok();
+        });
+    add("webhook_retry_ms", "how long after its creation an undelivered webhook event is retried",
+        Int(FIELD(protocol.webhooks.retry_ms), "webhook_retry_ms", 1000, 30 * kDay));
+    add("webhook_max_queue", "undelivered webhook events kept per endpoint (then the oldest go)",
+        Int(FIELD(protocol.webhooks.max_queue), "webhook_max_queue", 1, 10000000));
+    add("webhook_ca_file",
+        "PEM file of CA certificates trusted for https webhook endpoints "
+        "(besides the system's)",
+        Text(FIELD(webhook_ca_file)));
     add("agent_id_template",
         "an agent session's clientId; {conversationId} is replaced (protocol-ext §3)",
         Text(FIELD(protocol.sessions.agent_id_template)));
@@ -318,6 +358,14 @@ Status Validate(const Config& c) {
   }
   if (c.storage == "redis") {
     if (c.cluster.redis_url.empty()) return Bad("storage", "redis needs redis_url (cluster mode)");
+  }
+  if (!c.protocol.webhooks.endpoints.empty() && c.protocol.webhooks.secret.size() < 24) {
+    return Bad("webhook_secret", "webhook_url is set: a secret of at least 24 bytes is needed");
+  }
+  if (!c.webhook_ca_file.empty()) {
+    std::FILE* f = std::fopen(c.webhook_ca_file.c_str(), "r");
+    if (f == nullptr) return Bad("webhook_ca_file", "cannot read " + c.webhook_ca_file);
+    std::fclose(f);
   }
   const std::string& id = c.cluster.node_id;
   if (id.size() > 64 || !std::all_of(id.begin(), id.end(), [](unsigned char ch) {

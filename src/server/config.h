@@ -40,6 +40,7 @@ struct Config {
   protocol::DispatcherOptions protocol;
   storage::SqliteOptions sqlite;  // sqlite.path is <data_dir>/presenced.db
   LoopOptions loop;
+  std::string webhook_ca_file;  // extra CA certificates (PEM) for https webhook endpoints
 };
 
 // One setting as the three sources name it, for --help and docs.

@@ -21,6 +21,7 @@
 #include "cluster/replicator.h"
 #include "common/clock.h"
 #include "common/random.h"
+#include "net/http_client.h"
 #include "net/server.h"
 #include "protocol/auth.h"
 #include "protocol/dispatcher.h"
@@ -229,6 +230,26 @@ int Serve(Config config) {
             });
           });
         });
+  }
+
+  // Webhooks (protocol-ext §4): a single node's outbox is in its store; a cluster's is in its
+  // replicated state, delivered by one node.
+  std::unique_ptr<HttpClient> webhook_client;
+  if (!config.protocol.webhooks.endpoints.empty()) {
+    webhook_client = net::MakeHttpClient(server, config.webhook_ca_file);
+    if (!cluster_mode) {
+      auto rows = store->LoadWebhooks();
+      if (rows.ok()) {
+        if (!rows->empty()) spdlog::info("event=webhooks_restored events={}", rows->size());
+        dispatcher.RestoreWebhooks(std::move(rows).value());
+      } else {
+        spdlog::error("event=webhooks_restore_failed error=\"{}\"", rows.error().message);
+      }
+    }
+    dispatcher.SetWebhookClient(webhook_client.get());
+    loop.Post([] {});  // a first round: what the outbox kept is sent without waiting for traffic
+    spdlog::info("event=webhooks endpoints={} retry_ms={}",
+                 config.protocol.webhooks.endpoints.size(), config.protocol.webhooks.retry_ms);
   }
 
   std::thread shutdown_thread;

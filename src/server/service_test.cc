@@ -83,8 +83,7 @@ TEST_F(ServiceTest, HealthzReportsRedisInClusterMode) {
   service_.CountLogGap();
   metrics = Inline("GET", "/metrics");
   EXPECT_NE(metrics->body.find("presenced_cluster_snapshots_saved_total 1\n"), std::string::npos);
-  EXPECT_NE(metrics->body.find("presenced_cluster_snapshots_loaded_total 2\n"),
-            std::string::npos);
+  EXPECT_NE(metrics->body.find("presenced_cluster_snapshots_loaded_total 2\n"), std::string::npos);
   EXPECT_NE(metrics->body.find("presenced_cluster_log_gaps_total 1\n"), std::string::npos);
 }
 

@@ -135,4 +135,22 @@ Result<std::optional<UserRecord>> MemoryStore::ReadUser(const std::string& clien
   return std::optional<UserRecord>(it->second.record);
 }
 
+void MemoryStore::PutWebhook(StoredWebhook webhook) {
+  MutexLock lock(mu_);
+  auto key = std::make_pair(webhook.endpoint, webhook.seq);
+  webhooks_[std::move(key)] = std::move(webhook);
+}
+
+void MemoryStore::DeleteWebhook(std::string endpoint, uint64_t seq) {
+  MutexLock lock(mu_);
+  webhooks_.erase({std::move(endpoint), seq});
+}
+
+Result<std::vector<StoredWebhook>> MemoryStore::LoadWebhooks() {
+  MutexLock lock(mu_);
+  std::vector<StoredWebhook> out;
+  for (const auto& [key, w] : webhooks_) out.push_back(w);
+  return out;
+}
+
 }  // namespace presenced::storage

@@ -6,6 +6,7 @@
 
 #include <deque>
 #include <list>
+#include <map>
 #include <string>
 #include <unordered_map>
 
@@ -33,6 +34,10 @@ class MemoryStore final : public Store {
   void GetUsers(std::vector<std::string> client_ids,
                 std::function<void(Result<std::vector<UserRecord>>)> done) override;
   Result<std::optional<UserRecord>> ReadUser(const std::string& client_id) override;
+  // The webhook outbox, kept for as long as the process lives (tests read it back).
+  void PutWebhook(StoredWebhook webhook) override;
+  void DeleteWebhook(std::string endpoint, uint64_t seq) override;
+  Result<std::vector<StoredWebhook>> LoadWebhooks() override;
   void Flush() override {}
   StoreCounters counters() const override { return {}; }
 
@@ -55,6 +60,7 @@ class MemoryStore final : public Store {
   int64_t next_position_ GUARDED_BY(mu_) = 1;
   std::unordered_map<std::string, ChannelLog> logs_ GUARDED_BY(mu_);
   std::list<std::string> lru_ GUARDED_BY(mu_);  // least recently written first
+  std::map<std::pair<std::string, uint64_t>, StoredWebhook> webhooks_ GUARDED_BY(mu_);
   std::unordered_map<std::string, UserData> users_ GUARDED_BY(mu_);
   std::deque<std::string> user_order_ GUARDED_BY(mu_);  // insertion order, for the bound
 };

@@ -92,6 +92,16 @@ const char* const kMigrations[] = {
     CREATE INDEX activities_by_user ON activities(client_id, id);
     CREATE INDEX activities_by_time ON activities(ts);
     )sql",
+    // 2: the webhook outbox (protocol-ext §4).
+    R"sql(
+    CREATE TABLE webhooks(
+      endpoint TEXT NOT NULL,
+      seq INTEGER NOT NULL,
+      id TEXT NOT NULL,
+      created_at INTEGER NOT NULL,
+      body TEXT NOT NULL,
+      PRIMARY KEY(endpoint, seq)) WITHOUT ROWID;
+    )sql",
 };
 static_assert(std::size(kMigrations) == SqliteStore::kSchemaVersion);
 
@@ -288,6 +298,31 @@ void SqliteStore::PutUserStatus(UserRecord record, std::function<void(Status)> d
   wake_.notify_one();
 }
 
+void SqliteStore::PutWebhook(StoredWebhook webhook) {
+  Enqueue([&]() EXCLUSIVE_LOCKS_REQUIRED(mu_) { writes_.push_back(std::move(webhook)); });
+}
+
+void SqliteStore::DeleteWebhook(std::string endpoint, uint64_t seq) {
+  Enqueue([&]() EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    writes_.push_back(WebhookDelete{std::move(endpoint), seq});
+  });
+}
+
+Result<std::vector<StoredWebhook>> SqliteStore::LoadWebhooks() {
+  MutexLock lock(reader_mu_);
+  Stmt s(reader_,
+         "SELECT endpoint, seq, id, created_at, body FROM webhooks ORDER BY endpoint, seq");
+  if (!s.ok()) return DbError(reader_, "load webhooks");
+  std::vector<StoredWebhook> out;
+  int rc = SQLITE_ROW;
+  while ((rc = s.Step()) == SQLITE_ROW) {
+    out.push_back(
+        StoredWebhook{s.Text(0), static_cast<uint64_t>(s.Int(1)), s.Text(2), s.Int(3), s.Text(4)});
+  }
+  if (rc != SQLITE_DONE) return DbError(reader_, "load webhooks");
+  return out;
+}
+
 void SqliteStore::Flush() {
   std::promise<void> done;
   Submit([&] { done.set_value(); });
@@ -376,7 +411,12 @@ bool SqliteStore::Commit(std::deque<StoredEvent>& events, std::vector<Write>& wr
       "INSERT INTO users(client_id, manual, text, last_seen) VALUES(?, ?, ?, ?) "
       "ON CONFLICT(client_id) DO UPDATE SET manual = excluded.manual, text = excluded.text, "
       "last_seen = max(users.last_seen, excluded.last_seen)");
-  bool ok = event.ok() && activity.ok() && last_seen.ok() && status.ok() && Exec(db_, "BEGIN");
+  Stmt webhook(db_,
+               "INSERT OR REPLACE INTO webhooks(endpoint, seq, id, created_at, body) "
+               "VALUES(?, ?, ?, ?, ?)");
+  Stmt webhook_delete(db_, "DELETE FROM webhooks WHERE endpoint = ? AND seq = ?");
+  bool ok = event.ok() && activity.ok() && last_seen.ok() && status.ok() && webhook.ok() &&
+            webhook_delete.ok() && Exec(db_, "BEGIN");
   const std::string* last_channel = nullptr;
   for (size_t i = 0; ok && i < events.size(); ++i) {
     const StoredEvent& e = events[i];
@@ -411,6 +451,15 @@ bool SqliteStore::Commit(std::deque<StoredEvent>& events, std::vector<Write>& wr
       status.Bind(4, s->record.last_seen);
       rc = status.Step();
       status.Reset();
+    } else if (auto* h = std::get_if<StoredWebhook>(&w)) {
+      webhook.Bind(1, h->endpoint).Bind(2, static_cast<int64_t>(h->seq)).Bind(3, h->id);
+      webhook.Bind(4, h->created_at).Bind(5, h->body);
+      rc = webhook.Step();
+      webhook.Reset();
+    } else if (auto* d = std::get_if<WebhookDelete>(&w)) {
+      webhook_delete.Bind(1, d->endpoint).Bind(2, static_cast<int64_t>(d->seq));
+      rc = webhook_delete.Step();
+      webhook_delete.Reset();
     }
     ok = rc == SQLITE_DONE;
   }

@@ -26,7 +26,7 @@ namespace presenced::storage {
 
 class SqliteStore final : public Store {
  public:
-  static constexpr int kSchemaVersion = 1;
+  static constexpr int kSchemaVersion = 2;
 
   // Opens or creates the database, checks and migrates its schema, and starts the storage thread.
   // A file that is not a database, is corrupt, or has a newer schema is refused untouched.
@@ -43,6 +43,9 @@ class SqliteStore final : public Store {
   void GetUsers(std::vector<std::string> client_ids,
                 std::function<void(Result<std::vector<UserRecord>>)> done) override;
   Result<std::optional<UserRecord>> ReadUser(const std::string& client_id) override;
+  void PutWebhook(StoredWebhook webhook) override;
+  void DeleteWebhook(std::string endpoint, uint64_t seq) override;
+  Result<std::vector<StoredWebhook>> LoadWebhooks() override;
   void Flush() override;
   StoreCounters counters() const override;
 
@@ -61,9 +64,14 @@ class SqliteStore final : public Store {
   struct StatusWrite {
     UserRecord record;
   };
+  struct WebhookDelete {
+    std::string endpoint;
+    uint64_t seq;
+  };
   // Events are the bulk of all writes and have their own queue of small elements; the rest share
   // one. Both are committed together.
-  using Write = std::variant<ActivityWrite, LastSeenWrite, StatusWrite>;
+  using Write =
+      std::variant<ActivityWrite, LastSeenWrite, StatusWrite, StoredWebhook, WebhookDelete>;
   using Task = std::function<void()>;
 
   SqliteStore(SqliteOptions options, const Clock& clock, sqlite3* db, sqlite3* reader);

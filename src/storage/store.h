@@ -62,6 +62,15 @@ struct UserRecord {
   TimeMs last_seen = 0;  // 0 = never
 };
 
+// One event waiting for one webhook endpoint (protocol-ext §4), in a single node's outbox.
+struct StoredWebhook {
+  std::string endpoint;  // its URL
+  uint64_t seq = 0;      // the outbox's order
+  std::string id;
+  TimeMs created_at = 0;
+  std::string body;
+};
+
 struct StoreCounters {
   uint64_t write_errors = 0;    // failed commits (disk full, I/O error); the batch is lost
   uint64_t dropped_writes = 0;  // writes refused because the queue was full
@@ -90,6 +99,13 @@ class Store {
   virtual void GetUsers(std::vector<std::string> client_ids,
                         std::function<void(Result<std::vector<UserRecord>>)> done) = 0;
   virtual Result<std::optional<UserRecord>> ReadUser(const std::string& client_id) = 0;
+
+  // The webhook outbox of a single node (a cluster keeps it in its replicated state): queued with
+  // the writes (committed within the flush interval), deleted once delivered or given up, and
+  // loaded at start. The default keeps nothing.
+  virtual void PutWebhook(StoredWebhook) {}
+  virtual void DeleteWebhook(std::string /*endpoint*/, uint64_t /*seq*/) {}
+  virtual Result<std::vector<StoredWebhook>> LoadWebhooks() { return std::vector<StoredWebhook>(); }
 
   // Blocks until every write queued so far is committed (graceful shutdown).
   virtual void Flush() = 0;

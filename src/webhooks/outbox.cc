@@ -49,8 +49,8 @@ Result<uint32_t> ParseTypes(std::string_view list) {
     while (!name.empty() && name.front() == ' ') name.remove_prefix(1);
     while (!name.empty() && name.back() == ' ') name.remove_suffix(1);
     if (name.empty()) continue;
-    const auto* found = std::find_if(kTypes.begin(), kTypes.end(),
-                                     [&](const auto& t) { return t.second == name; });
+    const auto* found =
+        std::find_if(kTypes.begin(), kTypes.end(), [&](const auto& t) { return t.second == name; });
     if (found == kTypes.end()) {
       return MakeError(ErrorCode::kBadRequest, "unknown webhook event type " + std::string(name));
     }
@@ -167,7 +167,8 @@ Status Outbox::LoadState(std::string_view state) {
   return Status::Ok();
 }
 
-// ----- Signature ----------------------------------------------------------------------------------
+// ----- Signature
+// ----------------------------------------------------------------------------------
 
 std::string Signature(std::string_view secret, std::string_view id, int64_t timestamp_s,
                       std::string_view body) {
@@ -183,13 +184,14 @@ std::string Signature(std::string_view secret, std::string_view id, int64_t time
   HMAC(EVP_sha256(), secret.data(), static_cast<int>(secret.size()),
        reinterpret_cast<const unsigned char*>(content.data()), content.size(), mac, &mac_len);
   std::string b64(4 * ((mac_len + 2) / 3) + 1, '\0');
-  const int n = EVP_EncodeBlock(reinterpret_cast<unsigned char*>(b64.data()), mac,
-                                static_cast<int>(mac_len));
+  const int n =
+      EVP_EncodeBlock(reinterpret_cast<unsigned char*>(b64.data()), mac, static_cast<int>(mac_len));
   b64.resize(static_cast<size_t>(n));
   return "v1," + b64;
 }
 
-// ----- Deliverer ----------------------------------------------------------------------------------
+// ----- Deliverer
+// ----------------------------------------------------------------------------------
 
 Deliverer::Deliverer(Outbox& outbox, const Clock& clock, HttpClient& client, Callbacks callbacks)
     : outbox_(outbox),

@@ -52,11 +52,11 @@ struct Options {
   std::vector<std::string> endpoints;  // URLs, in the order given
   std::string secret;                  // the signing key's bytes
   uint32_t types = kDefaultTypes;
-  TimeMs retry_ms = 86400000;          // after an event's creation, it is given up
-  TimeMs timeout_ms = 5000;            // one try
+  TimeMs retry_ms = 86400000;  // after an event's creation, it is given up
+  TimeMs timeout_ms = 5000;    // one try
   TimeMs first_backoff_ms = 1000;
   TimeMs max_backoff_ms = 300000;
-  size_t max_queue = 100000;           // per endpoint; over it the oldest are dropped
+  size_t max_queue = 100000;  // per endpoint; over it the oldest are dropped
 };
 
 struct Event {
@@ -74,7 +74,8 @@ struct StoredEvent {
 
 class Outbox {
  public:
-  explicit Outbox(Options options) : options_(std::move(options)), queues_(options_.endpoints.size()) {}
+  explicit Outbox(Options options)
+      : options_(std::move(options)), queues_(options_.endpoints.size()) {}
 
   bool enabled() const { return !options_.endpoints.empty(); }
   bool Wants(Type type) const { return enabled() && (options_.types & type) != 0; }
@@ -132,10 +133,10 @@ class Deliverer {
  private:
   struct State {
     bool in_flight = false;
-    uint64_t seq = 0;           // the head this schedule is for
+    uint64_t seq = 0;  // the head this schedule is for
     int attempts = 0;
     TimeMs next_try_at = 0;
-    uint64_t reported = 0;      // reported done, not yet popped: not sent again
+    uint64_t reported = 0;  // reported done, not yet popped: not sent again
   };
   void Send(size_t endpoint, const Event& e);
   void Answered(size_t endpoint, uint64_t seq, const HttpOutcome& outcome);

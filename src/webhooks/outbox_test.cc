@@ -78,13 +78,14 @@ TEST(WebhookTypesTest, ParseTypes) {
 }
 
 TEST(WebhookSignatureTest, MatchesTheStandardWebhooksExample) {
-  // The example of the Standard Webhooks specification (secret bytes of whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw).
+  // The example of the Standard Webhooks specification (secret bytes of
+  // whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw).
   const std::string secret = {'\x31', '\xf2', '\x90', '\xf6', '\xbf', '\x06', '\x29', '\x8a',
                               '\xab', '\x4f', '\x08', '\xd4', '\x3c', '\x3f', '\x08', '\x2c',
                               '\xf6', '\x48', '\xa3', '\x62', '\xda', '\x2d', '\xa4', '\xb0'};
-  EXPECT_EQ(Signature(secret, "msg_p5jXN8AQM9LWM0D4loKWxJek", 1614265330,
-                      R"({"test": 2432232314})"),
-            "v1,g0hM9SsE+OTPJTGt/tmIKtSyZlE3uFJELVlNIOLJ1OE=");
+  EXPECT_EQ(
+      Signature(secret, "msg_p5jXN8AQM9LWM0D4loKWxJek", 1614265330, R"({"test": 2432232314})"),
+      "v1,g0hM9SsE+OTPJTGt/tmIKtSyZlE3uFJELVlNIOLJ1OE=");
 }
 
 TEST_F(DelivererTest, EventsCarryAStableIdAndGoInOrderOneAtATimePerEndpoint) {
@@ -102,11 +103,10 @@ TEST_F(DelivererTest, EventsCarryAStableIdAndGoInOrderOneAtATimePerEndpoint) {
   const HttpCall& c = client_.calls[0].call;
   EXPECT_EQ(Header(c, "webhook-id"), "ep-1");
   EXPECT_EQ(Header(c, "webhook-timestamp"), "1700000000");
-  EXPECT_EQ(Header(c, "webhook-signature"),
-            Signature(Opts().secret, "ep-1", 1700000000, c.body));
+  EXPECT_EQ(Header(c, "webhook-signature"), Signature(Opts().secret, "ep-1", 1700000000, c.body));
   deliverer_->Pump();
   EXPECT_EQ(client_.calls.size(), 2u);  // nothing more while in flight
-  client_.Answer(204);                   // a: ep-1 delivered, ep-2 goes
+  client_.Answer(204);                  // a: ep-1 delivered, ep-2 goes
   ASSERT_EQ(client_.calls.size(), 2u);
   deliverer_->Pump();
   ASSERT_EQ(client_.calls.size(), 2u);
@@ -121,8 +121,11 @@ TEST_F(DelivererTest, FailuresRetryWithDoublingBackoffThenGiveUp) {
   FakeClient client;
   std::vector<std::string> done;
   Deliverer d(outbox, clock_, client,
-              {.done = [&](size_t, uint64_t seq,
-                           bool ok) { done.push_back(std::to_string(seq) + (ok ? " ok" : " dropped")); outbox.Pop(0, seq); },
+              {.done =
+                   [&](size_t, uint64_t seq, bool ok) {
+                     done.push_back(std::to_string(seq) + (ok ? " ok" : " dropped"));
+                     outbox.Pop(0, seq);
+                   },
                .post = [](std::function<void()> t) { t(); },
                .count = [](std::string_view) {}});
   outbox.Add(kUserOnline, "{}", clock_.NowMs(), "e");
@@ -140,7 +143,7 @@ TEST_F(DelivererTest, FailuresRetryWithDoublingBackoffThenGiveUp) {
       gaps.push_back(next - last);
       last = next;
       EXPECT_EQ(Header(client.calls.front().call, "webhook-id"), first_id);  // stable id
-      client.Answer(0);  // no answer in time
+      client.Answer(0);                                                      // no answer in time
     }
   }
   // Tries at +0, +1 s, +3 s, +7 s, +15 s, +31 s; the next would be at +63 s, past the retry
