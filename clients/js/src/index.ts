@@ -70,6 +70,52 @@ export interface HistoryPage {
 }
 
 /** A request the server refused, or one that could not complete. `code` is the protocol's. */
+// ----- Agent sessions (protocol-ext §3) ---------------------------------------------------------
+
+export type SessionState = "starting" | "running";
+export type SessionStopReason = "stopped" | "idle" | "abandoned" | "failed" | "worker_lost";
+
+/** One agent session per conversation, cluster-wide (SESSION on the wire). */
+export interface AgentSession {
+  conversationId: string;
+  agentId: string;
+  state: SessionState;
+  workerConnectionId: string | null;
+  startedAt: number;
+  lastActivityAt: number;
+  inactivityTimeoutMs: number;
+  abandonAfterMs: number;
+}
+
+export interface SessionEvent {
+  action: "started" | "running" | "reassigned" | "stopped";
+  session: AgentSession;
+  reason?: SessionStopReason;
+  /** What the worker's `fail` said, on `stopped` with reason `failed`. */
+  error?: string;
+}
+
+export interface SessionStartOptions {
+  /** Any JSON, handed verbatim to the worker that runs the agent. */
+  request?: unknown;
+  inactivityTimeoutMs?: number;
+  abandonAfterMs?: number;
+}
+
+/** A session assigned to this worker (`client.sessions.serve`). */
+export interface SessionAssignment {
+  session: AgentSession;
+  request: unknown;
+  /** The agent is running: the server enters it in `conversation:{id}`. */
+  ready(): Promise<void>;
+  /** The agent could not start: the session stops with reason `failed`. */
+  fail(error?: string): Promise<void>;
+  /** Activity that keeps the session from idling. */
+  touch(): Promise<void>;
+  /** Resolves when the server stops this session (or hands it away). */
+  readonly stopped: Promise<SessionStopReason>;
+}
+
 export class PresenceError extends Error {
   constructor(
     public readonly code: string,
@@ -133,6 +179,8 @@ interface ClientEvents {
   online: [string];
   offline: [string];
   status: [StatusPush];
+  /** Agent session events of conversations this client `ensure`d. */
+  session: [SessionEvent];
   error: [PresenceError];
 }
 
@@ -165,6 +213,38 @@ export class PresenceClient {
   private closing = false;
   private reconnectTimer: ReturnType<typeof setTimeout> | null = null;
   private connectedWaiters: Array<{ resolve: (i: ConnectedInfo) => void; reject: (e: PresenceError) => void }> = [];
+  // Agent sessions: conversations ensured (re-ensured on a new connection while their session
+  // lives), and this worker's serving and assignments.
+  private readonly ensured = new Set<string>();
+  private serving: { capacity?: number; onAssign: (a: SessionAssignment) => void | Promise<void> } | null = null;
+  private readonly assignments = new Map<string, (reason: SessionStopReason) => void>();
+
+  /**
+   * Agent sessions (protocol-ext §3): one per conversation, cluster-wide. `start` and `ensure` are
+   * idempotent (`created` is false when one exists); `ensure` also delivers the conversation's
+   * session events to `on("session")`. A token with `"roles":["worker"]` may `serve`.
+   */
+  readonly sessions = {
+    start: (conversationId: string, opts: SessionStartOptions = {}): Promise<{ session: AgentSession; created: boolean }> =>
+      this.request("session.start", { conversationId, ...opts }).then((r) => ({
+        session: r.session as AgentSession,
+        created: r.created as boolean,
+      })),
+    ensure: async (conversationId: string, opts: SessionStartOptions = {}): Promise<{ session: AgentSession; created: boolean }> => {
+      const r = await this.request("session.ensure", { conversationId, ...opts });
+      this.ensured.add(conversationId);
+      return { session: r.session as AgentSession, created: r.created as boolean };
+    },
+    get: (conversationId: string): Promise<AgentSession | null> =>
+      this.request("session.get", { conversationId }).then((r) => (r.session as AgentSession | null) ?? null),
+    stop: (conversationId: string): Promise<boolean> =>
+      this.request("session.stop", { conversationId }).then((r) => r.stopped as boolean),
+    /** Serves sessions: `onAssign` is called with each session assigned to this worker. */
+    serve: async (opts: { capacity?: number }, onAssign: (a: SessionAssignment) => void | Promise<void>): Promise<void> => {
+      this.serving = { capacity: opts.capacity, onAssign };
+      await this.request("session.serve", opts.capacity === undefined ? {} : { capacity: opts.capacity });
+    },
+  };
 
   readonly status = {
     set: (status?: StatusValue, text?: string | null): Promise<UserStatus> => {
@@ -408,6 +488,21 @@ export class PresenceClient {
       }
       case "status":
         return this.onStatus(frame as unknown as StatusPush);
+      case "session": {
+        const e = frame as unknown as SessionEvent & { type?: string };
+        delete e.type;
+        if (e.action === "stopped") this.ensured.delete(e.session.conversationId);
+        return this.emit("session", e);
+      }
+      case "session.assign":
+        return this.onAssign(frame.session as AgentSession, frame.request);
+      case "session.stop": {
+        const id = frame.conversationId as string;
+        const done = this.assignments.get(id);
+        this.assignments.delete(id);
+        done?.(frame.reason as SessionStopReason);
+        return;
+      }
     }
   }
 
@@ -433,8 +528,43 @@ export class PresenceClient {
     try {
       for (const ch of this.channels.values()) await ch.presence.restore(previous.epoch);
       if (this.watched.size) await this.request("status.watch", { clientIds: [...this.watched.keys()] });
+      // A new connection is a new worker: the old one's sessions were handed over (or stopped).
+      for (const done of this.assignments.values()) done("worker_lost");
+      this.assignments.clear();
+      if (this.serving) await this.request("session.serve", this.serving.capacity === undefined ? {} : { capacity: this.serving.capacity });
+      for (const id of [...this.ensured]) {
+        const r = await this.request("session.get", { conversationId: id });
+        if (r.session) await this.request("session.ensure", { conversationId: id });
+        else this.ensured.delete(id);
+      }
     } catch (e) {
       if (e instanceof PresenceError) this.emit("error", e);
+    }
+  }
+
+  private onAssign(session: AgentSession, request: unknown): void {
+    const id = session.conversationId;
+    if (!this.serving) return;
+    if (this.assignments.has(id)) return; // sent again after a resume: already being handled
+    let resolveStopped!: (r: SessionStopReason) => void;
+    const stopped = new Promise<SessionStopReason>((r) => (resolveStopped = r));
+    this.assignments.set(id, resolveStopped);
+    const a: SessionAssignment = {
+      session,
+      request: request ?? null,
+      ready: () => this.request("session.ready", { conversationId: id }).then(() => undefined),
+      fail: (error?: string) => {
+        this.assignments.delete(id);
+        resolveStopped("failed");
+        return this.request("session.fail", error === undefined ? { conversationId: id } : { conversationId: id, error }).then(() => undefined);
+      },
+      touch: () => this.request("session.touch", { conversationId: id }).then(() => undefined),
+      stopped,
+    };
+    try {
+      void Promise.resolve(this.serving.onAssign(a)).catch((e) => this.emit("error", new PresenceError("internal", "onAssign failed: " + String(e))));
+    } catch (e) {
+      this.emit("error", new PresenceError("internal", "onAssign failed: " + String(e)));
     }
   }
 

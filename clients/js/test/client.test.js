@@ -235,3 +235,39 @@ test("batched and unbatched clients see the same burst, in order (batch=1 is the
   assert.deepEqual(batched.channel(ch).presence.members()[0].data, 50);
   assert.deepEqual(plain.channel(ch).presence.members()[0].data, 50);
 });
+
+test("agent sessions: ensure, a worker's assignment, ready, events, stop", async () => {
+  const conv = unique("conv");
+  const worker = new PresenceClient({ url: server.url, token: server.token(unique("worker"), undefined, ["worker"]), reconnectBaseMs: 50 });
+  clients.push(worker);
+  const assigned = [];
+  await worker.sessions.serve({ capacity: 2 }, async (a) => {
+    assigned.push(a);
+    await a.ready();
+  });
+  const user = connect(unique("user"));
+  await user.channel("conversation:" + conv).presence.enter({ name: "Ada" });
+  const events = [];
+  user.on("session", (e) => events.push(e));
+  const first = await user.sessions.ensure(conv, { request: { prompt: "hello" } });
+  assert.equal(first.created, true);
+  assert.equal(first.session.agentId, "agent-" + conv);
+  await waitFor(() => events.some((e) => e.action === "running"), 8000, "running");
+  assert.equal(assigned.length, 1);
+  assert.deepEqual(assigned[0].request, { prompt: "hello" });
+  const again = await user.sessions.start(conv);
+  assert.equal(again.created, false);
+  const got = await user.sessions.get(conv);
+  assert.equal(got.state, "running");
+  assert.equal(got.workerConnectionId, worker.info.connectionId);
+  const members = await user.channel("conversation:" + conv).presence.get();
+  assert.ok(members.some((m) => m.clientId === "agent-" + conv && m.data.agent === true));
+  assert.equal(await user.sessions.stop(conv), true);
+  assert.equal(await assigned[0].stopped, "stopped");
+  await waitFor(() => events.some((e) => e.action === "stopped"), 8000, "stopped");
+  assert.equal(events.find((e) => e.action === "stopped").reason, "stopped");
+  assert.equal(await user.sessions.get(conv), null);
+  assert.equal(await user.sessions.stop(conv), false);
+  // Only workers serve.
+  await assert.rejects(user.sessions.serve({}, () => {}), (e) => e instanceof PresenceError && e.code === "forbidden");
+});

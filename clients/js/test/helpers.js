@@ -29,10 +29,11 @@ export async function startServer(settings = {}) {
     port,
     url: `ws://127.0.0.1:${port}`,
     secret,
-    token(clientId, channels) {
+    token(clientId, channels, roles) {
       const b64 = (o) => Buffer.from(JSON.stringify(o)).toString("base64url");
       const claims = { sub: clientId, exp: Math.floor(Date.now() / 1000) + 600 };
       if (channels) claims.channels = channels;
+      if (roles) claims.roles = roles;
       const body = b64({ alg: "HS256", typ: "JWT" }) + "." + b64(claims);
       return body + "." + createHmac("sha256", secret).update(body).digest("base64url");
     },
