@@ -82,9 +82,10 @@ std::string DescribeErrorBody(unsigned status, const std::string& body) {
 }
 
 Reply ApiClient::Call(Method method, const std::string& target, const json::value* body) const {
-  const http::verb verb = method == Method::kGet    ? http::verb::get
-                          : method == Method::kPost ? http::verb::post
-                                                    : http::verb::put;
+  const http::verb verb = method == Method::kGet      ? http::verb::get
+                          : method == Method::kPost   ? http::verb::post
+                          : method == Method::kDelete ? http::verb::delete_
+                                                      : http::verb::put;
   http::request<http::string_body> req{verb, target, 11};
   req.set(http::field::host, endpoint_.host_header);
   req.set(http::field::user_agent, "presencectl");
@@ -127,6 +128,7 @@ Reply ApiClient::Call(Method method, const std::string& target, const json::valu
     reply.outcome = Outcome::Fail(ExitCode::kServerError, DescribeErrorBody(status, text));
     return reply;
   }
+  if (status == 204) return reply;  // no content: ok, a null body
   boost::system::error_code ec;
   reply.json = json::parse(text, ec);
   if (ec) {

@@ -29,7 +29,7 @@ struct Reply {
   bool ok() const { return outcome.ok(); }
 };
 
-enum class Method { kGet, kPost, kPut };
+enum class Method { kGet, kPost, kPut, kDelete };
 
 class ApiClient {
  public:

@@ -338,4 +338,82 @@ ExitCode Watch(const Context& ctx, const WatchOptions& options) {
   return outcome.ok() ? ExitCode::kOk : Fail(outcome);
 }
 
+// ----- Agent sessions ---------------------------------------------------------------------------
+
+namespace {
+
+Table SessionTable() {
+  return Table({"CONVERSATION", "AGENT", "STATE", "WORKER", "STARTED", "LAST ACTIVITY"});
+}
+
+void AddSessionRow(Table& table, const json::object& s, TimeMs now) {
+  const std::string state = Field(s, "state");
+  const json::value* worker = s.if_contains("workerConnectionId");
+  table.AddRow({{Field(s, "conversationId")},
+                {Field(s, "agentId")},
+                {state, state == "running" ? Color::kGreen : Color::kYellow},
+                {worker != nullptr && worker->is_string() ? std::string(worker->get_string())
+                                                          : std::string("-")},
+                {When(s, "startedAt", now)},
+                {When(s, "lastActivityAt", now)}});
+}
+
+ExitCode PrintSession(const Context& ctx, const Reply& reply) {
+  if (ctx.json) {
+    PrintRaw(reply);
+  } else {
+    Table table = SessionTable();
+    AddSessionRow(table, Object(reply), ctx.clock.NowMs());
+    std::cout << table.Render(ctx.style);
+  }
+  return ExitCode::kOk;
+}
+
+}  // namespace
+
+ExitCode SessionsList(const Context& ctx) {
+  return Show(ctx, ctx.api.endpoint().Target({"v1", "sessions"}), [&](const json::object& o) {
+    Table table = SessionTable();
+    for (const auto& v : ArrayField(o, "sessions")) {
+      if (v.is_object()) AddSessionRow(table, v.get_object(), ctx.clock.NowMs());
+    }
+    PrintTable(ctx, table, "no agent sessions");
+  });
+}
+
+ExitCode SessionGet(const Context& ctx, const std::string& conversation_id) {
+  const Reply reply = ctx.api.Get(ctx.api.endpoint().Target({"v1", "sessions", conversation_id}));
+  if (!reply.ok()) return Fail(reply.outcome);
+  return PrintSession(ctx, reply);
+}
+
+ExitCode SessionStart(const Context& ctx, const std::string& conversation_id,
+                      const SessionStartOptions& options) {
+  json::object body;
+  if (options.request) {
+    boost::system::error_code ec;
+    json::value request = json::parse(*options.request, ec);
+    if (ec) {
+      std::cerr << "error: --request is not JSON: " << ec.message() << '\n';
+      return ExitCode::kUsage;
+    }
+    body["request"] = std::move(request);
+  }
+  if (options.inactivity_ms) body["inactivityTimeoutMs"] = *options.inactivity_ms;
+  if (options.abandon_ms) body["abandonAfterMs"] = *options.abandon_ms;
+  const json::value v = std::move(body);
+  const Reply reply = ctx.api.Call(
+      Method::kPut, ctx.api.endpoint().Target({"v1", "sessions", conversation_id}), &v);
+  if (!reply.ok()) return Fail(reply.outcome);
+  return PrintSession(ctx, reply);
+}
+
+ExitCode SessionStop(const Context& ctx, const std::string& conversation_id) {
+  const Reply reply =
+      ctx.api.Call(Method::kDelete, ctx.api.endpoint().Target({"v1", "sessions", conversation_id}));
+  if (!reply.ok()) return Fail(reply.outcome);
+  if (!ctx.json) std::cout << "stopped " << conversation_id << '\n';
+  return ExitCode::kOk;
+}
+
 }  // namespace presenced::ctl

@@ -53,4 +53,16 @@ ExitCode Token(const Context& ctx, const TokenOptions& options);
 ExitCode Command(const Context& ctx, const std::string& client_id, const std::string& text);
 ExitCode Watch(const Context& ctx, const WatchOptions& options);
 
+// Agent sessions (protocol-ext §3).
+struct SessionStartOptions {
+  std::optional<std::string> request;  // JSON text
+  std::optional<int64_t> inactivity_ms;
+  std::optional<int64_t> abandon_ms;
+};
+ExitCode SessionsList(const Context& ctx);
+ExitCode SessionGet(const Context& ctx, const std::string& conversation_id);
+ExitCode SessionStart(const Context& ctx, const std::string& conversation_id,
+                      const SessionStartOptions& options);
+ExitCode SessionStop(const Context& ctx, const std::string& conversation_id);
+
 }  // namespace presenced::ctl

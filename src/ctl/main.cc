@@ -172,6 +172,40 @@ int Main(int argc, char** argv) {
   });
 
   std::string command_text;
+  auto* sessions = app.add_subcommand("sessions", "agent sessions: list, get, start, stop");
+  sessions->require_subcommand(1);
+  std::string conversation;
+  sessions->add_subcommand("list", "every agent session")->callback([&] {
+    run = [&](const Context& c) { return SessionsList(c); };
+  });
+  auto* session_get = sessions->add_subcommand("get", "one conversation's session");
+  session_get->add_option("conversation_id", conversation, "conversationId")->required();
+  session_get->callback(
+      [&] { run = [&](const Context& c) { return SessionGet(c, conversation); }; });
+  auto* session_start = sessions->add_subcommand("start", "start (or find) a session");
+  session_start->add_option("conversation_id", conversation, "conversationId")->required();
+  std::string session_request;
+  int64_t inactivity_ms = 0;
+  int64_t abandon_ms = 0;
+  auto* request_option =
+      session_start->add_option("--request", session_request, "JSON handed to the worker");
+  auto* inactivity_option = session_start->add_option("--inactivity-ms", inactivity_ms,
+                                                      "stop after this long without activity");
+  auto* abandon_option = session_start->add_option(
+      "--abandon-ms", abandon_ms, "stop after this long with nobody but the agent");
+  session_start->callback([&] {
+    run = [&](const Context& c) {
+      return SessionStart(c, conversation,
+                          SessionStartOptions{IfGiven(request_option, session_request),
+                                              IfGiven(inactivity_option, inactivity_ms),
+                                              IfGiven(abandon_option, abandon_ms)});
+    };
+  });
+  auto* session_stop = sessions->add_subcommand("stop", "stop a session (nothing when none runs)");
+  session_stop->add_option("conversation_id", conversation, "conversationId")->required();
+  session_stop->callback(
+      [&] { run = [&](const Context& c) { return SessionStop(c, conversation); }; });
+
   auto* command = app.add_subcommand("command", "run a chat command, e.g. \"/presence who\"");
   command->add_option("text", command_text, "the command line")->required();
   command->add_option("--as", client_id, "clientId the command runs as")->required();

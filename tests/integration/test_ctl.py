@@ -193,6 +193,26 @@ class ActionTest(CtlTest):
         self.assertTrue(body["token"])
         self.assertIsInstance(body["expiresAt"], int)
 
+    async def test_agent_sessions_list_get_start_stop(self):
+        conv = unique("conv")
+        self.assertEqual((await self.ctl("sessions", "list"))[1], "")  # nothing on stdout
+        body = await self.ok_json("sessions", "start", conv, "--request", '{"prompt":"hi"}',
+                                  "--inactivity-ms", "60000")
+        self.assertEqual((body["conversationId"], body["state"], body["inactivityTimeoutMs"]),
+                         (conv, "starting", 60000))
+        out = await self.ok("sessions", "list")
+        self.assertEqual(out.splitlines()[0].split()[:3], ["CONVERSATION", "AGENT", "STATE"])
+        self.assertEqual(out.splitlines()[1].split()[:4], [conv, "agent-" + conv, "starting", "-"])
+        body = await self.ok_json("sessions", "get", conv)
+        self.assertEqual(body["agentId"], "agent-" + conv)
+        out = await self.ok("sessions", "stop", conv)
+        self.assertIn("stopped", out)
+        code, _, err = await self.ctl("sessions", "get", conv)
+        self.assertEqual(code, 1)
+        self.assertIn("not_found", err)
+        code, _, err = await self.ctl("sessions", "start", conv, "--request", "{nope")
+        self.assertEqual(code, 2)
+
     async def test_chat_command(self):
         uid = unique("cmd")
         out = await self.ok("command", "/presence help", "--as", uid)
