@@ -168,6 +168,23 @@ test("channels and members follow presence live: enter, second device, status, l
   assert.deepEqual(problems, []);
 });
 
+test("agent sessions are listed with their state and worker, and leave the list when stopped", async (t) => {
+  const { page, problems } = await openPage(t);
+  await page.locator(tid("sessions-empty")).waitFor({ state: "visible", timeout: WAIT_MS });
+  const conv = "dash-conv-" + process.pid;
+  const put = await server.rest("PUT", "/v1/sessions/" + conv, { request: { q: 1 } });
+  assert.equal(put.status, 201);
+  const row = `${tid("session-row")}[data-conversation="${conv}"]`;
+  await page.locator(row).waitFor({ timeout: WAIT_MS });
+  assert.equal(await page.locator(`${row} ${tid("session-state")}`).textContent(), "starting");
+  assert.equal(await page.locator(`${row} ${tid("session-worker")}`).textContent(), "none");
+  assert.equal(await page.locator(tid("sessions-empty")).isHidden(), true);
+  const del = await server.rest("DELETE", "/v1/sessions/" + conv);
+  assert.equal(del.status, 204);
+  await page.locator(row).waitFor({ state: "detached", timeout: WAIT_MS });
+  assert.deepEqual(problems, []);
+});
+
 test("the user page shows status, devices and activity, and follows status pushes", async (t) => {
   const carol = await server.connect("carol", "tablet");
   await carol.channel("room-user").presence.enter();

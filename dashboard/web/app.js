@@ -145,6 +145,7 @@ function start(key) {
   route();
   const poll = async () => {
     await refreshChannels().catch(() => {});
+    await refreshSessions().catch(() => {});
     await view?.poll().catch(() => {});
     if (session === mine) setTimeout(poll, POLL_MS);
   };
@@ -211,6 +212,31 @@ function channelRow({ channel, members, clients }) {
   setText(r.members, members);
   setText(r.clients, clients);
   return r.tr;
+}
+
+// ----- Agent sessions (polled) ---------------------------------------------------------------------
+
+async function refreshSessions() {
+  let sessions;
+  try {
+    ({ sessions } = await api("/v1/sessions"));
+  } catch (err) {
+    $("sessions-error").textContent = "Session list unavailable: " + err.message;
+    return;
+  }
+  $("sessions-error").textContent = "";
+  $("sessions-empty").hidden = sessions.length > 0;
+  const rows = sessions.map((s) =>
+    h(
+      "tr",
+      { "data-testid": "session-row", "data-conversation": s.conversationId, "data-state": s.state },
+      h("td", {}, h("a", { href: channelHref("conversation:" + s.conversationId), title: s.agentId }, s.conversationId)),
+      h("td", { class: "state-" + s.state, "data-testid": "session-state" }, s.state),
+      h("td", { "data-testid": "session-worker" }, s.workerConnectionId ?? "none"),
+      h("td", { title: new Date(s.lastActivityAt).toISOString() }, ago(s.lastActivityAt)),
+    ),
+  );
+  syncChildren($("session-list"), rows);
 }
 
 function markSelected() {

@@ -4,7 +4,6 @@
 // backoff, resumes within the server's grace period (no leave/enter noise), and after a longer
 // outage re-enters every channel it had entered and re-subscribes from the last serial it saw, so
 // listeners see every change exactly once and in order.
-/** A request the server refused, or one that could not complete. `code` is the protocol's. */
 export class PresenceError extends Error {
     code;
     constructor(code, message) {
@@ -31,6 +30,34 @@ export class PresenceClient {
     closing = false;
     reconnectTimer = null;
     connectedWaiters = [];
+    // Agent sessions: conversations ensured (re-ensured on a new connection while their session
+    // lives), and this worker's serving and assignments.
+    ensured = new Set();
+    serving = null;
+    assignments = new Map();
+    /**
+     * Agent sessions (protocol-ext §3): one per conversation, cluster-wide. `start` and `ensure` are
+     * idempotent (`created` is false when one exists); `ensure` also delivers the conversation's
+     * session events to `on("session")`. A token with `"roles":["worker"]` may `serve`.
+     */
+    sessions = {
+        start: (conversationId, opts = {}) => this.request("session.start", { conversationId, ...opts }).then((r) => ({
+            session: r.session,
+            created: r.created,
+        })),
+        ensure: async (conversationId, opts = {}) => {
+            const r = await this.request("session.ensure", { conversationId, ...opts });
+            this.ensured.add(conversationId);
+            return { session: r.session, created: r.created };
+        },
+        get: (conversationId) => this.request("session.get", { conversationId }).then((r) => r.session ?? null),
+        stop: (conversationId) => this.request("session.stop", { conversationId }).then((r) => r.stopped),
+        /** Serves sessions: `onAssign` is called with each session assigned to this worker. */
+        serve: async (opts, onAssign) => {
+            this.serving = { capacity: opts.capacity, onAssign };
+            await this.request("session.serve", opts.capacity === undefined ? {} : { capacity: opts.capacity });
+        },
+    };
     status = {
         set: (status, text) => {
             const fields = {};
@@ -280,6 +307,22 @@ export class PresenceClient {
             }
             case "status":
                 return this.onStatus(frame);
+            case "session": {
+                const e = frame;
+                delete e.type;
+                if (e.action === "stopped")
+                    this.ensured.delete(e.session.conversationId);
+                return this.emit("session", e);
+            }
+            case "session.assign":
+                return this.onAssign(frame.session, frame.request);
+            case "session.stop": {
+                const id = frame.conversationId;
+                const done = this.assignments.get(id);
+                this.assignments.delete(id);
+                done?.(frame.reason);
+                return;
+            }
         }
     }
     async onConnected(frame) {
@@ -308,10 +351,51 @@ export class PresenceClient {
                 await ch.presence.restore(previous.epoch);
             if (this.watched.size)
                 await this.request("status.watch", { clientIds: [...this.watched.keys()] });
+            // A new connection is a new worker: the old one's sessions were handed over (or stopped).
+            for (const done of this.assignments.values())
+                done("worker_lost");
+            this.assignments.clear();
+            if (this.serving)
+                await this.request("session.serve", this.serving.capacity === undefined ? {} : { capacity: this.serving.capacity });
+            for (const id of [...this.ensured]) {
+                const r = await this.request("session.get", { conversationId: id });
+                if (r.session)
+                    await this.request("session.ensure", { conversationId: id });
+                else
+                    this.ensured.delete(id);
+            }
         }
         catch (e) {
             if (e instanceof PresenceError)
                 this.emit("error", e);
+        }
+    }
+    onAssign(session, request) {
+        const id = session.conversationId;
+        if (!this.serving)
+            return;
+        if (this.assignments.has(id))
+            return; // sent again after a resume: already being handled
+        let resolveStopped;
+        const stopped = new Promise((r) => (resolveStopped = r));
+        this.assignments.set(id, resolveStopped);
+        const a = {
+            session,
+            request: request ?? null,
+            ready: () => this.request("session.ready", { conversationId: id }).then(() => undefined),
+            fail: (error) => {
+                this.assignments.delete(id);
+                resolveStopped("failed");
+                return this.request("session.fail", error === undefined ? { conversationId: id } : { conversationId: id, error }).then(() => undefined);
+            },
+            touch: () => this.request("session.touch", { conversationId: id }).then(() => undefined),
+            stopped,
+        };
+        try {
+            void Promise.resolve(this.serving.onAssign(a)).catch((e) => this.emit("error", new PresenceError("internal", "onAssign failed: " + String(e))));
+        }
+        catch (e) {
+            this.emit("error", new PresenceError("internal", "onAssign failed: " + String(e)));
         }
     }
     onStatus(push) {
