@@ -215,6 +215,55 @@ TEST(SqliteStoreTest, SurvivesReopen) {
   EXPECT_EQ((*(*s)->ReadUser("ann"))->last_seen, 77);
 }
 
+TEST(SqliteStoreTest, TheWebhookOutboxSurvivesReopenAndDeletesStick) {
+  TempDir dir;
+  SqliteOptions o;
+  o.path = dir.file("presenced.db");
+  {
+    auto s = SqliteStore::Open(o, g_clock);
+    ASSERT_TRUE(s.ok());
+    (*s)->PutWebhook({"http://a/hook", 1, "e-1", 100, R"({"id":"e-1"})"});
+    (*s)->PutWebhook({"http://a/hook", 2, "e-2", 101, R"({"id":"e-2"})"});
+    (*s)->PutWebhook({"http://b/hook", 1, "e-1", 100, R"({"id":"e-1"})"});
+    (*s)->DeleteWebhook("http://a/hook", 1);
+  }
+  auto s = SqliteStore::Open(o, g_clock);
+  ASSERT_TRUE(s.ok());
+  auto rows = (*s)->LoadWebhooks();
+  ASSERT_TRUE(rows.ok());
+  ASSERT_EQ(rows->size(), 2u);
+  EXPECT_EQ((*rows)[0].endpoint, "http://a/hook");
+  EXPECT_EQ((*rows)[0].seq, 2u);
+  EXPECT_EQ((*rows)[0].id, "e-2");
+  EXPECT_EQ((*rows)[0].created_at, 101);
+  EXPECT_EQ((*rows)[0].body, R"({"id":"e-2"})");
+  EXPECT_EQ((*rows)[1].endpoint, "http://b/hook");
+}
+
+TEST(SqliteStoreTest, ASchemaOneDatabaseIsMigratedKeepingItsData) {
+  TempDir dir;
+  SqliteOptions o;
+  o.path = dir.file("presenced.db");
+  {
+    auto s = SqliteStore::Open(o, g_clock);
+    ASSERT_TRUE(s.ok());
+    Add(**s, "a", 1, 10);
+  }
+  {
+    // Back to schema 1, as an older presenced left it.
+    sqlite3* db;
+    sqlite3_open(o.path.c_str(), &db);
+    sqlite3_exec(db, "DROP TABLE webhooks; PRAGMA user_version=1", nullptr, nullptr, nullptr);
+    sqlite3_close(db);
+  }
+  auto s = SqliteStore::Open(o, g_clock);
+  ASSERT_TRUE(s.ok());
+  EXPECT_EQ(Bodies(History(**s, Q("a"))), std::vector<std::string>{"1"});
+  (*s)->PutWebhook({"http://a/hook", 1, "e-1", 100, "{}"});
+  (*s)->Flush();
+  EXPECT_EQ((*s)->LoadWebhooks()->size(), 1u);
+}
+
 // Threads of this process whose nice value is `nice` (/proc/self/task/*/stat, field 19).
 int ThreadsWithNice(int nice) {
   int n = 0;
