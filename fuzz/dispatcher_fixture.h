@@ -120,7 +120,8 @@ class RecordingPeer final : public Peer {
       connected = true;
       connection_key = std::string(o.at("connectionKey").as_string());
     } else {
-      FUZZ_CHECK(t == "presence" || t == "status" || t == "sync");
+      FUZZ_CHECK(t == "presence" || t == "status" || t == "sync" || t == "session" ||
+                 t == "session.assign" || t == "session.stop");
     }
   }
 };
@@ -169,7 +170,11 @@ struct DispatcherFixture {
   std::shared_ptr<RecordingPeer> Connect(SessionId id, std::string_view client_id,
                                          std::string_view query_rest,
                                          const std::optional<std::vector<std::string>>& channels) {
-    auto token = protocol::MintToken(kSecret, client_id, 3600, channels, clock.NowMs());
+    // A client whose name starts with "worker" may serve agent sessions.
+    auto token = protocol::MintToken(
+        kSecret, client_id, 3600, channels, clock.NowMs(),
+        client_id.starts_with("worker") ? std::vector<std::string>{"worker"}
+                                        : std::vector<std::string>{});
     if (!token.ok()) return nullptr;
     std::string target = "/v1/ws?token=" + *token;
     target += query_rest;
