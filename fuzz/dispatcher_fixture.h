@@ -171,10 +171,10 @@ struct DispatcherFixture {
                                          std::string_view query_rest,
                                          const std::optional<std::vector<std::string>>& channels) {
     // A client whose name starts with "worker" may serve agent sessions.
-    auto token = protocol::MintToken(
-        kSecret, client_id, 3600, channels, clock.NowMs(),
-        client_id.starts_with("worker") ? std::vector<std::string>{"worker"}
-                                        : std::vector<std::string>{});
+    auto token =
+        protocol::MintToken(kSecret, client_id, 3600, channels, clock.NowMs(),
+                            client_id.starts_with("worker") ? std::vector<std::string>{"worker"}
+                                                            : std::vector<std::string>{});
     if (!token.ok()) return nullptr;
     std::string target = "/v1/ws?token=" + *token;
     target += query_rest;

@@ -131,6 +131,10 @@ class Exchange : public std::enable_shared_from_this<Exchange<Stream>> {
     auto self = this->shared_from_this();
     res_.body_limit(64 * 1024);  // the answer's body is not used
     http::async_read(stream_, buffer_, res_, [self](beast::error_code ec, size_t) {
+      // A large answer body is not an error: its status line is the answer.
+      if (ec == http::error::body_limit && self->res_.is_header_done()) {
+        return self->Finish(self->res_.get().result_int(), "");
+      }
       if (ec) return self->Finish(0, "read: " + ec.message());
       self->Finish(self->res_.get().result_int(), "");
     });
