@@ -6,7 +6,9 @@
 
 #include <deque>
 #include <string>
+#include <tuple>
 
+#include "common/http_client.h"
 #include "common/replication.h"
 #include "protocol/testing/protocol_test_util.h"
 
@@ -185,6 +187,56 @@ TEST_F(TwoNodes, AConversationHasOneAgentSessionAndEveryNodeAgreesOnIt) {
   EXPECT_EQ(Str(stopped[1], "reason"), "abandoned");
   EXPECT_EQ(w.peer->OfType("session.stop").size(), 1u);
   EXPECT_EQ(a_.dispatcher().SaveState(), b_.dispatcher().SaveState());
+}
+
+struct RecordingHttp final : HttpClient {
+  std::deque<std::pair<HttpCall, std::function<void(HttpOutcome)>>> calls;
+  void Post(HttpCall call, std::function<void(HttpOutcome)> done) override {
+    calls.emplace_back(std::move(call), std::move(done));
+  }
+};
+
+TEST_F(TwoNodes, WebhooksAreQueuedOnEveryNodeAndDeliveredOnceByTheFirstToSayHello) {
+  DispatcherOptions o = ProtocolHarness::DefaultOptions();
+  o.webhooks.endpoints = {"http://receiver.test/hook"};
+  o.webhooks.secret = "0123456789abcdefghijklmn";
+  // The deliverer tries by the wall clock (the log's stands still without entries), and the
+  // harness's log is in 2023: a retry period that long keeps the events from being given up.
+  o.webhooks.retry_ms = 20LL * 365 * 86400 * 1000;
+  RecordingHttp http_a, http_b;
+  for (auto [node, repl, http] : {std::tuple{&a_, &ra_, &http_a}, std::tuple{&b_, &rb_, &http_b}}) {
+    node->Restart(o);
+    node->dispatcher().SetReplication(repl);
+    node->dispatcher().SetWebhookClient(http);
+  }
+  a_.dispatcher().Tick();  // a says hello first
+  b_.dispatcher().Tick();
+  Deliver();
+  EXPECT_TRUE(a_.dispatcher().delivering_webhooks());
+  EXPECT_FALSE(b_.dispatcher().delivering_webhooks());
+  TestConn bob = Open(b_, "bob");
+  EXPECT_TRUE(IsOk(Request(b_, bob, "enter", {{"channel", "room"}})));
+  EXPECT_EQ(a_.dispatcher().webhook_outbox().depth(0), 2u);  // user.online, channel.occupied
+  EXPECT_EQ(b_.dispatcher().webhook_outbox().depth(0), 2u);
+  a_.RunPosted();
+  ASSERT_EQ(http_a.calls.size(), 1u);
+  EXPECT_TRUE(http_b.calls.empty());
+  auto [call, done] = std::move(http_a.calls.front());
+  http_a.calls.pop_front();
+  done(HttpOutcome{204, ""});
+  a_.RunPosted();  // the report goes into the log
+  Deliver();       // and the event leaves both outboxes there
+  EXPECT_EQ(a_.dispatcher().webhook_outbox().depth(0), 1u);
+  EXPECT_EQ(b_.dispatcher().webhook_outbox().depth(0), 1u);
+  EXPECT_EQ(a_.dispatcher().SaveState(), b_.dispatcher().SaveState());
+  // a's incarnation is reaped: b delivers from the head on.
+  entries_.push_back({"a/1", R"({"k":"reap","node":"a","inc":"1","at":0})"});
+  Deliver();
+  EXPECT_TRUE(b_.dispatcher().delivering_webhooks());
+  b_.dispatcher().Tick();
+  ASSERT_EQ(http_b.calls.size(), 1u);
+  EXPECT_EQ(Str(ParseObject(http_b.calls.front().first.body), "type"), "channel.occupied");
+  for (auto* node : {&a_, &b_}) node->dispatcher().SetWebhookClient(nullptr);
 }
 
 // The events stored in `node`'s store for `channel` (newest first), as their actions.
