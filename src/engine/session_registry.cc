@@ -129,6 +129,7 @@ void SessionRegistry::Schedule(Session& s) {
 void SessionRegistry::NoteActivity(Session& s) {
   s.last_activity_at = now_;
   Schedule(s);
+  if (s.agent != 0) sink_.OnAgentActive(s.agent);
 }
 
 ConnectionHandle SessionRegistry::PickWorker() const {

@@ -90,6 +90,9 @@ class SessionSink {
   // returns what identifies that member's presence (given back to OnAgentLeave).
   virtual ConnectionHandle OnAgentEnter(const SessionView& session) = 0;
   virtual void OnAgentLeave(const SessionView& session, ConnectionHandle agent) = 0;
+  // Activity of a running session: the agent's own status follows it (online while the
+  // conversation is active, away and offline after the engine's idle times).
+  virtual void OnAgentActive(ConnectionHandle /*agent*/) {}
 };
 
 class SessionRegistry {

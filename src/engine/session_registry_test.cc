@@ -39,6 +39,9 @@ struct Recorder final : SessionSink {
   void OnAgentLeave(const SessionView& s, ConnectionHandle agent) override {
     log.push_back("agentleave " + std::string(s.agent_id) + " " + std::to_string(agent));
   }
+  void OnAgentActive(ConnectionHandle agent) override {
+    log.push_back("agentactive " + std::to_string(agent));
+  }
   std::vector<std::string> Take() { return std::exchange(log, {}); }
 };
 
@@ -152,7 +155,10 @@ TEST_F(SessionRegistryTest, IdleAfterTheInactivityTimeoutCountedFromTheLastActiv
   Advance(10000);
   EXPECT_FALSE(registry_.Has("c1"));
   const auto log = sink_.Take();
-  ASSERT_EQ(log.size(), 3u);
+  ASSERT_EQ(log.size(), 5u);
+  // Each activity of the running session is the agent's own activity too.
+  EXPECT_EQ(log[0], "agentactive 1000");
+  EXPECT_EQ(log[1], "agentactive 1000");
   EXPECT_EQ(log.back(), "event stopped c1 running w=w1 reason=idle subs=0");
 }
 

@@ -150,6 +150,7 @@ class Dispatcher final : public engine::EventSink, public engine::SessionSink {
                       std::span<const engine::ConnectionHandle> subscribers) override;
   engine::ConnectionHandle OnAgentEnter(const engine::SessionView& session) override;
   void OnAgentLeave(const engine::SessionView& session, engine::ConnectionHandle agent) override;
+  void OnAgentActive(engine::ConnectionHandle agent) override { (void)engine_.Touch(agent); }
 
  private:
   // A session waiting for what the store remembers of its user (Open).
