@@ -169,12 +169,7 @@ void AppendSession(std::string& out, const engine::SessionView& s) {
 }
 
 void AppendSessions(std::string& out, std::span<const engine::SessionView> sessions) {
-  out.push_back('[');
-  for (size_t i = 0; i < sessions.size(); ++i) {
-    if (i > 0) out.push_back(',');
-    AppendSession(out, sessions[i]);
-  }
-  out.push_back(']');
+  AppendArray(out, sessions, AppendSession);
 }
 
 std::string SessionEventFrame(engine::SessionAction action, const engine::SessionView& s,
