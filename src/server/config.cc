@@ -419,6 +419,22 @@ Result<std::pair<std::string, uint16_t>> SplitListen(const std::string& listen) 
   return std::make_pair(host, static_cast<uint16_t>(port));
 }
 
+Result<std::string> ReadTokenSecret(Config& config) {
+  if (!config.protocol.jwt_secret.empty()) return std::string();
+  namespace fs = std::filesystem;
+  const fs::path path = fs::path(config.data_dir) / "jwt-secret";
+  std::error_code ec;
+  if (!fs::exists(path, ec)) {
+    return MakeError(ErrorCode::kBadRequest,
+                     "no token secret in " + fs::absolute(config.data_dir).string() +
+                         ": start the server once there, or pass --data-dir / --jwt-secret");
+  }
+  auto secret = ReadSecretFile(path);
+  if (!secret.ok()) return secret.error();
+  config.protocol.jwt_secret = *secret;
+  return fs::absolute(path).string();
+}
+
 Status ResolveSecrets(Config& config, std::vector<std::string>& created) {
   if (!config.protocol.jwt_secret.empty() && !config.protocol.api_key.empty()) return Status::Ok();
   namespace fs = std::filesystem;

@@ -71,5 +71,9 @@ Result<std::pair<std::string, uint16_t>> SplitListen(const std::string& listen);
 // Fills jwt_secret and api_key from <data_dir> when not configured, generating them (mode 0600)
 // on first start. `created` lists the files that were generated.
 Status ResolveSecrets(Config& config, std::vector<std::string>& created);
+// The token secret as the server would use it (`presenced token`), without creating anything: the
+// setting when given, else `<data_dir>/jwt-secret`. Returns the file it read ("" for the setting);
+// an error when there is none.
+Result<std::string> ReadTokenSecret(Config& config);
 
 }  // namespace presenced::server

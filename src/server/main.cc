@@ -362,10 +362,22 @@ int Main(int argc, char** argv) {
     spdlog::warn("event=config_adjusted note=\"{}\"", note);
 
   if (token->parsed()) {
-    std::vector<std::string> created;
-    if (Status st = ResolveSecrets(config, created); !st) {
-      std::fprintf(stderr, "presenced: %s\n", st.error().message.c_str());
+    // The secret as the server resolves it (settings, then the data dir); never a new one, which
+    // would sign tokens the running server refuses.
+    auto from = ReadTokenSecret(config);
+    if (!from.ok()) {
+      std::fprintf(stderr, "presenced: %s\n", from.error().message.c_str());
       return 2;
+    }
+    if (from->empty()) {
+      const bool flag = app.get_option("--jwt-secret")->count() > 0;
+      const bool env = std::getenv("PRESENCED_JWT_SECRET") != nullptr;
+      std::fprintf(stderr, "presenced: token secret from %s\n",
+                   flag  ? "--jwt-secret"
+                   : env ? "PRESENCED_JWT_SECRET"
+                         : ("the config file " + config_file).c_str());
+    } else {
+      std::fprintf(stderr, "presenced: token secret from %s\n", from->c_str());
     }
     std::optional<std::vector<std::string>> patterns;
     if (!channels.empty()) patterns = CLI::detail::split(channels, ',');

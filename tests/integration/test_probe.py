@@ -2,11 +2,13 @@
 would: each test failed (or crashed the server) before its fix. Wire-level (RFC 6455) findings are
 in test_wire.py."""
 import json
+import os
 import socket
+import subprocess
 import tempfile
 import unittest
 
-from harness import TIMEOUT, make_token, read_head, run_failing
+from harness import BINARY, Server, TIMEOUT, make_token, read_head, run_failing
 from test_server import ServerTest, unique
 
 
@@ -194,6 +196,41 @@ class TokenTest(ServerTest):
         head, sig = token.rsplit(".", 1)
         std = head + "." + sig.replace("-", "+").replace("_", "/")
         self.assertEqual(self.upgrade_status(std), 401)
+
+
+class TokenToolTest(unittest.TestCase):
+    """`presenced token` uses the secret the server would, and never makes a new one."""
+
+    def run_token(self, *args, env=None):
+        e = {k: v for k, v in os.environ.items() if not k.startswith("PRESENCED_")}
+        e.update(env or {})
+        return subprocess.run([BINARY, "token", "alice", *args], capture_output=True, text=True,
+                              env=e, timeout=TIMEOUT)
+
+    def test_without_a_secret_it_exits_2_and_creates_nothing(self):
+        parent = tempfile.mkdtemp(prefix="presenced-token-")
+        missing = os.path.join(parent, "nothing-here")
+        p = self.run_token("--data-dir", missing)
+        self.assertEqual(p.returncode, 2)
+        self.assertIn("no token secret in " + missing, p.stderr)
+        self.assertIn("--data-dir / --jwt-secret", p.stderr)
+        self.assertFalse(os.path.exists(missing))
+        self.assertEqual(p.stdout, "")
+
+    def test_it_says_where_the_secret_came_from_and_the_server_accepts_the_token(self):
+        server = Server()
+        try:
+            p = self.run_token("--data-dir", server.data_dir)
+            self.assertEqual(p.returncode, 0, p.stderr)
+            self.assertIn("token secret from " + os.path.join(server.data_dir, "jwt-secret"),
+                          p.stderr)
+            status = http_status(server, "/v1/ws?token=" + p.stdout.strip(), token=p.stdout.strip())[0]
+            self.assertEqual(status, 101)
+            p = self.run_token(env={"PRESENCED_JWT_SECRET": server.secret})
+            self.assertEqual(p.returncode, 0, p.stderr)
+            self.assertIn("token secret from PRESENCED_JWT_SECRET", p.stderr)
+        finally:
+            server.kill()
 
 
 class SettingBoundsTest(unittest.TestCase):
