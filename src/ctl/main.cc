@@ -6,10 +6,13 @@
 #include <unistd.h>
 
 #include <CLI/CLI.hpp>
+#include <algorithm>
 #include <cstdlib>
 #include <fstream>
 #include <functional>
 #include <iostream>
+#include <string_view>
+#include <vector>
 
 #include "common/clock.h"
 #include "ctl/commands.h"
@@ -39,6 +42,49 @@ std::optional<std::string> ReadKeyFile(const std::string& path) {
   if (first == std::string::npos) return std::string();
   const auto last = key.find_last_not_of(" \t\r\n");
   return key.substr(first, last - first + 1);
+}
+
+// Edit distance (insertions, deletions, substitutions) between two short words.
+size_t Distance(std::string_view a, std::string_view b) {
+  std::vector<size_t> row(b.size() + 1);
+  for (size_t j = 0; j <= b.size(); ++j) row[j] = j;
+  for (size_t i = 1; i <= a.size(); ++i) {
+    size_t diagonal = row[0];
+    row[0] = i;
+    for (size_t j = 1; j <= b.size(); ++j) {
+      const size_t up = row[j];
+      row[j] = std::min({row[j] + 1, row[j - 1] + 1, diagonal + (a[i - 1] == b[j - 1] ? 0 : 1)});
+      diagonal = up;
+    }
+  }
+  return row[b.size()];
+}
+
+// The first word that is neither an option nor an option's value, when it names no subcommand:
+// "unknown subcommand X (did you mean Y?)" instead of CLI11's "A subcommand is required".
+std::optional<std::string> UnknownSubcommand(const CLI::App& app, int argc, char** argv) {
+  for (int i = 1; i < argc; ++i) {
+    const std::string_view arg = argv[i];
+    if (arg.starts_with("-")) {
+      const bool takes_value = arg == "--url" || arg == "--api-key" || arg == "--api-key-file";
+      if (takes_value) ++i;
+      continue;
+    }
+    std::string best;
+    size_t best_distance = 3;  // suggest only close names
+    for (const CLI::App* sc : app.get_subcommands([](const CLI::App*) { return true; })) {
+      if (sc->get_name() == arg) return std::nullopt;
+      const size_t d = Distance(arg, sc->get_name());
+      if (d < best_distance) {
+        best_distance = d;
+        best = sc->get_name();
+      }
+    }
+    std::string message = "unknown subcommand " + std::string(arg);
+    if (!best.empty()) message += " (did you mean " + best + "?)";
+    return message;
+  }
+  return std::nullopt;
 }
 
 template <typename T>
@@ -212,6 +258,10 @@ int Main(int argc, char** argv) {
   command->callback(
       [&] { run = [&](const Context& c) { return Command(c, client_id, command_text); }; });
 
+  if (auto unknown = UnknownSubcommand(app, argc, argv)) {
+    std::cerr << "error: " << *unknown << "\nRun with --help for more information.\n";
+    return static_cast<int>(ExitCode::kUsage);
+  }
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {

@@ -1,7 +1,8 @@
 // presenced: the realtime presence server.
 //
 //   presenced [--config FILE] [--listen HOST:PORT] [...]   serve
-//   presenced token CLIENT_ID [--channels a,b*] [--ttl 3600] [--roles worker]   mint a client token
+//   presenced token CLIENT_ID [--channels a,b*] [--ttl-ms 3600000] [--roles worker]   a client
+//   token
 //
 // Threads: the main thread runs the I/O threads (net::Server::Run), and the Dispatcher and Engine
 // run in rounds on the server's own loop (EngineLoop on net::Server::WorkLoop: with one I/O
@@ -302,6 +303,7 @@ int Serve(Config config) {
 int Main(int argc, char** argv) {
   CLI::App app{"presenced: realtime presence server"};
   app.set_help_all_flag("--help-all");
+  app.set_version_flag("--version", "presenced " PRESENCED_VERSION_LINE);
   std::string config_file;
   app.add_option("--config", config_file, "TOML config file (also PRESENCED_CONFIG)");
   std::map<std::string, std::string> flags;
@@ -313,18 +315,23 @@ int Main(int argc, char** argv) {
   token->fallthrough();  // server settings (--data-dir, --jwt-secret) may follow the subcommand
   std::string client_id;
   std::string channels;
-  int64_t ttl_s = 3600;
+  int64_t ttl_ms = 3600 * 1000;
   token->add_option("client_id", client_id, "clientId (the token's sub)")->required();
   token->add_option("--channels", channels,
                     "comma-separated channel patterns (* = any run); default all");
-  token->add_option("--ttl", ttl_s, "lifetime in seconds")->check(CLI::PositiveNumber);
+  token->add_option("--ttl-ms", ttl_ms, "lifetime in milliseconds (1000 to 2592000000)")
+      ->capture_default_str()
+      ->check(CLI::Range(int64_t{1000}, int64_t{30} * 86400 * 1000)
+                  .description("from 1000 to 2592000000 (30 days)"));
   std::string roles;
   token->add_option("--roles", roles, "comma-separated roles (worker: may serve agent sessions)");
 
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
-    return app.exit(e);
+    // --help and --version are successes; every other parse error is a usage error (exit 2, as
+    // for a bad setting).
+    return app.exit(e) == 0 ? 0 : 2;
   }
 
   Config config;
@@ -384,7 +391,7 @@ int Main(int argc, char** argv) {
     std::vector<std::string> role_list;
     if (!roles.empty()) role_list = CLI::detail::split(roles, ',');
     SystemClock clock;
-    auto t = protocol::MintToken(config.protocol.jwt_secret, client_id, ttl_s, patterns,
+    auto t = protocol::MintToken(config.protocol.jwt_secret, client_id, ttl_ms / 1000, patterns,
                                  clock.NowMs(), role_list);
     if (!t.ok()) {
       std::fprintf(stderr, "presenced: %s\n", t.error().message.c_str());

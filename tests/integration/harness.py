@@ -65,7 +65,8 @@ class Server:
             self.secret = f.read().strip()
 
     def token(self, client_id, channels=None, ttl=3600, roles=None):
-        args = [BINARY, "token", client_id, "--ttl", str(ttl), "--data-dir", self.data_dir]
+        args = [BINARY, "token", client_id, "--ttl-ms", str(ttl * 1000), "--data-dir",
+                self.data_dir]
         if channels is not None:
             args += ["--channels", ",".join(channels)]
         if roles:

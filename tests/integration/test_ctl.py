@@ -265,6 +265,20 @@ class ExitCodeTest(CtlTest):
             code, out, _ = await self.ctl(*args, key=False)
             self.assertEqual((code, out), (2, ""), args)
 
+    async def test_an_unknown_subcommand_gets_a_suggestion(self):
+        code, out, err = await self.ctl("wh0", key=False)
+        self.assertEqual((code, out), (2, ""))
+        self.assertIn("unknown subcommand wh0 (did you mean who?)", err)
+        code, _, err = await self.ctl("--json", "zzzzzzzz", key=False)
+        self.assertEqual(code, 2)
+        self.assertIn("unknown subcommand zzzzzzzz", err)
+        self.assertNotIn("did you mean", err)
+
+    async def test_version_names_the_commit_and_build(self):
+        code, out, _ = await self.ctl("--version", key=False)
+        self.assertEqual(code, 0)
+        self.assertRegex(out, r"^presencectl \d+\.\d+\.\d+ \(commit \w+, \w+ build\)")
+
     async def test_help_lists_the_exit_codes(self):
         code, out, _ = await self.ctl("--help", key=False)
         self.assertEqual(code, 0)

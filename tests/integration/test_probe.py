@@ -217,6 +217,18 @@ class TokenToolTest(unittest.TestCase):
         self.assertFalse(os.path.exists(missing))
         self.assertEqual(p.stdout, "")
 
+    def test_usage_errors_exit_2_and_version_exits_0(self):
+        p = subprocess.run([BINARY, "--version"], capture_output=True, text=True, timeout=TIMEOUT)
+        self.assertEqual(p.returncode, 0)
+        self.assertRegex(p.stdout, r"^presenced \d+\.\d+\.\d+ \(commit \w+, \w+ build\)")
+        p = subprocess.run([BINARY, "--no-such-flag"], capture_output=True, text=True,
+                           timeout=TIMEOUT)
+        self.assertEqual(p.returncode, 2)
+        p = self.run_token("--ttl-ms", "0")
+        self.assertEqual(p.returncode, 2)
+        self.assertIn("1000 to 2592000000", p.stderr)
+        self.assertLess(len(p.stderr), 300)  # a range, not 300 digits
+
     def test_it_says_where_the_secret_came_from_and_the_server_accepts_the_token(self):
         server = Server()
         try:
