@@ -73,7 +73,9 @@ std::string Metrics::Render(const Gauges& e) const {
          "Connections known to the engine (live or in grace).", e.engine_connections);
   Metric(out, "presenced_channels", "gauge", "Channels with members or subscribers.", e.channels);
   Metric(out, "presenced_members", "gauge", "Presence members in all channels.", e.members);
-  Metric(out, "presenced_users", "gauge", "Users known to the engine.", e.users);
+  Metric(out, "presenced_users", "gauge",
+         "Users the engine holds (connected, in grace, watched, recently seen); not who is online.",
+         e.users);
   out +=
       "# HELP presenced_webhook_deliveries_total Webhook tries by result (ok, error: "
       "retried, dropped: given up after webhook_retry_ms, overflow: dropped from a full "

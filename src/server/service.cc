@@ -10,6 +10,7 @@
 #include "common/utf8.h"
 #include "dashboard/assets.h"
 #include "protocol/codec.h"
+#include "server/process_metrics.h"
 
 namespace presenced::server {
 
@@ -203,6 +204,7 @@ HttpResponse Service::RenderMetrics() const {
         "counter\npresenced_cluster_log_gaps_total " +
         std::to_string(log_gaps_.load(std::memory_order_relaxed)) + "\n";
   }
+  text += ProcessMetrics();
   return HttpResponse{200, std::move(text), "text/plain; version=0.0.4"};
 }
 

@@ -458,6 +458,23 @@ class StatusTest(ServerTest):
 
 
 class RestTest(ServerTest):
+    async def test_metrics_have_the_process_series_and_build_info(self):
+        status, text = self.server.http("GET", "/metrics", key=False)
+        self.assertEqual(status, 200)
+        values = {}
+        for line in text.splitlines():
+            if line and not line.startswith("#"):
+                name, value = line.rsplit(" ", 1)
+                values[name] = float(value)
+        self.assertGreater(values["process_resident_memory_bytes"], 1 << 20)
+        self.assertGreaterEqual(values["process_cpu_seconds_total"], 0)
+        self.assertGreater(values["process_open_fds"], 3)
+        self.assertGreaterEqual(values["process_max_fds"], values["process_open_fds"])
+        info = [n for n in values if n.startswith("presenced_build_info{")]
+        self.assertEqual(len(info), 1)
+        self.assertRegex(info[0], r'^presenced_build_info\{version="\d+\.\d+\.\d+",commit="\w+"\}$')
+        self.assertEqual(values[info[0]], 1)
+
     async def test_presence_and_occupancy_endpoints(self):
         ch = unique()
         a = await self.connect("rita")
