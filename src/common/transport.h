@@ -48,6 +48,7 @@ struct HttpRequest {
   std::string target;  // origin-form: path and query, percent-encoded
   std::string authorization;
   std::string body;
+  std::string remote;  // the peer's address, "ip:port" (logs)
 };
 
 struct HttpResponse {

@@ -103,6 +103,11 @@ void HttpSession::OnRequest(beast::error_code ec) {
   r.target = std::string(req.target());
   r.authorization = std::string(req[http::field::authorization]);
   r.body = req.body();
+  {
+    beast::error_code rec;
+    const auto peer = stream_.socket().remote_endpoint(rec);
+    if (!rec) r.remote = peer.address().to_string() + ":" + std::to_string(peer.port());
+  }
   keep_alive_ = req.keep_alive() && !over_cap_;
 
   std::string_view path = r.target;

@@ -191,6 +191,11 @@ void Dispatcher::AttachSession(SessionId id, ConnectRequest request, std::shared
   s.batch = request.batch;
   s.worker = request.worker;
   Reply(s, ConnectedFrame(attached, request.heartbeat_ms, r.resumed.has_value(), options_.epoch));
+  if (on_attached_) {
+    if (const engine::Identity* who = engine_.IdentityOf(attached.handle)) {
+      on_attached_(id, *who, r.resumed.has_value());
+    }
+  }
   outbox_.Seal(s);  // `connected` is never packed into a batch
   if (r.resumed) {
     for (const engine::CatchUp& cu : r.resumed->catch_up) {

@@ -63,6 +63,9 @@ class Dispatcher final : public engine::EventSink, public engine::SessionSink {
   void Closed(SessionId session, bool clean);
   // Who a session is, for logs: "clientId/connectionId", or empty for an unknown session.
   std::string Describe(SessionId session);
+  // Called (on this thread) each time a session is attached, with who it is: the owner's logs.
+  using AttachedHook = std::function<void(SessionId, const engine::Identity&, bool resumed)>;
+  void OnAttached(AttachedHook hook) { on_attached_ = std::move(hook); }
   // The session's output drained after Peer::NotifyWhenDrained: each channel whose events were
   // dropped for it (a slow subscriber) gets its `sync`.
   void Drained(SessionId session);
@@ -254,6 +257,7 @@ class Dispatcher final : public engine::EventSink, public engine::SessionSink {
   SessionTable sessions_;
   Outbox outbox_;
   bool shutting_down_ = false;  // after Shutdown, new sessions are refused (1001)
+  AttachedHook on_attached_;
   std::unordered_map<SessionId, PendingOpen> pending_;
   std::vector<SessionId> unread_;  // opened since the last ReadPendingUsers
   bool read_posted_ = false;

@@ -428,7 +428,7 @@ void Dispatcher::ApplyHttp(const ReplicatedEntry& e, const json::object& o) {
   }
   // The key was checked where the request arrived; every node runs it as authorized.
   HttpRequest req{StringOf(o, "m"), StringOf(o, "u"), "Bearer " + options_.api_key,
-                  StringOf(o, "b")};
+                  StringOf(o, "b"), std::string()};
   HandleRest(core_, req, std::move(done));
 }
 

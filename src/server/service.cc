@@ -21,18 +21,48 @@ Service::Service(EngineLoop& loop, protocol::Dispatcher& dispatcher, storage::St
       store_(store),
       metrics_(metrics),
       config_(config),
-      clock_(clock) {}
+      clock_(clock) {
+  // Once attached (at once, or after the store read of a user the engine did not hold): who it is.
+  dispatcher_.OnAttached([](SessionId id, const engine::Identity& who, bool resumed) {
+    if (!spdlog::default_logger_raw()->should_log(spdlog::level::debug)) return;
+    spdlog::debug("event=connected session={} who={}/{} device={}{}", id, who.client_id,
+                  who.connection_id, who.device, resumed ? " resumed=1" : "");
+  });
+}
 
 Result<net::Upgrade> Service::AuthorizeUpgrade(const HttpRequest& req) {
   auto request = protocol::ParseUpgrade(req.target, config_.protocol.jwt_secret, clock_.NowMs(),
                                         config_.protocol.engine.limits.max_id_bytes);
-  if (!request.ok()) return request.error();
+  if (!request.ok()) {
+    LogRefused(req, request.error());
+    return request.error();
+  }
   request->heartbeat_ms = config_.net.heartbeat_ms;
   net::Upgrade upgrade;
   upgrade.heartbeat_ms = request->heartbeat_ms;
   upgrade.sends_on_open = true;  // the dispatcher's `connected` frame carries the 101
   upgrade.attachment = std::make_shared<protocol::ConnectRequest>(std::move(request).value());
   return upgrade;
+}
+
+void Service::LogRefused(const HttpRequest& req, const Error& why) {
+  // On an I/O thread (several may refuse at once): the same budget as server-initiated closes,
+  // under its own lock, so a flood of bad tokens cannot flood the log.
+  MutexLock lock(refused_mu_);
+  const TimeMs now = clock_.NowMs();
+  refused_tokens_ =
+      std::min(kLogBurst, refused_tokens_ + (now - refused_refilled_at_) * kLogPerSecond / 1000);
+  refused_refilled_at_ = now;
+  if (refused_tokens_ < 1) {
+    ++refused_suppressed_;
+    return;
+  }
+  refused_tokens_ -= 1;
+  spdlog::info(
+      "event=upgrade_refused remote={} code={} reason=\"{}\"{}",
+      req.remote.empty() ? "-" : req.remote, ErrorCodeName(why.code), why.message,
+      refused_suppressed_ > 0 ? fmt::format(" suppressed_before={}", refused_suppressed_) : "");
+  refused_suppressed_ = 0;
 }
 
 void Service::HandleHttp(HttpRequest req, std::function<void(HttpResponse)> done) {
@@ -45,6 +75,11 @@ void Service::HandleHttp(HttpRequest req, std::function<void(HttpResponse)> done
 void Service::OnOpen(SessionId id, std::shared_ptr<void> attachment, std::shared_ptr<Peer> peer) {
   // The attachment is the ConnectRequest AuthorizeUpgrade made.
   auto request = std::static_pointer_cast<protocol::ConnectRequest>(std::move(attachment));
+  if (spdlog::default_logger_raw()->should_log(spdlog::level::debug)) {
+    spdlog::debug("event=connect session={} client={} device={}{}", id, request->client_id,
+                  request->device.empty() ? "unknown" : request->device,
+                  request->resume_key ? " resume=1" : "");
+  }
   loop_.Post([this, id, request = std::move(request), peer = std::move(peer)]() mutable {
     dispatcher_.Open(id, std::move(*request), std::move(peer));
   });

@@ -18,6 +18,7 @@
 #include <string_view>
 
 #include "common/clock.h"
+#include "common/thread_annotations.h"
 #include "net/server.h"
 #include "protocol/dispatcher.h"
 #include "protocol/metrics.h"
@@ -60,6 +61,8 @@ class Service final : public net::Service {
   // On the presence loop: the log line of a session's end (server-initiated ones at info,
   // rate-limited; the client's own at debug).
   void LogClose(SessionId id, const net::CloseInfo& info, std::string_view reason, bool by_client);
+  // On an I/O thread: the log line of a refused upgrade (reason, remote address), rate-limited.
+  void LogRefused(const HttpRequest& req, const Error& why) LOCKS_EXCLUDED(refused_mu_);
 
   // The reasons of closes the service itself asked for (Peer::Close), by close code.
   enum ServiceReason { kShutdown, kSuperseded, kRefused, kOtherServiceClose, kServiceReasons };
@@ -74,6 +77,11 @@ class Service final : public net::Service {
   double log_tokens_ = kLogBurst;
   TimeMs log_refilled_at_ = 0;
   uint64_t log_suppressed_ = 0;
+  // The same budget for refused upgrades, which several I/O threads log.
+  Mutex refused_mu_;
+  double refused_tokens_ GUARDED_BY(refused_mu_) = kLogBurst;
+  TimeMs refused_refilled_at_ GUARDED_BY(refused_mu_) = 0;
+  uint64_t refused_suppressed_ GUARDED_BY(refused_mu_) = 0;
 
   EngineLoop& loop_;
   protocol::Dispatcher& dispatcher_;

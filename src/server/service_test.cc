@@ -38,7 +38,7 @@ class ServiceTest : public ::testing::Test {
   // The response when `done` ran before HandleHttp returned, else nullopt.
   std::optional<HttpResponse> Inline(std::string method, std::string target) {
     std::optional<HttpResponse> got;
-    service_.HandleHttp(HttpRequest{std::move(method), std::move(target), "", ""},
+    service_.HandleHttp(HttpRequest{std::move(method), std::move(target), "", "", ""},
                         [&got](HttpResponse r) { got = std::move(r); });
     return got;
   }
@@ -145,7 +145,8 @@ TEST_F(ServiceTest, ErrorResponseIsTheProtocolsErrorBody) {
 TEST_F(ServiceTest, UpgradeCarriesTheConnectRequest) {
   auto token = protocol::MintToken("test-secret", "ann", 3600, std::nullopt, kNow);
   ASSERT_TRUE(token.ok());
-  auto upgrade = service_.AuthorizeUpgrade(HttpRequest{"GET", "/v1/ws?token=" + *token, "", ""});
+  auto upgrade =
+      service_.AuthorizeUpgrade(HttpRequest{"GET", "/v1/ws?token=" + *token, "", "", ""});
   ASSERT_TRUE(upgrade.ok());
   EXPECT_EQ(upgrade->heartbeat_ms, 7000);
   EXPECT_TRUE(upgrade->sends_on_open);
@@ -156,7 +157,7 @@ TEST_F(ServiceTest, UpgradeCarriesTheConnectRequest) {
 }
 
 TEST_F(ServiceTest, UpgradeWithABadTokenIsUnauthorized) {
-  auto upgrade = service_.AuthorizeUpgrade(HttpRequest{"GET", "/v1/ws?token=nope", "", ""});
+  auto upgrade = service_.AuthorizeUpgrade(HttpRequest{"GET", "/v1/ws?token=nope", "", "", ""});
   ASSERT_FALSE(upgrade.ok());
   EXPECT_EQ(upgrade.error().code, ErrorCode::kUnauthorized);
 }

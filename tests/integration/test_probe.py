@@ -3,6 +3,7 @@ would: each test failed (or crashed the server) before its fix. Wire-level (RFC 
 in test_wire.py."""
 import json
 import os
+import signal
 import socket
 import subprocess
 import tempfile
@@ -243,6 +244,29 @@ class TokenToolTest(unittest.TestCase):
             self.assertIn("token secret from PRESENCED_JWT_SECRET", p.stderr)
         finally:
             server.kill()
+
+
+class LogTest(unittest.IsolatedAsyncioTestCase):
+    """What an operator reads: refused upgrades at info, connects and disconnects at debug."""
+
+    async def test_refused_upgrades_at_info_and_connects_at_debug(self):
+        from harness import Client
+        server = Server(log_level="debug")
+        try:
+            status = http_status(server, "/v1/ws?token=bad.token.here", token="bad.token.here")[0]
+            self.assertEqual(status, 401)
+            c = await Client.connect(server, "alice", device="laptop")
+            await c.close()
+            server.proc.send_signal(signal.SIGTERM)
+            _, log = server.proc.communicate(timeout=TIMEOUT)
+        finally:
+            if server.proc.poll() is None:
+                server.proc.kill()
+        self.assertRegex(log, r"level=info event=upgrade_refused remote=127\.0\.0\.1:\d+ "
+                              r"code=unauthorized reason=\"[^\"]+\"")
+        self.assertRegex(log, r"level=debug event=connect session=\d+ client=alice device=laptop")
+        self.assertRegex(log, r"level=debug event=connected session=\d+ who=alice/\w+")
+        self.assertRegex(log, r"level=debug event=disconnected session=\d+ who=alice/\w+")
 
 
 class SettingBoundsTest(unittest.TestCase):
