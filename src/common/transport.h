@@ -8,6 +8,7 @@
 #include <cstdint>
 #include <memory>
 #include <string>
+#include <utility>
 #include <vector>
 
 namespace presenced {
@@ -48,13 +49,15 @@ struct HttpRequest {
   std::string target;  // origin-form: path and query, percent-encoded
   std::string authorization;
   std::string body;
-  std::string remote;  // the peer's address, "ip:port" (logs)
+  std::string remote;       // the peer's address, "ip:port" (logs)
+  std::string origin = {};  // the Origin header (browsers), empty when absent
 };
 
 struct HttpResponse {
   unsigned status = 200;
   std::string body;
-  std::string content_type = "application/json";  // empty: no Content-Type (a 204)
+  std::string content_type = "application/json";                  // empty: no Content-Type (a 204)
+  std::vector<std::pair<std::string, std::string>> headers = {};  // more fields (CORS)
 };
 
 }  // namespace presenced

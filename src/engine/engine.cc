@@ -237,6 +237,21 @@ const Identity* Engine::IdentityOf(ConnectionHandle handle) {
   return c == nullptr ? nullptr : &*c->identity;
 }
 
+std::optional<ConnectionHandle> Engine::FindConnectionById(std::string_view connection_id) const {
+  for (const auto& c : connections_) {
+    if (c != nullptr && c->identity->connection_id == connection_id) return c->handle;
+  }
+  return std::nullopt;
+}
+
+std::vector<ConnectionHandle> Engine::ConnectionsOf(std::string_view client_id) const {
+  std::vector<ConnectionHandle> out;
+  auto it = users_.find(client_id);
+  if (it == users_.end()) return out;
+  for (const Connection* c : it->second->connections) out.push_back(c->handle);
+  return out;
+}
+
 Status Engine::Touch(ConnectionHandle handle) {
   Begin();
   Connection* c = Find(handle);

@@ -110,6 +110,10 @@ class Engine {
   // Who the connection is (clientId, connectionId, device), or null for an unknown handle. Valid
   // until the next call into the Engine.
   const Identity* IdentityOf(ConnectionHandle connection);
+  // The connection with this id (live or in its grace period), if any. A scan: for admin calls.
+  std::optional<ConnectionHandle> FindConnectionById(std::string_view connection_id) const;
+  // The user's connections, live or in their grace period, in attach order.
+  std::vector<ConnectionHandle> ConnectionsOf(std::string_view client_id) const;
   // Records activity of the connection's device (for read-only requests answered ok).
   Status Touch(ConnectionHandle connection);
   // Graceful shutdown: closes every connection cleanly (members leave with reason disconnected).

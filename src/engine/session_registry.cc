@@ -546,4 +546,12 @@ Status SessionRegistry::LoadState(std::string_view state) {
   return Status::Ok();
 }
 
+bool SessionRegistry::IsAgent(ConnectionHandle handle) const {
+  if (handle == 0) return false;
+  for (const auto& [id, s] : sessions_) {
+    if (s->agent == handle) return true;
+  }
+  return false;
+}
+
 }  // namespace presenced::engine

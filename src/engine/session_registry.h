@@ -159,6 +159,10 @@ class SessionRegistry {
   void Tick();
   std::optional<TimeMs> NextDeadline() const;
 
+  // Whether `handle` is a running session's agent member (a connection without a socket). A
+  // scan: for admin calls.
+  bool IsAgent(ConnectionHandle handle) const;
+
   // --- State snapshots ----------------------------------------------------------------------
   std::string SaveState() const;
   // Replaces everything with a saved state (calling no sink); a corrupt one is refused and

@@ -102,6 +102,7 @@ void HttpSession::OnRequest(beast::error_code ec) {
   r.method = std::string(req.method_string());
   r.target = std::string(req.target());
   r.authorization = std::string(req[http::field::authorization]);
+  r.origin = std::string(req[http::field::origin]);
   r.body = req.body();
   {
     beast::error_code rec;
@@ -122,7 +123,8 @@ void HttpSession::OnRequest(beast::error_code ec) {
   stream_.expires_never();
   server_.service.HandleHttp(std::move(r), [self = shared_from_this()](HttpResponse resp) {
     asio::post(self->stream_.get_executor(), [self, resp = std::move(resp)]() mutable {
-      self->WriteHttp(resp.status, std::move(resp.body), resp.content_type, self->keep_alive_);
+      self->WriteHttp(resp.status, std::move(resp.body), resp.content_type, self->keep_alive_, {},
+                      resp.headers);
     });
   });
 }
@@ -156,13 +158,15 @@ void HttpSession::WriteError(unsigned status, ErrorCode code, std::string messag
 }
 
 void HttpSession::WriteHttp(unsigned status, std::string body, std::string_view content_type,
-                            bool keep_alive, const HeaderList& extra) {
+                            bool keep_alive, const HeaderList& extra,
+                            const std::vector<std::pair<std::string, std::string>>& more) {
   if (done_) return;
   auto res =
       std::make_shared<http::response<http::string_body>>(static_cast<http::status>(status), 11);
   res->set(http::field::server, "presenced");
   if (!content_type.empty()) res->set(http::field::content_type, content_type);  // not on 204
   for (const auto& [field, value] : extra) res->set(field, value);
+  for (const auto& [field, value] : more) res->set(field, value);
   res->keep_alive(keep_alive);  // keeps a Connection token set in `extra` (e.g. Upgrade)
   res->body() = std::move(body);
   res->prepare_payload();
@@ -208,6 +212,7 @@ void HttpSession::Upgrade(const Request& req, const HttpRequest& r) {
     server_.counters.connections_refused.fetch_add(1, std::memory_order_relaxed);
     const ErrorCode code = accepted.error().code;
     const unsigned status = code == ErrorCode::kUnauthorized ? 401
+                            : code == ErrorCode::kForbidden  ? 403
                             : code == ErrorCode::kTooLarge   ? 413
                                                              : 400;
     HttpResponse resp = server_.service.ErrorResponse(status, accepted.error());

@@ -43,7 +43,8 @@ class HttpSession final : public Connection, public std::enable_shared_from_this
   void WriteError(unsigned status, ErrorCode code, std::string message,
                   const HeaderList& extra = {});
   void WriteHttp(unsigned status, std::string body, std::string_view content_type, bool keep_alive,
-                 const HeaderList& extra = {});
+                 const HeaderList& extra = {},
+                 const std::vector<std::pair<std::string, std::string>>& more = {});
   void Upgrade(const Request& req, const HttpRequest& r);
   void ShutdownAndLinger();
   void WaitReadable();

@@ -136,6 +136,14 @@ Result<TokenClaims> VerifyToken(std::string_view token, std::string_view secret,
     if (!not_before) return Unauthorized("token nbf claim must be a number");
     if (now / 1000 < *not_before) return Unauthorized("token not valid yet");
   }
+  if (const auto* iat = obj.if_contains("iat")) {
+    if (!iat->is_number()) return Unauthorized("token iat claim must be a number");
+    const double ms = iat->to_number<double>() * 1000.0;
+    if (!std::isfinite(ms)) return Unauthorized("token iat claim must be a number");
+    claims.issued_at_ms = ms >= 9.2e18    ? INT64_MAX
+                          : ms <= -9.2e18 ? INT64_MIN
+                                          : static_cast<TimeMs>(std::llround(ms));
+  }
   if (const auto* ch = obj.if_contains("channels")) {
     if (!ch->is_array()) return Unauthorized("channels claim must be an array of strings");
     std::vector<std::string> patterns;
@@ -166,7 +174,7 @@ Result<std::string> MintToken(std::string_view secret, std::string_view client_i
   JwtPtr jwt(raw);
   boost::json::object claims;
   claims["sub"] = std::string(client_id);
-  claims["iat"] = now / 1000;
+  claims["iat"] = static_cast<double>(now) / 1000.0;
   claims["exp"] = now / 1000 + ttl_s;
   if (channels) {
     boost::json::array a;

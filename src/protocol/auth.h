@@ -16,6 +16,9 @@ namespace presenced::protocol {
 struct TokenClaims {
   std::string client_id;                             // `sub`
   int64_t expires_at_s = 0;                          // `exp`, seconds since the epoch
+  // `iat` in milliseconds (a fractional NumericDate keeps its milliseconds; MintToken writes
+  // them), or nullopt when the token has none: revocations compare it (POST /v1/users/{id}/revoke).
+  std::optional<TimeMs> issued_at_ms;
   std::optional<std::vector<std::string>> channels;  // glob patterns; absent = all channels
   bool worker = false;  // `roles` includes "worker": may serve agent sessions (protocol-ext §3)
 };
@@ -25,7 +28,9 @@ struct TokenClaims {
 // unauthorized.
 Result<TokenClaims> VerifyToken(std::string_view token, std::string_view secret, TimeMs now);
 
-// Signs a token for `client_id` valid for `ttl_s` seconds from `now`.
+// Signs a token for `client_id` valid for `ttl_s` seconds from `now`; its `iat` is `now` to the
+// millisecond (a fractional NumericDate), so a token minted just after a revocation is not taken
+// for one issued before it.
 // `roles`, when not empty, becomes the `roles` claim.
 Result<std::string> MintToken(std::string_view secret, std::string_view client_id, int64_t ttl_s,
                               const std::optional<std::vector<std::string>>& channels, TimeMs now,

@@ -22,10 +22,11 @@ Dispatcher::Dispatcher(DispatcherOptions options, const presenced::Clock& clock,
       agents_(options_.sessions, clock, *this),
       webhooks_(options_.webhooks),
       store_(store, engine_, clock, std::move(post), options_.last_seen_checkpoint_ms, metrics),
-      core_{options_, clock, engine_, store_, agents_},
+      core_{options_, clock, engine_, store_, agents_, *this},
       outbox_(options_.max_batch_bytes) {}
 
 void Dispatcher::Tick() {
+  ExpireAuth();
   if (replication_ != nullptr) {
     // The engine's time is the log's: a deadline due by the wall clock is asked of the log (one
     // tick entry at a time), and runs on every node when that entry is applied.
@@ -57,8 +58,12 @@ void Dispatcher::Tick() {
 }
 
 std::optional<TimeMs> Dispatcher::NextDeadline() const {
-  if (replication_ != nullptr && tick_pending_) return std::nullopt;  // woken by the tick's entry
+  // A connection's `auth` deadline is this node's own (LocalNow), in either mode.
+  const std::optional<TimeMs> auth =
+      auth_deadlines_.empty() ? std::nullopt : std::optional<TimeMs>(auth_deadlines_.front().first);
+  if (replication_ != nullptr && tick_pending_) return auth;  // woken by the tick's entry
   TimeMs due = store_.next_checkpoint();
+  if (auth) due = std::min(due, *auth);
   if (const auto engine = engine_.NextDeadline()) due = std::min(due, *engine);
   if (const auto agents = agents_.NextDeadline()) due = std::min(due, *agents);
   if (delivering_webhooks()) {
@@ -71,6 +76,12 @@ std::optional<TimeMs> Dispatcher::NextDeadline() const {
 
 void Dispatcher::Open(SessionId id, ConnectRequest request, std::shared_ptr<Peer> peer) {
   if (shutting_down_) return ClosePeer(peer, 1001, "server shutting down");
+  if (request.awaiting_auth) {
+    auth_deadlines_.emplace_back(LocalNow() + kAuthTimeoutMs, id);
+    awaiting_auth_.emplace(id, AwaitingAuth{std::move(request), std::move(peer)});
+    return;
+  }
+  if (TokenRevoked(request)) return ClosePeer(peer, 4004, "token revoked");
   if (engine_.KnowsUser(request.client_id)) return Attach(id, std::move(request), std::move(peer));
   // What the store remembers of the user (status set by hand, lastSeen) is read first, off this
   // thread and once for every session opened in this round. In cluster mode it goes into the
@@ -210,6 +221,7 @@ void Dispatcher::AttachSession(SessionId id, ConnectRequest request, std::shared
 
 void Dispatcher::Closed(SessionId id, bool clean) {
   if (pending_.erase(id) != 0) return;  // never attached: nothing to undo
+  if (awaiting_auth_.erase(id) != 0) return;
   std::unique_ptr<Session> s = sessions_.Remove(id);
   if (!s) return;  // superseded, or never opened
   const engine::ConnectionHandle handle = s->handle;
@@ -252,12 +264,15 @@ void Dispatcher::Shutdown() {
   for (auto& s : sessions_.TakeAll()) s->peer->Close(1001, "server shutting down");
   for (auto& [id, open] : pending_) open.peer->Close(1001, "server shutting down");
   pending_.clear();
+  for (auto& [id, waiting] : awaiting_auth_) waiting.peer->Close(1001, "server shutting down");
+  awaiting_auth_.clear();
 }
 
 void Dispatcher::CloseAll(uint16_t code, const std::string& reason) {
   FlushOutbound();
   sessions_.ForEach([&](Session& s) { s.peer->Close(code, reason, /*abrupt=*/true); });
   for (auto& [id, open] : pending_) open.peer->Close(code, reason, /*abrupt=*/true);
+  for (auto& [id, waiting] : awaiting_auth_) waiting.peer->Close(code, reason, /*abrupt=*/true);
 }
 
 void Dispatcher::ClosePeer(const std::shared_ptr<Peer>& peer, uint16_t code, std::string reason) {
@@ -311,6 +326,7 @@ void Dispatcher::SendTo(engine::ConnectionHandle handle, const Frame& frame) {
 
 void Dispatcher::Message(SessionId id, std::string_view text, Clock::time_point received) {
   Session* found = sessions_.ById(id);
+  if (found == nullptr && awaiting_auth_.count(id) != 0) return Authenticate(id, text);
   if (found == nullptr) {
     // Sent before `connected` (a client may pipeline its first requests): kept until the session
     // is attached, then handled in order. Bounded: a client that sends more this early is closed.
@@ -350,6 +366,7 @@ void Dispatcher::Message(SessionId id, std::string_view text, Clock::time_point 
   if (op == nullptr || (op->flags & kRestOnly) != 0) {
     return fail(req_id, BadRequest("unknown op " + std::string(opv->as_string())));
   }
+  if ((op->flags & kSessionOp) != 0) return ReAuth(s, *req_id, o);  // the socket's own token
 
   // Cluster mode: every request goes through the log (in order with the connection's others),
   // except that while the log is unavailable a read is answered from what this node holds.
@@ -426,6 +443,13 @@ void Dispatcher::OnPresence(const engine::PresenceEvent& event,
                             std::span<const engine::ConnectionHandle> recipients) {
   metrics_.events_total.fetch_add(1, std::memory_order_relaxed);
   if (webhooks_.enabled()) PresenceWebhooks(event);
+  if (!server_members_.empty() && event.action == engine::Action::kLeave &&
+      event.reason == engine::LeaveReason::kExpired) {
+    // A server-side member not renewed in time: its connection ends after the engine's call.
+    auto it = server_members_.find(
+        std::make_pair(std::string(event.member.client_id), std::string(event.channel)));
+    if (it != server_members_.end()) ended_members_.push_back(it->second);
+  }
   if (agents_.size() != 0 && event.action != engine::Action::kUpdate &&
       event.channel.starts_with(kConversationPrefix)) {
     const std::string_view conversation = event.channel.substr(kConversationPrefix.size());
@@ -475,6 +499,7 @@ void Dispatcher::OnConnectionExpired(engine::ConnectionHandle connection) {
 // ----- Agent sessions ---------------------------------------------------------------------------
 
 void Dispatcher::RunSessionNotes() {
+  EndServerMembers();
   while (!expired_.empty()) {
     std::vector<engine::ConnectionHandle> ended;
     ended.swap(expired_);

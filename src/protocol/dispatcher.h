@@ -13,6 +13,7 @@
 #include <cstdint>
 #include <deque>
 #include <functional>
+#include <map>
 #include <memory>
 #include <optional>
 #include <string>
@@ -42,7 +43,7 @@
 
 namespace presenced::protocol {
 
-class Dispatcher final : public engine::EventSink, public engine::SessionSink {
+class Dispatcher final : public engine::EventSink, public engine::SessionSink, public AdminControl {
  public:
   using Clock = std::chrono::steady_clock;
   using Poster = protocol::Poster;
@@ -57,6 +58,9 @@ class Dispatcher final : public engine::EventSink, public engine::SessionSink {
   // is attached (its `connected` frame queued) when the answer is back; messages it sends
   // meanwhile wait for it.
   void Open(SessionId session, ConnectRequest request, std::shared_ptr<Peer> peer);
+  // A session upgraded without a token (ConnectRequest::awaiting_auth) is held until its first
+  // frame, `{"op":"auth","token":JWT}`, within kAuthTimeoutMs; then it opens as above. Anything
+  // else first, a bad or revoked token, or nothing in time closes it (4003, or 4004 revoked).
   // A text message from the session; `received` is when the network layer read it.
   void Message(SessionId session, std::string_view text, Clock::time_point received);
   // The session ended: `clean` after a close frame, otherwise an abrupt drop.
@@ -155,6 +159,16 @@ class Dispatcher final : public engine::EventSink, public engine::SessionSink {
   void OnAgentLeave(const engine::SessionView& session, engine::ConnectionHandle agent) override;
   void OnAgentActive(engine::ConnectionHandle agent) override { (void)engine_.Touch(agent); }
 
+  // AdminControl (dispatcher_admin.cc)
+  Status Disconnect(std::string_view connection_id) override;
+  size_t DisconnectUser(std::string_view client_id) override;
+  std::pair<TimeMs, size_t> Revoke(std::string_view client_id) override;
+  Result<std::string> PutMember(std::string_view client_id, std::string_view channel,
+                                std::optional<JsonText> data, TimeMs ttl_ms) override;
+  Status DeleteMember(std::string_view client_id, std::string_view channel) override;
+  // Revocations as the store keeps them (single node: restored at start).
+  void RestoreRevocations(const std::vector<std::pair<std::string, TimeMs>>& rows);
+
  private:
   // A session waiting for what the store remembers of its user (Open).
   struct EarlyMessage {
@@ -167,6 +181,29 @@ class Dispatcher final : public engine::EventSink, public engine::SessionSink {
     std::vector<EarlyMessage> early;  // sent before it was attached
     size_t early_bytes = 0;
   };
+  // A session upgraded without a token, waiting for its `auth` frame (dispatcher_admin.cc).
+  struct AwaitingAuth {
+    ConnectRequest request;
+    std::shared_ptr<Peer> peer;
+  };
+  void Authenticate(SessionId id, std::string_view text);
+  // `auth` on a live session: the new token's patterns and roles apply from now on.
+  void ReAuth(Session& s, int64_t req_id, const boost::json::object& request);
+  // Closes the sessions whose `auth` frame is overdue.
+  void ExpireAuth();
+  // This node's time for its own deadlines and token checks (the engine's is the log's in
+  // cluster mode).
+  TimeMs LocalNow() const;
+  // Whether the user's tokens issued before some time are refused, and this one is such.
+  bool TokenRevoked(const ConnectRequest& request) const;
+  // Ends a connection at once (members leave, reason disconnected); the socket, when this node
+  // holds it, closes with `code`.
+  void EndConnection(engine::ConnectionHandle handle, uint16_t code, const std::string& reason);
+  // Agents' and server-side members' connections have no socket.
+  bool Socketless(engine::ConnectionHandle handle) const;
+  // Server-side members whose member left (expired): their connections end after the engine's
+  // call (RunSessionNotes).
+  void EndServerMembers();
   static constexpr size_t kMaxEarlyMessages = 64;
   static constexpr size_t kMaxEarlyBytes = 256 * 1024;
   // Reads the users of the sessions opened since the last call (one store read), then attaches
@@ -259,6 +296,13 @@ class Dispatcher final : public engine::EventSink, public engine::SessionSink {
   bool shutting_down_ = false;  // after Shutdown, new sessions are refused (1001)
   AttachedHook on_attached_;
   std::unordered_map<SessionId, PendingOpen> pending_;
+  std::unordered_map<SessionId, AwaitingAuth> awaiting_auth_;
+  std::deque<std::pair<TimeMs, SessionId>> auth_deadlines_;  // in deadline order
+  std::unordered_map<std::string, TimeMs> revoked_;          // clientId -> tokens before refused
+  // Server-side members, (clientId, channel) -> their connection, and back.
+  std::map<std::pair<std::string, std::string>, engine::ConnectionHandle> server_members_;
+  std::unordered_map<engine::ConnectionHandle, std::pair<std::string, std::string>> member_of_;
+  std::vector<engine::ConnectionHandle> ended_members_;
   std::vector<SessionId> unread_;  // opened since the last ReadPendingUsers
   bool read_posted_ = false;
   // Cluster mode.

@@ -256,7 +256,9 @@ void Dispatcher::Apply(const ReplicatedEntry& e) {
 }
 
 namespace {
-constexpr std::string_view kStateMagic = "presenced-dispatcher-state-2";
+// 3 adds revocations and server-side members after the holders; 2 is still read.
+constexpr std::string_view kStateMagic = "presenced-dispatcher-state-3";
+constexpr std::string_view kStateMagic2 = "presenced-dispatcher-state-2";
 }  // namespace
 
 std::string Dispatcher::SaveState() {
@@ -275,13 +277,26 @@ std::string Dispatcher::SaveState() {
     w.U64(handle);
     w.Str(who);
   }
+  const std::map<std::string_view, TimeMs> revoked(revoked_.begin(), revoked_.end());
+  w.U64(revoked.size());
+  for (const auto& [client_id, before] : revoked) {
+    w.Str(client_id);
+    w.U64(static_cast<uint64_t>(before));
+  }
+  w.U64(server_members_.size());
+  for (const auto& [key, handle] : server_members_) {
+    w.Str(key.first);
+    w.Str(key.second);
+    w.U64(handle);
+  }
   return std::move(w.bytes());
 }
 
 Status Dispatcher::LoadState(std::string_view state) {
   ByteReader r(state);
   const auto corrupt = [] { return MakeError(ErrorCode::kBadRequest, "cluster state is corrupt"); };
-  if (r.Str() != kStateMagic) return corrupt();
+  const std::string_view magic = r.Str();
+  if (magic != kStateMagic && magic != kStateMagic2) return corrupt();
   const std::string_view engine_state = r.Str();
   const std::string_view agents_state = r.Str();
   const std::string_view webhooks_state = r.Str();
@@ -291,6 +306,19 @@ Status Dispatcher::LoadState(std::string_view state) {
   for (uint64_t n = r.Count(16); n > 0 && r.ok(); --n) {
     const engine::ConnectionHandle handle = r.U64();
     holder.emplace(handle, std::string(r.Str()));
+  }
+  std::unordered_map<std::string, TimeMs> revoked;
+  std::map<std::pair<std::string, std::string>, engine::ConnectionHandle> members;
+  if (magic == kStateMagic) {
+    for (uint64_t n = r.Count(16); n > 0 && r.ok(); --n) {
+      std::string client_id(r.Str());
+      revoked[std::move(client_id)] = static_cast<TimeMs>(r.U64());
+    }
+    for (uint64_t n = r.Count(24); n > 0 && r.ok(); --n) {
+      std::string client_id(r.Str());
+      std::string channel(r.Str());
+      members[{std::move(client_id), std::move(channel)}] = r.U64();
+    }
   }
   if (!r.done()) return corrupt();
   {
@@ -315,6 +343,11 @@ Status Dispatcher::LoadState(std::string_view state) {
   NodesChanged();
   expired_.clear();
   holder_ = std::move(holder);
+  revoked_ = std::move(revoked);
+  server_members_ = std::move(members);
+  member_of_.clear();
+  for (const auto& [key, handle] : server_members_) member_of_.emplace(handle, key);
+  ended_members_.clear();
   tick_pending_ = false;
   return Status::Ok();
 }

@@ -38,7 +38,7 @@ TEST_F(DispatcherRestTest, EveryKeyedRouteIs401WithoutOrWithAWrongKey) {
 
 TEST_F(DispatcherRestTest, UnknownRoutesAre404AndWrongMethods405) {
   for (const char* target : {"/v1/nothing", "/v1/channels/room/members", "/v1/users/alice",
-                             "/v2/who", "/v1/channels/room/presence/extra"}) {
+                             "/v2/who", "/v1/channels/room/presence/alice/extra"}) {
     HttpResponse r = Rest("GET", target);
     EXPECT_EQ(r.status, 404u) << target;
     EXPECT_EQ(ErrorCodeOf(ParseObject(r.body)), "not_found") << target;

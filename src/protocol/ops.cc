@@ -257,6 +257,31 @@ Result<std::string> MintTokenOp(OpCall& c, TokenRequest& r) {
   return out;
 }
 
+// ----- Admin (REST only) ------------------------------------------------------------------------
+
+Result<std::string> DisconnectOp(OpCall& c, ConnectionIdRequest& r) {
+  if (Status st = c.core.admin.Disconnect(r.connection_id); !st) return st.error();
+  return std::string();
+}
+
+Result<std::string> DisconnectUserOp(OpCall& c, NoFields&) {
+  return "\"closed\":" + std::to_string(c.core.admin.DisconnectUser(c.caller.client_id));
+}
+
+Result<std::string> RevokeOp(OpCall& c, NoFields&) {
+  const auto [before, closed] = c.core.admin.Revoke(c.caller.client_id);
+  return "\"revokedBefore\":" + std::to_string(before) + ",\"closed\":" + std::to_string(closed);
+}
+
+Result<std::string> PutMemberOp(OpCall& c, ServerMemberRequest& r) {
+  return c.core.admin.PutMember(c.caller.client_id, r.channel, std::move(r.data), r.ttl_ms);
+}
+
+Result<std::string> DeleteMemberOp(OpCall& c, ChannelRequest& r) {
+  if (Status st = c.core.admin.DeleteMember(c.caller.client_id, r.channel); !st) return st.error();
+  return std::string();
+}
+
 // ----- Agent sessions (protocol-ext §3) ----------------------------------------------------------
 
 Result<std::string> SessionStartFor(OpCall& c, SessionStartRequest& r, bool subscribe) {
@@ -375,6 +400,13 @@ constexpr std::array kOps = {
     Sync<SessionFailRequest, SessionFail, kConversationOp>("session.fail"),
     Sync<ConversationRequest, SessionTouch, kConversationOp>("session.touch"),
     Sync<NoFields, SessionList, kRestOnly>("sessions"),
+    Sync<ConnectionIdRequest, DisconnectOp, kRestOnly>("admin.disconnect"),
+    Sync<NoFields, DisconnectUserOp, kRestOnly>("admin.disconnect_user"),
+    Sync<NoFields, RevokeOp, kRestOnly>("admin.revoke"),
+    Sync<ServerMemberRequest, PutMemberOp, kRestOnly | kChannelOp>("admin.member.put"),
+    Sync<ChannelRequest, DeleteMemberOp, kRestOnly | kChannelOp>("admin.member.delete"),
+    // The WebSocket session's own token (Dispatcher::ReAuth); no handler.
+    OpSpec{"auth", kSessionOp, nullptr, nullptr},
 };
 
 }  // namespace

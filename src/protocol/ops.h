@@ -9,6 +9,8 @@
 //   kRestOnly    reached through REST only: a WebSocket asking for it gets "unknown op".
 //   kConversationOp the request's `conversationId` names a conversation whose channel
 //                (conversation:{id}) the caller's token allows (agent sessions, protocol-ext §3).
+//   kSessionOp   about the WebSocket session itself (`auth`: its token), answered by the
+//                Dispatcher on the node holding the socket; the row has no handler.
 // Each handler takes its typed request (requests.h) and writes its reply fields; the WebSocket
 // surface (Dispatcher::Message) and the REST routes (rest_routes.h) both run ops through this
 // table. Adding an op: one row in ops.cc, one handler, its unit tests.
@@ -39,6 +41,29 @@ enum OpFlag : uint32_t {
   kStoreBacked = 1u << 2,
   kRestOnly = 1u << 3,
   kConversationOp = 1u << 4,  // `conversationId`: its channel conversation:{id} is as kChannelOp
+  kSessionOp = 1u << 5,
+};
+
+// What the admin REST routes ask of the Dispatcher (docs/protocol.md, "Admin"): its sessions,
+// revocations and server-side members. On every node alike in cluster mode (each closes the
+// sockets it holds).
+class AdminControl {
+ public:
+  virtual ~AdminControl() = default;
+  // Ends the connection at once: its members leave (reason disconnected), its socket closes
+  // with 4002. not_found when no client connection has that id.
+  virtual Status Disconnect(std::string_view connection_id) = 0;
+  // The same for every connection of the user (live or in its grace period); how many.
+  virtual size_t DisconnectUser(std::string_view client_id) = 0;
+  // Tokens of the user issued before now (by `iat`) are refused from now on; live connections
+  // of the user close with 4004. The time revoked before, and how many connections closed.
+  virtual std::pair<TimeMs, size_t> Revoke(std::string_view client_id) = 0;
+  // A server-side member of the user in the channel (PUT .../presence/{clientId}): entered, or
+  // updated and its expiry renewed; reply fields `"member":M,"created":B`.
+  virtual Result<std::string> PutMember(std::string_view client_id, std::string_view channel,
+                                        std::optional<JsonText> data, TimeMs ttl_ms) = 0;
+  // It leaves (reason left); not_found when there is none.
+  virtual Status DeleteMember(std::string_view client_id, std::string_view channel) = 0;
 };
 
 // Who a request comes from.
@@ -62,6 +87,7 @@ struct Core {
   engine::Engine& engine;
   StoreBridge& store;
   engine::SessionRegistry& sessions;
+  AdminControl& admin;
 };
 
 // One request being handled.

@@ -182,6 +182,26 @@ Result<ChannelListRequest> ChannelListRequest::Parse(const Args& a) {
   return r;
 }
 
+Result<ConnectionIdRequest> ConnectionIdRequest::Parse(const Args& a) {
+  ConnectionIdRequest r;
+  PRESENCED_FIELD(r.connection_id, a.String("connectionId"));
+  return r;
+}
+
+Result<ServerMemberRequest> ServerMemberRequest::Parse(const Args& a) {
+  ServerMemberRequest r;
+  PRESENCED_FIELD(r.channel, a.String("channel"));
+  const json::value* t = a.Get("ttlMs");
+  if (t == nullptr) return BadRequest("missing field ttlMs");
+  if (!t->is_int64() || t->as_int64() < kMinServerMemberTtlMs ||
+      t->as_int64() > kMaxServerMemberTtlMs) {
+    return BadRequest("ttlMs must be an integer from 1000 to 86400000");
+  }
+  r.ttl_ms = t->as_int64();
+  r.data = a.OptJson("data");
+  return r;
+}
+
 Result<TokenRequest> TokenRequest::Parse(const Args& a) {
   TokenRequest r;
   if (const json::value* c = a.Get("channels")) {

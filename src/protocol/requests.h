@@ -123,6 +123,22 @@ struct ChannelListRequest {
   static Result<ChannelListRequest> Parse(const Args& a);
 };
 
+// DELETE /v1/connections/{connectionId}.
+struct ConnectionIdRequest {
+  std::string_view connection_id;
+  static Result<ConnectionIdRequest> Parse(const Args& a);
+};
+
+// PUT /v1/channels/{channel}/presence/{clientId}: a server-side member.
+struct ServerMemberRequest {
+  std::string_view channel;
+  std::optional<JsonText> data;
+  TimeMs ttl_ms = 0;  // required: 1 s to a day
+  static Result<ServerMemberRequest> Parse(const Args& a);
+};
+inline constexpr TimeMs kMinServerMemberTtlMs = 1000;
+inline constexpr TimeMs kMaxServerMemberTtlMs = 86400 * 1000;
+
 // POST /v1/tokens.
 struct TokenRequest {
   std::optional<std::vector<std::string>> channels;

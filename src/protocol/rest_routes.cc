@@ -31,7 +31,7 @@ enum class Shape : uint8_t {
 
 struct Route {
   std::string_view method;
-  std::array<std::string_view, 4> path;  // "{channel}" and "{clientId}" take that segment
+  std::array<std::string_view, 5> path;  // "{channel}", "{clientId}"... take that segment
   std::string_view op;
   Fields fields = Fields::kQuery;
   ActsFor acts_for = ActsFor::kNobody;
@@ -42,8 +42,9 @@ struct Route {
 constexpr std::string_view kChannel = "{channel}";
 constexpr std::string_view kClient = "{clientId}";
 constexpr std::string_view kConversation = "{conversationId}";
+constexpr std::string_view kConnection = "{connectionId}";
 
-constexpr std::array<Route, 15> kRoutes = {{
+constexpr std::array<Route, 20> kRoutes = {{
     {"GET", {"v1", "channels"}, "channels"},
     {"GET", {"v1", "channels", kChannel, "presence"}, "get"},
     {"GET", {"v1", "channels", kChannel, "occupancy"}, "occupancy"},
@@ -85,6 +86,31 @@ constexpr std::array<Route, 15> kRoutes = {{
      Fields::kQuery,
      ActsFor::kNobody,
      Shape::kNoContent},
+    // Admin (docs/protocol.md "Admin"): the server ends connections, revokes tokens, and keeps
+    // members of its own.
+    {"DELETE",
+     {"v1", "connections", kConnection},
+     "admin.disconnect",
+     Fields::kQuery,
+     ActsFor::kNobody,
+     Shape::kNoContent},
+    {"DELETE",
+     {"v1", "users", kClient, "connections"},
+     "admin.disconnect_user",
+     Fields::kQuery,
+     ActsFor::kPath},
+    {"POST", {"v1", "users", kClient, "revoke"}, "admin.revoke", Fields::kQuery, ActsFor::kPath},
+    {"PUT",
+     {"v1", "channels", kChannel, "presence", kClient},
+     "admin.member.put",
+     Fields::kBody,
+     ActsFor::kPath},
+    {"DELETE",
+     {"v1", "channels", kChannel, "presence", kClient},
+     "admin.member.delete",
+     Fields::kQuery,
+     ActsFor::kPath,
+     Shape::kNoContent},
 }};
 
 size_t SegmentCount(const Route& r) {
@@ -97,7 +123,7 @@ bool PathMatches(const Route& r, const std::vector<std::string>& seg) {
   if (seg.size() != SegmentCount(r)) return false;
   for (size_t i = 0; i < seg.size(); ++i) {
     if (r.path[i] != kChannel && r.path[i] != kClient && r.path[i] != kConversation &&
-        r.path[i] != seg[i]) {
+        r.path[i] != kConnection && r.path[i] != seg[i]) {
       return false;
     }
   }
@@ -189,6 +215,7 @@ void HandleRest(Core& core, const HttpRequest& req, std::function<void(HttpRespo
   const auto channel = PathParam(*route, seg, kChannel);
   const auto client = PathParam(*route, seg, kClient);
   const auto conversation = PathParam(*route, seg, kConversation);
+  const auto connection = PathParam(*route, seg, kConnection);
   if (channel) {
     if (Status st = CheckName(*channel, "channel", limits.max_channel_bytes); !st) {
       return fail(st.error());
@@ -211,6 +238,7 @@ void HandleRest(Core& core, const HttpRequest& req, std::function<void(HttpRespo
   // The path names what the request is about, whatever the query says.
   if (channel) fields["channel"] = *channel;
   if (conversation) fields["conversationId"] = *conversation;
+  if (connection) fields["connectionId"] = *connection;
   if (client) {
     if (route->id_field == IdField::kClientIds) {
       fields["clientIds"] = json::array{json::string(*client)};
@@ -274,6 +302,11 @@ std::optional<std::string> HttpRouteUser(const HttpRequest& req) {
   if (req.method == "PUT" && seg.size() == 4 && seg[0] == "v1" && seg[1] == "users" &&
       seg[3] == "status" && !seg[2].empty() && IsValidUtf8(seg[2])) {
     return seg[2];
+  }
+  // A server-side member's user, like a connecting one's.
+  if (req.method == "PUT" && seg.size() == 5 && seg[0] == "v1" && seg[1] == "channels" &&
+      seg[3] == "presence" && !seg[4].empty() && IsValidUtf8(seg[4])) {
+    return seg[4];
   }
   if (req.method == "POST" && seg == std::vector<std::string>{"v1", "commands"}) {
     Result<json::object> body = ParseRequestObject(req.body);

@@ -38,6 +38,10 @@ class StoreBridge {
   void AppendActivity(std::string client_id, storage::StoredActivity activity);
   // A single node's webhook outbox (written whatever SetWriting says: cluster mode has none).
   void PutWebhook(storage::StoredWebhook webhook) { store_.PutWebhook(std::move(webhook)); }
+  // A revocation: written when this node writes (SetWriting); a cluster's are in its state.
+  void PutRevocation(std::string client_id, TimeMs before) {
+    if (writing_) store_.PutRevocation(std::move(client_id), before);
+  }
   void DeleteWebhook(std::string endpoint, uint64_t seq) {
     store_.DeleteWebhook(std::move(endpoint), seq);
   }

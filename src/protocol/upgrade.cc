@@ -15,7 +15,7 @@ Result<ConnectRequest> ParseUpgrade(std::string_view target, std::string_view se
   auto parsed = boost::urls::parse_origin_form(target);
   if (!parsed) return BadRequest("malformed request target");
   const boost::urls::url_view url = *parsed;
-  std::string token;
+  std::optional<std::string> token;
   ConnectRequest req;
   for (auto p : url.params()) {
     if (p.key == "token") {
@@ -41,16 +41,29 @@ Result<ConnectRequest> ParseUpgrade(std::string_view target, std::string_view se
       }
     }
   }
-  auto claims = VerifyToken(token, secret, now);
-  if (!claims.ok()) return claims.error();
-  if (Status st = CheckName(claims->client_id, "clientId", max_id_bytes); !st) return st.error();
   if (!req.device.empty()) {
     if (Status st = CheckName(req.device, "device", max_id_bytes); !st) return st.error();
   }
+  if (!token) {
+    req.awaiting_auth = true;
+    return req;
+  }
+  if (Status st = ApplyToken(req, *token, secret, now, max_id_bytes); !st) return st.error();
+  return req;
+}
+
+Status ApplyToken(ConnectRequest& req, std::string_view token, std::string_view secret, TimeMs now,
+                  size_t max_id_bytes) {
+  auto claims = VerifyToken(token, secret, now);
+  if (!claims.ok()) return claims.error();
+  if (Status st = CheckName(claims->client_id, "clientId", max_id_bytes); !st) return st;
   req.client_id = claims->client_id;
   req.channel_patterns = std::move(claims->channels);
   req.worker = claims->worker;
-  return req;
+  req.issued_at_ms = claims->issued_at_ms;
+  req.expires_at_ms = claims->expires_at_s * 1000;
+  req.awaiting_auth = false;
+  return Status::Ok();
 }
 
 }  // namespace presenced::protocol

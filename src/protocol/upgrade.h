@@ -12,8 +12,16 @@
 
 namespace presenced::protocol {
 
-// unauthorized for token problems, bad_request / too_large otherwise.
+// How long a connection upgraded without a token may take to send its `auth` frame.
+inline constexpr TimeMs kAuthTimeoutMs = 5000;
+
+// unauthorized for token problems, bad_request / too_large otherwise. Without a `token`
+// parameter the request is `awaiting_auth` (the token comes in the first frame).
 Result<ConnectRequest> ParseUpgrade(std::string_view target, std::string_view secret, TimeMs now,
                                     size_t max_id_bytes);
+
+// Verifies `token` and fills in who the request is (client id, channel patterns, roles, iat).
+Status ApplyToken(ConnectRequest& request, std::string_view token, std::string_view secret,
+                  TimeMs now, size_t max_id_bytes);
 
 }  // namespace presenced::protocol

@@ -105,6 +105,28 @@ const std::vector<Setting>& Table() {
         Text(FIELD(protocol.jwt_secret)));
     add("api_key", "API key for REST (default: generated into data_dir)",
         Text(FIELD(protocol.api_key)));
+    add("allowed_origins",
+        "browser origins allowed to connect and call REST (CORS), comma-separated, or *; "
+        "unset: any origin, no CORS headers",
+        [](Config& c, const std::string& v) -> Status {
+          std::vector<std::string> origins;
+          size_t start = 0;
+          while (start <= v.size()) {
+            const size_t comma = std::min(v.find(',', start), v.size());
+            std::string o = v.substr(start, comma - start);
+            while (!o.empty() && o.front() == ' ') o.erase(o.begin());
+            while (!o.empty() && (o.back() == ' ' || o.back() == '/')) o.pop_back();
+            if (!o.empty()) {
+              if (o != "*" && o.find("://") == std::string::npos) {
+                return Bad("allowed_origins", "not an origin (scheme://host[:port]) or *: " + o);
+              }
+              origins.push_back(std::move(o));
+            }
+            start = comma + 1;
+          }
+          c.allowed_origins = std::move(origins);
+          return Status::Ok();
+        });
     add("log_level", "trace, debug, info, warn, error, off", Text(FIELD(log_level)));
     add("io_threads", "I/O threads (0 = one per usable CPU: affinity mask and cgroup quota)",
         Int(FIELD(net.io_threads), "io_threads", 0, 256));

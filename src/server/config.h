@@ -41,6 +41,9 @@ struct Config {
   storage::SqliteOptions sqlite;  // sqlite.path is <data_dir>/presenced.db
   LoopOptions loop;
   std::string webhook_ca_file;  // extra CA certificates (PEM) for https webhook endpoints
+  // Browser origins allowed to upgrade (an `Origin` header) and to call REST (CORS): exact
+  // origins ("https://app.example.com") or "*". Empty: any origin, and no CORS headers.
+  std::vector<std::string> allowed_origins;
 };
 
 // One setting as the three sources name it, for --help and docs.

@@ -233,6 +233,17 @@ int Serve(Config config) {
         });
   }
 
+  // Token revocations: a single node's are in its store; a cluster's in its replicated state.
+  if (!cluster_mode) {
+    auto rows = store->LoadRevocations();
+    if (rows.ok()) {
+      dispatcher.RestoreRevocations(*rows);
+    } else {
+      spdlog::error("event=revocations_restore_failed error=\"{}\"", rows.error().message);
+      return 4;
+    }
+  }
+
   // Webhooks (protocol-ext §4): a single node's outbox is in its store; a cluster's is in its
   // replicated state, delivered by one node.
   std::unique_ptr<HttpClient> webhook_client;

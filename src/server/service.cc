@@ -31,6 +31,11 @@ Service::Service(EngineLoop& loop, protocol::Dispatcher& dispatcher, storage::St
 }
 
 Result<net::Upgrade> Service::AuthorizeUpgrade(const HttpRequest& req) {
+  if (!OriginAllowed(req.origin)) {
+    Error e = MakeError(ErrorCode::kForbidden, "origin " + req.origin + " is not allowed");
+    LogRefused(req, e);
+    return e;
+  }
   auto request = protocol::ParseUpgrade(req.target, config_.protocol.jwt_secret, clock_.NowMs(),
                                         config_.protocol.engine.limits.max_id_bytes);
   if (!request.ok()) {
@@ -40,7 +45,8 @@ Result<net::Upgrade> Service::AuthorizeUpgrade(const HttpRequest& req) {
   request->heartbeat_ms = config_.net.heartbeat_ms;
   net::Upgrade upgrade;
   upgrade.heartbeat_ms = request->heartbeat_ms;
-  upgrade.sends_on_open = true;  // the dispatcher's `connected` frame carries the 101
+  // The dispatcher's `connected` frame carries the 101, unless the client sends its token first.
+  upgrade.sends_on_open = !request->awaiting_auth;
   upgrade.attachment = std::make_shared<protocol::ConnectRequest>(std::move(request).value());
   return upgrade;
 }
@@ -65,7 +71,42 @@ void Service::LogRefused(const HttpRequest& req, const Error& why) {
   refused_suppressed_ = 0;
 }
 
+bool Service::OriginAllowed(std::string_view origin) const {
+  if (origin.empty() || config_.allowed_origins.empty()) return true;
+  for (const std::string& o : config_.allowed_origins) {
+    if (o == "*" || o == origin) return true;
+  }
+  return false;
+}
+
+void Service::AddCors(std::string_view origin, HttpResponse& resp) const {
+  if (config_.allowed_origins.empty() || origin.empty() || !OriginAllowed(origin)) return;
+  resp.headers.emplace_back("Access-Control-Allow-Origin", std::string(origin));
+  resp.headers.emplace_back("Vary", "Origin");
+}
+
 void Service::HandleHttp(HttpRequest req, std::function<void(HttpResponse)> done) {
+  if (!config_.allowed_origins.empty() && !req.origin.empty()) {
+    // CORS (allowed_origins set): a preflight is answered here; other answers carry the fields.
+    if (!OriginAllowed(req.origin)) {
+      metrics_.http_requests_total.fetch_add(1, std::memory_order_relaxed);
+      return done(ErrorResponse(
+          403, MakeError(ErrorCode::kForbidden, "origin " + req.origin + " is not allowed")));
+    }
+    if (req.method == "OPTIONS") {
+      metrics_.http_requests_total.fetch_add(1, std::memory_order_relaxed);
+      HttpResponse resp{204, "", ""};
+      AddCors(req.origin, resp);
+      resp.headers.emplace_back("Access-Control-Allow-Methods", "GET, PUT, POST, DELETE");
+      resp.headers.emplace_back("Access-Control-Allow-Headers", "Authorization, Content-Type");
+      resp.headers.emplace_back("Access-Control-Max-Age", "600");
+      return done(std::move(resp));
+    }
+    done = [this, origin = req.origin, done = std::move(done)](HttpResponse resp) {
+      AddCors(origin, resp);
+      done(std::move(resp));
+    };
+  }
   if (auto response = AnswerInline(req)) return done(std::move(*response));
   loop_.Post([this, req = std::move(req), done = std::move(done)]() mutable {
     dispatcher_.Http(std::move(req), std::move(done));

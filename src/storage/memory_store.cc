@@ -153,4 +153,15 @@ Result<std::vector<StoredWebhook>> MemoryStore::LoadWebhooks() {
   return out;
 }
 
+void MemoryStore::PutRevocation(std::string client_id, TimeMs before) {
+  MutexLock lock(mu_);
+  TimeMs& at = revocations_[std::move(client_id)];
+  at = std::max(at, before);
+}
+
+Result<std::vector<std::pair<std::string, TimeMs>>> MemoryStore::LoadRevocations() {
+  MutexLock lock(mu_);
+  return std::vector<std::pair<std::string, TimeMs>>(revocations_.begin(), revocations_.end());
+}
+
 }  // namespace presenced::storage

@@ -38,6 +38,8 @@ class MemoryStore final : public Store {
   void PutWebhook(StoredWebhook webhook) override;
   void DeleteWebhook(std::string endpoint, uint64_t seq) override;
   Result<std::vector<StoredWebhook>> LoadWebhooks() override;
+  void PutRevocation(std::string client_id, TimeMs before) override;
+  Result<std::vector<std::pair<std::string, TimeMs>>> LoadRevocations() override;
   void Flush() override {}
   StoreCounters counters() const override { return {}; }
 
@@ -61,6 +63,7 @@ class MemoryStore final : public Store {
   std::unordered_map<std::string, ChannelLog> logs_ GUARDED_BY(mu_);
   std::list<std::string> lru_ GUARDED_BY(mu_);  // least recently written first
   std::map<std::pair<std::string, uint64_t>, StoredWebhook> webhooks_ GUARDED_BY(mu_);
+  std::map<std::string, TimeMs> revocations_ GUARDED_BY(mu_);
   std::unordered_map<std::string, UserData> users_ GUARDED_BY(mu_);
   std::deque<std::string> user_order_ GUARDED_BY(mu_);  // insertion order, for the bound
 };

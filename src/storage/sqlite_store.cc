@@ -102,6 +102,12 @@ const char* const kMigrations[] = {
       body TEXT NOT NULL,
       PRIMARY KEY(endpoint, seq)) WITHOUT ROWID;
     )sql",
+    // 3: token revocations (admin REST).
+    R"sql(
+    CREATE TABLE revocations(
+      client_id TEXT PRIMARY KEY,
+      before INTEGER NOT NULL) WITHOUT ROWID;
+    )sql",
 };
 static_assert(std::size(kMigrations) == SqliteStore::kSchemaVersion);
 
@@ -308,6 +314,23 @@ void SqliteStore::DeleteWebhook(std::string endpoint, uint64_t seq) {
   });
 }
 
+void SqliteStore::PutRevocation(std::string client_id, TimeMs before) {
+  Enqueue([&]() EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    writes_.push_back(RevocationWrite{std::move(client_id), before});
+  });
+}
+
+Result<std::vector<std::pair<std::string, TimeMs>>> SqliteStore::LoadRevocations() {
+  MutexLock lock(reader_mu_);
+  Stmt s(reader_, "SELECT client_id, before FROM revocations ORDER BY client_id");
+  if (!s.ok()) return DbError(reader_, "load revocations");
+  std::vector<std::pair<std::string, TimeMs>> out;
+  int rc = SQLITE_ROW;
+  while ((rc = s.Step()) == SQLITE_ROW) out.emplace_back(s.Text(0), s.Int(1));
+  if (rc != SQLITE_DONE) return DbError(reader_, "load revocations");
+  return out;
+}
+
 Result<std::vector<StoredWebhook>> SqliteStore::LoadWebhooks() {
   MutexLock lock(reader_mu_);
   Stmt s(reader_,
@@ -415,8 +438,12 @@ bool SqliteStore::Commit(std::deque<StoredEvent>& events, std::vector<Write>& wr
                "INSERT OR REPLACE INTO webhooks(endpoint, seq, id, created_at, body) "
                "VALUES(?, ?, ?, ?, ?)");
   Stmt webhook_delete(db_, "DELETE FROM webhooks WHERE endpoint = ? AND seq = ?");
+  Stmt revocation(db_,
+                  "INSERT INTO revocations(client_id, before) VALUES(?, ?) "
+                  "ON CONFLICT(client_id) DO UPDATE SET "
+                  "before = max(revocations.before, excluded.before)");
   bool ok = event.ok() && activity.ok() && last_seen.ok() && status.ok() && webhook.ok() &&
-            webhook_delete.ok() && Exec(db_, "BEGIN");
+            webhook_delete.ok() && revocation.ok() && Exec(db_, "BEGIN");
   const std::string* last_channel = nullptr;
   for (size_t i = 0; ok && i < events.size(); ++i) {
     const StoredEvent& e = events[i];
@@ -460,6 +487,10 @@ bool SqliteStore::Commit(std::deque<StoredEvent>& events, std::vector<Write>& wr
       webhook_delete.Bind(1, d->endpoint).Bind(2, static_cast<int64_t>(d->seq));
       rc = webhook_delete.Step();
       webhook_delete.Reset();
+    } else if (auto* v = std::get_if<RevocationWrite>(&w)) {
+      revocation.Bind(1, v->client_id).Bind(2, v->before);
+      rc = revocation.Step();
+      revocation.Reset();
     }
     ok = rc == SQLITE_DONE;
   }

@@ -26,7 +26,7 @@ namespace presenced::storage {
 
 class SqliteStore final : public Store {
  public:
-  static constexpr int kSchemaVersion = 2;
+  static constexpr int kSchemaVersion = 3;
 
   // Opens or creates the database, checks and migrates its schema, and starts the storage thread.
   // A file that is not a database, is corrupt, or has a newer schema is refused untouched.
@@ -46,6 +46,8 @@ class SqliteStore final : public Store {
   void PutWebhook(StoredWebhook webhook) override;
   void DeleteWebhook(std::string endpoint, uint64_t seq) override;
   Result<std::vector<StoredWebhook>> LoadWebhooks() override;
+  void PutRevocation(std::string client_id, TimeMs before) override;
+  Result<std::vector<std::pair<std::string, TimeMs>>> LoadRevocations() override;
   void Flush() override;
   StoreCounters counters() const override;
 
@@ -68,10 +70,15 @@ class SqliteStore final : public Store {
     std::string endpoint;
     uint64_t seq;
   };
+  struct RevocationWrite {
+    std::string client_id;
+    TimeMs before;
+  };
   // Events are the bulk of all writes and have their own queue of small elements; the rest share
   // one. Both are committed together.
   using Write =
-      std::variant<ActivityWrite, LastSeenWrite, StatusWrite, StoredWebhook, WebhookDelete>;
+      std::variant<ActivityWrite, LastSeenWrite, StatusWrite, StoredWebhook, WebhookDelete,
+                   RevocationWrite>;
   using Task = std::function<void()>;
 
   SqliteStore(SqliteOptions options, const Clock& clock, sqlite3* db, sqlite3* reader);

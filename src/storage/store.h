@@ -106,6 +106,12 @@ class Store {
   virtual void PutWebhook(StoredWebhook) {}
   virtual void DeleteWebhook(std::string /*endpoint*/, uint64_t /*seq*/) {}
   virtual Result<std::vector<StoredWebhook>> LoadWebhooks() { return std::vector<StoredWebhook>(); }
+  // Token revocations (POST /v1/users/{id}/revoke): the user's tokens issued before `before` are
+  // refused. A single node's, restored at start; a cluster keeps them in its replicated state.
+  virtual void PutRevocation(std::string /*client_id*/, TimeMs /*before*/) {}
+  virtual Result<std::vector<std::pair<std::string, TimeMs>>> LoadRevocations() {
+    return std::vector<std::pair<std::string, TimeMs>>();
+  }
 
   // Blocks until every write queued so far is committed (graceful shutdown).
   virtual void Flush() = 0;
