@@ -27,10 +27,11 @@ const memberRow = (clientId) => `${tid("member-row")}[data-client-id="${clientId
 const channelRow = (name) => `${tid("channel-row")}[data-channel="${name}"]`;
 
 /**
- * A fresh browser context (its own localStorage) on the dashboard at `hash`; with `key`, the key
- * is entered. Errors in the page fail the test (except those matching `allow`).
+ * A fresh browser context (its own localStorage) on the dashboard of `srv` at `hash`, with the
+ * query string `search` (e.g. "?metricsMs=200"); with `key`, the key is entered. Errors in the
+ * page fail the test (except those matching `allow`).
  */
-async function openPage(t, { key = API_KEY, hash = "", allow = null } = {}) {
+async function openPage(t, { key = API_KEY, hash = "", search = "", allow = null, srv = server } = {}) {
   const context = await browser.newContext({ viewport: { width: 1400, height: 900 } });
   const page = await context.newPage();
   const problems = [];
@@ -39,7 +40,7 @@ async function openPage(t, { key = API_KEY, hash = "", allow = null } = {}) {
     if (m.type() === "error" && !(allow && allow.test(m.text()))) problems.push("console: " + m.text());
   });
   t.after(() => context.close());
-  await page.goto(server.http + "/" + hash);
+  await page.goto(srv.http + "/" + search + hash);
   if (key) {
     await page.getByTestId("key-input").fill(key);
     await page.getByTestId("key-submit").click();
@@ -81,7 +82,7 @@ test("GET / and /dashboard/FILE serve the embedded files, without a key", async 
   assert.equal(index.status, 200);
   assert.match(index.headers.get("content-type"), /^text\/html/);
   assert.equal(await index.text(), readFileSync(new URL("../web/index.html", import.meta.url), "utf8"));
-  for (const file of ["app.js", "virtual-list.js", "presenced-client.js"]) {
+  for (const file of ["app.js", "plots.js", "virtual-list.js", "presenced-client.js"]) {
     const res = await fetch(server.http + "/dashboard/" + file);
     assert.equal(res.status, 200, file);
     assert.match(res.headers.get("content-type"), /^text\/javascript/, file);
@@ -136,8 +137,12 @@ test("channels and members follow presence live: enter, second device, status, l
   await page.click(`${channelRow(room)} a`);
   assert.equal(new URL(page.url()).hash, "#/channel/room-live");
   await waitText(page, tid("channel-counts"), "2 users, 2 members");
-  await waitText(page, `${memberRow("alice")} ${tid("member-device")}`, alice.info.connectionId, { contains: true });
-  await waitText(page, `${memberRow("alice")} ${tid("member-device")}`, '{"mood":"happy"}', { contains: true });
+  // A member's chip: its device's name, the connection id in the tooltip, and its data.
+  const aliceChip = `${memberRow("alice")} ${tid("member-device")}[data-connection-id="${alice.info.connectionId}"]`;
+  await waitText(page, `${aliceChip} .device-name`, "laptop");
+  assert.match(await page.locator(aliceChip).getAttribute("title"), new RegExp(alice.info.connectionId));
+  await waitText(page, aliceChip, '{"mood":"happy"}', { contains: true });
+  await waitText(page, `${memberRow("bob")} ${tid("member-device")} .device-name`, "phone");
   await waitText(page, `${memberRow("alice")} ${tid("member-status")}`, "online");
 
   // A second device of alice: same row, two devices.
@@ -145,6 +150,8 @@ test("channels and members follow presence live: enter, second device, status, l
   await alicePhone.channel(room).presence.enter({ mood: "mobile" });
   await waitText(page, tid("channel-counts"), "2 users, 3 members");
   assert.equal(await page.locator(`${memberRow("alice")} ${tid("member-device")}`).count(), 2);
+  // The new connection's device name is read when it enters.
+  await waitText(page, `${memberRow("alice")} ${tid("member-device")}[data-connection-id="${alicePhone.info.connectionId}"] .device-name`, "phone");
   await waitFeed(page, `enter ${room} alice ${alicePhone.info.connectionId}`);
 
   // A status set over REST reaches the page through the status watch.
@@ -209,6 +216,322 @@ test("the user page shows status, devices and activity, and follows status pushe
   await page.locator(`${tid("device-row")}[data-connection-id="${phone.info.connectionId}"]`).waitFor({ timeout: WAIT_MS });
   await waitFeed(page, "status carol: away → dnd");
   await page.screenshot({ path: screenshotPath("user-page.png") });
+  assert.deepEqual(problems, []);
+});
+
+const plot = (metric) => `${tid("plot")}[data-metric="${metric}"]`;
+
+/** What a plot shows now: its state, current value (raw), points drawn, and the line's path. */
+function readPlot(page, metric) {
+  return page.evaluate((sel) => {
+    const fig = document.querySelector(sel);
+    const d = fig.querySelector('[data-testid="plot-line"]').getAttribute("d");
+    return {
+      state: fig.dataset.state,
+      value: fig.dataset.value === undefined ? null : Number(fig.dataset.value),
+      shown: fig.querySelector('[data-testid="plot-value"]').textContent,
+      max: Number(fig.dataset.max),
+      points: Number(fig.querySelector('[data-testid="plot-svg"]').dataset.points),
+      vertices: (d.match(/[ML]/g) ?? []).length,
+      ymax: fig.querySelector('[data-testid="plot-ymax"]').textContent,
+      empty: fig.querySelector('[data-testid="plot-empty"]').hidden ? null : fig.querySelector('[data-testid="plot-empty"]').textContent,
+      axis: fig.querySelector(".plot-axis").textContent,
+    };
+  }, plot(metric));
+}
+
+/** Waits until `pred(readPlot(...))` holds; the last reading is in the error otherwise. */
+async function waitPlot(page, metric, pred, what, timeout = WAIT_MS) {
+  const deadline = Date.now() + timeout;
+  let last;
+  for (;;) {
+    last = await readPlot(page, metric);
+    if (pred(last)) return last;
+    if (Date.now() > deadline) throw new Error(`plot ${metric}: waited for ${what}, have ${JSON.stringify(last)}`);
+    await page.waitForTimeout(50);
+  }
+}
+
+/** The value of an unlabelled sample in the server's /metrics, or null when it is not there. */
+async function metric(srv, name) {
+  const text = await (await fetch(srv.http + "/metrics")).text();
+  const m = text.match(new RegExp(`^${name} (\\S+)$`, "m"));
+  return m ? Number(m[1]) : null;
+}
+
+test("the plots of /metrics draw and follow the server: connections, members, events/s, deliveries/s, fan-out p99", async (t) => {
+  const { page, problems } = await openPage(t, { search: "?metricsMs=200" });
+  await waitLive(page);
+  const titles = await page.locator(`${tid("plot")} .plot-title`).allTextContents();
+  assert.deepEqual(titles, ["connections", "members", "events/s", "deliveries/s", "fan-out p99"]);
+
+  // Connections: a line of several points, a current value, a y-axis maximum, the time axis.
+  const before = await waitPlot(page, "connections", (p) => p.state === "live" && p.points >= 3 && p.value >= 1, "3 points");
+  assert.ok(before.vertices >= 3, `the path has its points: ${JSON.stringify(before)}`);
+  assert.notEqual(before.ymax, "");
+  assert.ok(before.value <= Number(before.ymax.replace(/k$/, "e3")), `the value ${before.value} is under the y max ${before.ymax}`);
+  assert.equal(before.axis, "15 minnow");
+  assert.equal(before.shown, String(before.value));
+
+  // Five more connections: the current value follows, and the line grows.
+  const more = [];
+  for (let i = 0; i < 5; i++) more.push(await server.connect("plot-user-" + i, "laptop"));
+  const after = await waitPlot(page, "connections", (p) => p.value >= before.value + 5, `connections >= ${before.value + 5}`);
+  assert.ok(after.points > before.points, `points: ${before.points} -> ${after.points}`);
+
+  // Events and deliveries: members enter a channel somebody subscribes to.
+  const watcher = await server.connect("plot-watcher", "desk");
+  await watcher.channel("room-plots").presence.subscribe(() => {});
+  const members0 = (await readPlot(page, "members")).value;
+  const fanouts0 = await metric(server, "presenced_fanout_latency_seconds_count");
+  for (const c of more) await c.channel("room-plots").presence.enter({ plotted: true });
+  await waitPlot(page, "members", (p) => p.value >= members0 + 5, `members >= ${members0 + 5}`);
+  await waitPlot(page, "events", (p) => p.max > 0 && p.points >= 2, "an events/s point above 0");
+  await waitPlot(page, "deliveries", (p) => p.max > 0 && p.points >= 2, "a deliveries/s point above 0");
+  for (const m of ["events", "deliveries"]) assert.match((await readPlot(page, m)).shown, /\/s$|^—$/);
+
+  // Fan-out p99: drawn once the server exports the histogram and observes fan-outs while the
+  // page is open; until then the plot says so (not an empty box, not a broken line).
+  const fanouts = await metric(server, "presenced_fanout_latency_seconds_count");
+  if (fanouts !== null && fanouts > (fanouts0 ?? 0)) {
+    const p99 = await waitPlot(page, "p99", (p) => p.points >= 1 && p.empty === null && p.max > 0, "a p99 point");
+    t.diagnostic(`fan-out p99 plotted (${fanouts - (fanouts0 ?? 0)} fan-outs): ${JSON.stringify(p99)}`);
+    assert.notEqual(p99.ymax, "");
+  } else if (fanouts === null) {
+    const p99 = await waitPlot(page, "p99", (p) => p.empty !== null, "the p99 empty state");
+    t.diagnostic(`no fan-out histogram in /metrics yet: ${JSON.stringify(p99)}`);
+    assert.equal(p99.empty, "no fan-out data yet");
+    assert.equal(p99.points, 0);
+    assert.equal(p99.shown, "—");
+  } else {
+    t.diagnostic(`the fan-out histogram is exported but observed nothing during the test (count ${fanouts})`);
+  }
+
+  // Drawn once per scrape at most: count the line's redraws against the /metrics fetches.
+  const r = await page.evaluate(async () => {
+    performance.clearResourceTimings(); // the buffer holds 250 entries: count from empty
+    const line = document.querySelector('[data-metric="connections"] [data-testid="plot-line"]');
+    let redraws = 0;
+    const mo = new MutationObserver((list) => (redraws += list.length));
+    mo.observe(line, { attributes: true, attributeFilter: ["d"] });
+    const scrapes = () => performance.getEntriesByType("resource").filter((e) => e.name.endsWith("/metrics")).length;
+    const s0 = scrapes();
+    await new Promise((res) => setTimeout(res, 1500));
+    mo.disconnect();
+    return { redraws, scrapes: scrapes() - s0 };
+  });
+  assert.ok(r.scrapes >= 3, `scraped ${r.scrapes} times in 1.5 s at metricsMs=200`);
+  assert.ok(r.redraws <= r.scrapes + 1, `redrawn ${r.redraws} times for ${r.scrapes} scrapes`);
+
+  await page.screenshot({ path: screenshotPath("plots.png") });
+  // Down again: the plot follows the server's own count once the six are closed.
+  const peak = await metric(server, "presenced_connections");
+  for (const c of [...more, watcher]) await c.close();
+  const deadline = Date.now() + WAIT_MS;
+  for (;;) {
+    const [now, shown] = [await metric(server, "presenced_connections"), (await readPlot(page, "connections")).value];
+    if (now <= peak - 6 && shown === now) break;
+    if (Date.now() > deadline) throw new Error(`connections: the server has ${now} (from ${peak}), the plot ${shown}`);
+    await page.waitForTimeout(50);
+  }
+  assert.deepEqual(problems, []);
+});
+
+test("plots from synthetic /metrics text: fan-out p99 from histogram deltas, a gap splits the line, a reset is not negative", async (t) => {
+  const { page, problems } = await openPage(t, { key: null });
+  const r = await page.evaluate(async () => {
+    const { MetricsHistory, PLOTS, Plot, readScrape } = await import("/dashboard/plots.js");
+    const text = (events, fan) =>
+      [
+        "presenced_connections 3",
+        "presenced_members 2",
+        `presenced_events_total ${events}`,
+        "presenced_deliveries_total 0",
+        `presenced_fanout_latency_seconds_bucket{le="0.001"} ${fan[0]}`,
+        `presenced_fanout_latency_seconds_bucket{le="0.005"} ${fan[1]}`,
+        `presenced_fanout_latency_seconds_bucket{le="+Inf"} ${fan[2]}`,
+        `presenced_fanout_latency_seconds_sum 0.1`,
+        `presenced_fanout_latency_seconds_count ${fan[2]}`,
+      ].join("\n");
+    const h = new MetricsHistory(2000);
+    const t0 = Date.now() - 60000;
+    const scrapes = [
+      [0, text(0, [0, 0, 0])],
+      [2000, text(50, [50, 100, 100])], // 100 fan-outs, half of them over 1 ms: p99 near 5 ms
+      [4000, text(80, [90, 150, 150])],
+      [6000, null], // unreachable
+      [8000, text(90, [90, 150, 150])],
+      [10000, text(3, [0, 1, 1])], // restarted: counters start again
+    ];
+    for (const [dt, body] of scrapes) h.add(t0 + dt, body === null ? null : readScrape(body));
+    const out = {};
+    for (const def of PLOTS) {
+      const p = new Plot(def);
+      document.body.append(p.root);
+      p.draw(h, t0 + 10000, false);
+      out[def.key] = {
+        d: p.line.getAttribute("d"),
+        points: Number(p.svg.dataset.points),
+        value: p.root.dataset.value ?? null,
+        shown: p.value.textContent,
+        ymax: p.ymax.textContent,
+        state: p.root.dataset.state,
+        max: Number(p.root.dataset.max),
+      };
+      p.root.remove();
+    }
+    return out;
+  });
+  const p99 = r.p99;
+  assert.equal(p99.state, "live");
+  // Intervals 0-2 s and 2-4 s have fan-outs, 8-10 s one (after the reset); 4-8 s is the gap.
+  assert.equal(p99.points, 3, JSON.stringify(p99));
+  assert.equal((p99.d.match(/M/g) ?? []).length, 2, "the gap splits the line: " + p99.d);
+  assert.ok(p99.max > 4.9 && p99.max < 5, `p99 of the first interval in ms: ${p99.max}`);
+  assert.equal(p99.ymax, "5 ms");
+  assert.equal(r.events.points, 3);
+  assert.ok(Number(r.events.value) === 1.5, `3 events in 2 s after the reset: ${r.events.value}`);
+  assert.ok(r.events.max === 25, `50 events in 2 s: ${r.events.max}`);
+  assert.equal(r.events.shown, "1.5/s");
+  assert.equal(r.connections.points, 5);
+  assert.equal(r.connections.shown, "3");
+  assert.deepEqual(problems, []);
+});
+
+test("the home view lists who is online with status and text, live, and opens a user", async (t) => {
+  const dave = await server.connect("dave", "desk");
+  assert.equal((await server.rest("PUT", "/v1/users/dave/status", { status: "away", text: "brb, lunch" })).status, 200);
+  const { page, problems } = await openPage(t, { search: "?pollMs=250" });
+  await waitLive(page);
+  const row = `${tid("who-row")}[data-client-id="dave"]`;
+  await waitText(page, `${row} ${tid("who-status")}`, "away");
+  await waitText(page, `${row} ${tid("who-text")}`, "brb, lunch");
+  await waitText(page, `${row} ${tid("who-device")}`, "desk");
+  assert.match(await page.locator(`${row} ${tid("who-status")}`).getAttribute("class"), /\baway\b/, "the status dot's colour");
+  await waitText(page, tid("who-count"), "online", { contains: true });
+  assert.equal(await page.locator(tid("who-empty")).isHidden(), true);
+  // The dashboard's own connection is not a user.
+  assert.equal(await page.locator(`${tid("who-row")}[data-client-id^="dashboard-"]`).count(), 0);
+
+  // Live: a new text and status, a user coming online, one going offline.
+  await server.rest("PUT", "/v1/users/dave/status", { status: "dnd", text: "deep work" });
+  await waitText(page, `${row} ${tid("who-status")}`, "dnd");
+  await waitText(page, `${row} ${tid("who-text")}`, "deep work");
+  const frank = await server.connect("frank", "phone");
+  await page.locator(`${tid("who-row")}[data-client-id="frank"]`).waitFor({ timeout: WAIT_MS });
+  await waitText(page, `${tid("who-row")}[data-client-id="frank"] ${tid("who-status")}`, "online");
+  await page.screenshot({ path: screenshotPath("who-is-online.png") });
+  await frank.close();
+  await page.locator(`${tid("who-row")}[data-client-id="frank"]`).waitFor({ state: "detached", timeout: WAIT_MS });
+
+  await page.click(row);
+  assert.equal(new URL(page.url()).hash, "#/user/dave");
+  await waitText(page, tid("user-id"), "dave");
+  await waitText(page, tid("user-text"), "deep work");
+  await server.rest("PUT", "/v1/users/dave/status", { status: "online", text: null });
+  await dave.close();
+  assert.deepEqual(problems, []);
+});
+
+test("the user page lists the channels the user is present in, with the devices there", async (t) => {
+  const laptop = await server.connect("erin", "laptop");
+  const phone = await server.connect("erin", "phone");
+  await laptop.channel("erin-a").presence.enter();
+  await laptop.channel("erin-b").presence.enter();
+  await phone.channel("erin-b").presence.enter();
+  const other = await server.connect("grace", "laptop");
+  await other.channel("erin-c").presence.enter(); // not erin's
+
+  const { page, problems } = await openPage(t, { hash: "#/user/erin", search: "?pollMs=300" });
+  await waitLive(page);
+  const ch = (name) => `${tid("user-channel")}[data-channel="${name}"]`;
+  await page.locator(ch("erin-a")).waitFor({ timeout: WAIT_MS });
+  await waitText(page, `${ch("erin-a")} ${tid("user-channel-devices")}`, "laptop");
+  await waitText(page, `${ch("erin-b")} ${tid("user-channel-devices")}`, "laptop, phone");
+  assert.equal(await page.locator(ch("erin-c")).count(), 0);
+  assert.equal(await page.locator(tid("user-channels-empty")).isHidden(), true);
+  await page.screenshot({ path: screenshotPath("user-channels.png") });
+
+  // Leaving a channel takes it off the page (next refresh); the link opens the channel.
+  await laptop.channel("erin-a").presence.leave();
+  await page.locator(ch("erin-a")).waitFor({ state: "detached", timeout: WAIT_MS });
+  await page.click(`${ch("erin-b")} a`);
+  assert.equal(new URL(page.url()).hash, "#/channel/erin-b");
+  await waitText(page, tid("channel-counts"), "1 user, 2 members");
+
+  // A user with no connection and no channel: the page says so instead of empty tables.
+  await page.goto(server.http + "/?pollMs=300#/user/nobody-at-all");
+  await page.locator(tid("user-channels-empty")).waitFor({ state: "visible", timeout: WAIT_MS });
+  await page.locator(tid("user-devices-empty")).waitFor({ state: "visible", timeout: WAIT_MS });
+  await page.locator(tid("user-activity-empty")).waitFor({ state: "visible", timeout: WAIT_MS });
+  assert.equal(await page.locator(tid("user-channels-empty")).textContent(), "Not present in any channel.");
+  for (const c of [laptop, phone, other]) await c.close();
+  assert.deepEqual(problems, []);
+});
+
+test("a fresh server shows empty states; killed, a disconnected banner and no stale numbers; back, the page recovers", async (t) => {
+  let fresh = await startServer();
+  t.after(() => fresh.stop());
+  // The page's own requests fail while the server is down: the console reports them.
+  const { page, problems } = await openPage(t, { srv: fresh, search: "?metricsMs=200&pollMs=200", allow: /ERR_CONNECTION_REFUSED|Failed to fetch|WebSocket/ });
+  await waitLive(page);
+
+  // Empty states: each list says it is empty.
+  await page.locator(tid("channels-empty")).waitFor({ state: "visible", timeout: WAIT_MS });
+  await waitText(page, tid("who-empty"), "No users online.");
+  await waitText(page, tid("who-count"), "0 users online");
+  await page.locator(tid("feed-empty")).waitFor({ state: "visible", timeout: WAIT_MS });
+  assert.match(await page.locator(tid("feed-empty")).textContent(), /^No events yet/);
+  if (!(await metric(fresh, "presenced_fanout_latency_seconds_count"))) {
+    const p99 = await waitPlot(page, "p99", (p) => p.empty !== null && p.state !== "stale", "the p99 empty state");
+    assert.equal(p99.empty, "no fan-out data yet");
+  }
+  await waitPlot(page, "connections", (p) => p.value === 1, "the dashboard's own connection");
+  await page.screenshot({ path: screenshotPath("empty-states.png") });
+  await page.evaluate(() => (location.hash = "#/channel/empty-room"));
+  await waitText(page, tid("members-empty"), "No one is in this channel.");
+  await waitText(page, tid("channel-counts"), "0 users, 0 members");
+
+  // Somebody arrives: numbers everywhere.
+  const henry = await fresh.connect("henry", "laptop");
+  await henry.channel("room-fresh").presence.enter();
+  await page.evaluate(() => (location.hash = "#/"));
+  await waitText(page, `${channelRow("room-fresh")} ${tid("channel-members")}`, "1");
+  await waitText(page, `${tid("who-row")}[data-client-id="henry"] ${tid("who-status")}`, "online");
+  await page.locator(tid("feed-empty")).waitFor({ state: "visible", timeout: WAIT_MS }); // home watches nobody
+  await waitPlot(page, "connections", (p) => p.value === 2, "2 connections");
+  await waitPlot(page, "members", (p) => p.value === 1, "1 member");
+  assert.equal(await page.locator(tid("disconnected-banner")).isHidden(), true);
+
+  // The server dies: the banner, the numbers blanked, the lines greyed.
+  await fresh.kill();
+  await page.locator(tid("disconnected-banner")).waitFor({ state: "visible", timeout: WAIT_MS });
+  assert.match(await page.locator(tid("disconnected-banner")).textContent(), /Disconnected — retrying/);
+  for (const m of ["connections", "members", "events", "deliveries", "p99"]) {
+    const p = await waitPlot(page, m, (x) => x.state === "stale", "the stale state");
+    assert.equal(p.value, null, m);
+    assert.equal(p.shown, "—", m);
+  }
+  await waitText(page, `${channelRow("room-fresh")} ${tid("channel-members")}`, "—");
+  await waitText(page, `${channelRow("room-fresh")} ${tid("channel-clients")}`, "—");
+  await waitText(page, tid("who-count"), "—");
+  assert.equal(await page.locator(tid("who-row")).count(), 0, "who was online is not shown as who is online");
+  assert.notEqual(await page.locator(tid("connection-state")).getAttribute("data-state"), "connected");
+  assert.equal(await page.evaluate(() => document.body.hasAttribute("data-offline")), true);
+  await page.screenshot({ path: screenshotPath("disconnected.png") });
+  // Still down a while later: nothing came back by itself.
+  await page.waitForTimeout(600);
+  assert.equal((await readPlot(page, "connections")).shown, "—");
+
+  // Back on the same port: the banner goes, the numbers return.
+  const port = fresh.port;
+  const dead = fresh;
+  fresh = await startServer({ listen: `127.0.0.1:${port}` });
+  await dead.stop();
+  await page.locator(tid("disconnected-banner")).waitFor({ state: "hidden", timeout: 30000 });
+  await waitLive(page);
+  await waitPlot(page, "connections", (p) => p.state === "live" && p.value >= 1, "a value again");
+  await waitText(page, tid("who-count"), "online", { contains: true });
   assert.deepEqual(problems, []);
 });
 

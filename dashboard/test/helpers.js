@@ -17,6 +17,10 @@ export const OUTPUT_DIR = process.env.TEST_OUTPUT_DIR ?? resolve(here, "../../bu
 export const API_KEY = "dashboard-test-api-key";
 const SECRET = "dashboard-test-jwt-secret-0123456789abcdef";
 
+/**
+ * Starts presenced on a free port (or on `settings.listen`, e.g. the port of a server that was
+ * killed, to bring it back); other settings become PRESENCED_* variables.
+ */
 export async function startServer(settings = {}) {
   const dataDir = mkdtempSync(join(tmpdir(), "presenced-dashboard-"));
   const env = {
@@ -41,6 +45,7 @@ export async function startServer(settings = {}) {
   const port = Number(line.split(" ")[3].split(":").pop());
   const http = `http://127.0.0.1:${port}`;
   const clients = [];
+  const exited = () => proc.exitCode !== null || proc.signalCode !== null;
   return {
     port,
     http,
@@ -67,10 +72,16 @@ export async function startServer(settings = {}) {
       const text = await res.text();
       return { status: res.status, body: text ? JSON.parse(text) : null };
     },
+    /** Ends the process now (SIGKILL: no clean close of anything); the clients stay, reconnecting. */
+    async kill(signal = "SIGKILL") {
+      if (exited()) return;
+      proc.kill(signal);
+      await new Promise((r) => (exited() ? r() : proc.on("exit", r)));
+    },
     async stop() {
       await Promise.all(clients.map((c) => c.close().catch(() => {})));
-      proc.kill("SIGTERM");
-      await new Promise((r) => (proc.exitCode !== null ? r() : proc.on("exit", r)));
+      if (!exited()) proc.kill("SIGTERM");
+      await new Promise((r) => (exited() ? r() : proc.on("exit", r)));
       rmSync(dataDir, { recursive: true, force: true });
     },
   };

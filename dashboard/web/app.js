@@ -1,26 +1,47 @@
-// The presenced dashboard: channels with their occupancy, who is in a channel (grouped by user,
-// with devices and live status), a user's page, and a live event feed.
+// The presenced dashboard: live plots of the server's /metrics, who is online (the home view),
+// channels with their occupancy, who is in a channel (grouped by user, with devices and live
+// status), a user's page (status, devices, channels, activity), and a live event feed.
 //
 // REST, with the API key, for lists and details (polled). Everything live goes over one WebSocket
 // connection of the JS client, with a token the key buys from POST /v1/tokens before every
 // (re)connect: the open channel's presence subscription and status watches of the users in view.
+// /metrics (no key) is scraped every METRICS_MS for the plots (plots.js). When the server cannot
+// be reached (a fetch fails, or the WebSocket is down) a "disconnected" banner shows and every
+// number on the page is blanked or greyed until it is back.
+//
+// The page's query string may shorten the intervals (tests do): ?pollMs=N&metricsMs=N.
 import { PresenceClient } from "./presenced-client.js";
 import { VirtualList, syncChildren } from "./virtual-list.js";
+import { MetricsHistory, PLOTS, Plot, readScrape } from "./plots.js";
+
+const query = new URLSearchParams(location.search);
+/** A positive number from the query string (at least `min`), else `fallback`. */
+function setting(name, fallback, min) {
+  const v = Number(query.get(name));
+  return query.has(name) && Number.isFinite(v) && v >= min ? v : fallback;
+}
 
 const KEY_STORAGE = "presenced.apiKey";
-const POLL_MS = 2000;
+const POLL_MS = setting("pollMs", 2000, 50); // REST lists and details
+const METRICS_MS = setting("metricsMs", 2000, 50); // /metrics for the plots
 const FEED_MAX = 500; // lines kept in the event feed
 const ROW_HEIGHT = 36; // px, one user per row (style.css agrees)
 const DEVICES_PER_ROW = 3;
 const WATCH_EVERY_MS = 100; // how often the set of watched users follows the scroll position
 const TOKEN_TTL_MS = 3600000;
+const USER_CHANNELS_MAX = 100; // channels checked for the user page (one request each)
+const USER_CHANNELS_PARALLEL = 8;
 
 const selfId = "dashboard-" + [...crypto.getRandomValues(new Uint8Array(6))].map((b) => b.toString(16).padStart(2, "0")).join("");
 let apiKey = null;
 let client = null;
-let view = null; // the open ChannelView or UserView
+let view = null; // the open HomeView, ChannelView or UserView
 let session = 0; // bumped by start/stop so a stale poll loop ends
 const channelRows = new Map(); // channel name -> {tr, members, clients}
+// Whether the server answers: REST (the last fetch reached it) and the WebSocket (not dropped).
+const health = { rest: true, socket: true, offline: false };
+let history = null; // MetricsHistory while started
+let plots = []; // Plot, in PLOTS order
 
 // ----- Small helpers -----------------------------------------------------------------------------
 
@@ -57,6 +78,15 @@ function ago(t) {
   return `${new Date(t).toLocaleString()} (${rel} ago)`;
 }
 
+/** Runs `fn(item)` on at most `limit` items at a time. */
+async function inBatches(items, limit, fn) {
+  let next = 0;
+  const worker = async () => {
+    while (next < items.length) await fn(items[next++]);
+  };
+  await Promise.all(Array.from({ length: Math.min(limit, items.length) }, worker));
+}
+
 function binarySearch(sorted, id) {
   let lo = 0;
   let hi = sorted.length;
@@ -78,10 +108,27 @@ class ApiError extends Error {
   }
 }
 
+/**
+ * fetch(), noting whether the server could be reached (a rejection is a network failure); only
+ * while started (the key form reports its own failures).
+ */
+async function reach(path, init) {
+  const mine = session;
+  const note = (up) => apiKey !== null && mine === session && setReachable("rest", up);
+  try {
+    const res = await fetch(path, init);
+    note(true);
+    return res;
+  } catch (err) {
+    note(false);
+    throw err;
+  }
+}
+
 async function api(path, { method = "GET", body, key = apiKey } = {}) {
   const headers = { Authorization: "Bearer " + key };
   if (body !== undefined) headers["Content-Type"] = "application/json";
-  const res = await fetch(path, { method, headers, body: body === undefined ? undefined : JSON.stringify(body) });
+  const res = await reach(path, { method, headers, body: body === undefined ? undefined : JSON.stringify(body) });
   const text = await res.text();
   let json = null;
   try {
@@ -136,8 +183,16 @@ function start(key) {
   $("key-form").hidden = true;
   $("main").hidden = false;
   $("forget-key").hidden = false;
+  Object.assign(health, { rest: true, socket: true, offline: false });
+  showOffline();
+  startPlots(mine);
   client = new PresenceClient({ url: location.origin.replace(/^http/, "ws"), authCallback: mintToken, device: "dashboard" });
-  client.on("state", showConnection);
+  client.on("state", (state) => {
+    showConnection(state);
+    // "disconnected": it was connected and lost the socket (it reconnects by itself).
+    if (state === "disconnected") setReachable("socket", false);
+    else if (state === "connected") setReachable("socket", true);
+  });
   client.on("error", (err) => showConnection(client.state, err));
   client.on("status", (s) => s.clientId !== selfId && feedStatus(s));
   showConnection(client.state);
@@ -163,7 +218,15 @@ function stop(message) {
   client = null;
   channelRows.clear();
   $("channel-list").replaceChildren();
+  $("channels-empty").hidden = true;
   $("event-feed").replaceChildren();
+  feed.pending = [];
+  $("feed-empty").hidden = false;
+  history = null;
+  plots = [];
+  $("plots").replaceChildren();
+  Object.assign(health, { rest: true, socket: true, offline: false });
+  showOffline();
   showConnection("closed");
   showKeyForm(message);
 }
@@ -175,6 +238,61 @@ function showConnection(state, err) {
   el.textContent = label[state] ?? state;
   if (err) el.title = err.message;
   else if (state === "connected") el.title = "";
+}
+
+// ----- Disconnected: banner, and no stale number shown as current ---------------------------------
+
+function setReachable(which, up) {
+  health[which] = up;
+  const offline = !health.rest || !health.socket;
+  if (offline === health.offline) return;
+  health.offline = offline;
+  showOffline();
+}
+
+function showOffline() {
+  const offline = health.offline;
+  $("disconnected-banner").hidden = !offline;
+  document.body.toggleAttribute("data-offline", offline);
+  if (offline) {
+    // What the page shows was true when the server was last reached: blank the numbers now.
+    for (const r of channelRows.values()) {
+      setText(r.members, "—");
+      setText(r.clients, "—");
+    }
+    drawPlots();
+  }
+  view?.reachable(!offline);
+}
+
+// ----- Plots of /metrics (scraped every METRICS_MS, drawn once per scrape) ------------------------
+
+function startPlots(mine) {
+  history = new MetricsHistory(METRICS_MS);
+  plots = PLOTS.map((def) => new Plot(def));
+  $("plots").replaceChildren(...plots.map((p) => p.root));
+  drawPlots();
+  const scrape = async () => {
+    let result = null;
+    try {
+      const res = await reach("/metrics", { cache: "no-store" });
+      if (res.ok) result = readScrape(await res.text());
+    } catch {
+      // unreachable: a gap in every line (reach() noted it)
+    }
+    if (session !== mine) return;
+    history.add(Date.now(), result);
+    drawPlots();
+    setTimeout(scrape, METRICS_MS);
+  };
+  void scrape();
+}
+
+function drawPlots() {
+  if (!history) return;
+  const now = Date.now();
+  const stale = health.offline || history.latest()?.ok === false;
+  for (const p of plots) p.draw(history, now, stale);
 }
 
 // ----- Channel list (polled) ----------------------------------------------------------------------
@@ -189,6 +307,7 @@ async function refreshChannels() {
     return;
   }
   $("channels-error").textContent = "";
+  $("channels-empty").hidden = channels.length > 0;
   const seen = new Set();
   const rows = channels.sort((a, b) => byString(a.channel, b.channel)).map((c) => {
     seen.add(c.channel);
@@ -243,25 +362,115 @@ function markSelected() {
   for (const [name, r] of channelRows) r.tr.classList.toggle("selected", view?.kind === "channel" && view.name === name);
 }
 
-// ----- Routes: #/channel/NAME, #/user/ID ----------------------------------------------------------
+// ----- Routes: #/ (who is online), #/channel/NAME, #/user/ID --------------------------------------
 
 function route() {
   const m = location.hash.match(/^#\/(channel|user)\/(.+)$/);
-  let kind = null;
+  let kind = "home";
   let name = null;
   if (m) {
     try {
       [kind, name] = [m[1], decodeURIComponent(m[2])];
     } catch {
-      kind = null; // a malformed escape: home
+      [kind, name] = ["home", null]; // a malformed escape: home
     }
   }
   if (view && view.kind === kind && view.name === name) return;
   view?.close();
-  view = kind === "channel" ? new ChannelView(name) : kind === "user" ? new UserView(name) : null;
-  for (const k of ["home", "channel", "user"]) $(k + "-view").hidden = k !== (view ? kind : "home");
-  void view?.open();
+  view = kind === "channel" ? new ChannelView(name) : kind === "user" ? new UserView(name) : new HomeView();
+  for (const k of ["home", "channel", "user"]) $(k + "-view").hidden = k !== kind;
+  view.reachable(!health.offline);
+  void view.open();
   markSelected();
+}
+
+// ----- Home: who is online (polled) -----------------------------------------------------------------
+
+/** The users online (GET /v1/who: not offline), with status and text; a row opens the user. */
+class HomeView {
+  kind = "home";
+  name = null;
+
+  constructor() {
+    this.closed = false;
+    this.users = new Map(); // clientId -> STATUS
+    this.order = []; // clientIds, sorted
+    this.loaded = false;
+    this.up = true;
+    $("who-error").textContent = "";
+    this.list = new VirtualList($("who-list"), {
+      rowHeight: ROW_HEIGHT,
+      rowKey: (i) => this.order[i],
+      renderRow: (i) => this.row(this.order[i]),
+    });
+    this.render();
+  }
+
+  open() {
+    return this.poll().catch(() => {});
+  }
+
+  close() {
+    this.closed = true;
+    this.list.destroy();
+  }
+
+  async poll() {
+    if (!this.up) return; // the banner says why; the next poll after recovery fills the list
+    let users;
+    try {
+      ({ users } = await api("/v1/who"));
+    } catch (err) {
+      if (!this.closed && err instanceof ApiError) $("who-error").textContent = "Who is online unavailable: " + err.message;
+      return;
+    }
+    if (this.closed) return;
+    $("who-error").textContent = "";
+    const next = new Map();
+    for (const u of users) if (u.clientId !== selfId) next.set(u.clientId, u);
+    for (const [id, u] of next) {
+      const old = this.users.get(id);
+      if (old && (old.status !== u.status || old.text !== u.text || old.activeDevice !== u.activeDevice)) this.list.invalidate(id);
+    }
+    this.users = next;
+    this.order = [...next.keys()].sort(byString);
+    this.loaded = true;
+    this.render();
+  }
+
+  reachable(up) {
+    this.up = up;
+    if (!up) {
+      // Who was online then is not who is online now: clear it until the server answers again.
+      this.users = new Map();
+      this.order = [];
+      this.loaded = false;
+      this.list.invalidateAll();
+    }
+    this.render();
+  }
+
+  render() {
+    const n = this.order.length;
+    $("who-list").hidden = n === 0; // who-empty says why, instead of an empty box
+    this.list.setCount(n);
+    setText($("who-count"), !this.up ? "—" : this.loaded ? `${n} ${n === 1 ? "user" : "users"} online` : "…");
+    const empty = $("who-empty");
+    empty.hidden = n > 0;
+    setText(empty, !this.up ? "Not known while the server is unreachable." : this.loaded ? "No users online." : "Loading…");
+  }
+
+  row(id) {
+    const s = this.users.get(id);
+    return h(
+      "a",
+      { class: "row who-row", "data-testid": "who-row", "data-client-id": id, href: userHref(id) },
+      h("span", { class: "status " + s.status, "data-testid": "who-status" }, s.status),
+      h("span", { class: "user", title: id }, id),
+      h("span", { class: "status-text wide", "data-testid": "who-text", title: s.text ?? "" }, s.text ?? ""),
+      h("span", { class: "active-device", "data-testid": "who-device", title: "the most recently active device" }, s.activeDevice ?? ""),
+    );
+  }
 }
 
 // ----- Channel view -------------------------------------------------------------------------------
@@ -284,6 +493,10 @@ class ChannelView {
     this.refilter = false;
     this.statuses = new Map(); // clientId -> STATUS, for the users watched now
     this.watches = new Map(); // clientId -> Promise of the function that stops the watch
+    // Device names of the members' connections (the `devices` op), for the users watched now.
+    this.deviceNames = new Map(); // connectionId -> device
+    this.deviceLoads = new Map(); // clientId -> {again}: a devices read under way
+    this.up = true;
     this.range = [0, 0];
     this.unsubscribe = null; // set while live
     this.subscribing = false;
@@ -390,6 +603,8 @@ class ChannelView {
       }
       if (!devices.has(m.connectionId)) this.members++;
       devices.set(m.connectionId, m);
+      // A connection of a user in view not seen before: read the user's devices again.
+      if (!this.deviceNames.has(m.connectionId) && this.watches.has(m.clientId)) void this.loadDevices(m.clientId);
     }
     this.list.invalidate(m.clientId);
     this.schedule();
@@ -413,7 +628,17 @@ class ChannelView {
     this.list.setCount(this.shown.length);
     const users = this.order.length;
     const plural = (n, word) => `${n} ${word}${n === 1 ? "" : "s"}`;
-    setText($("channel-counts"), `${plural(users, "user")}, ${plural(this.members, "member")}` + (this.filter ? `, ${this.shown.length} shown` : ""));
+    setText($("channel-counts"), !this.up ? "—" : `${plural(users, "user")}, ${plural(this.members, "member")}` + (this.filter ? `, ${this.shown.length} shown` : ""));
+    const empty = $("members-empty");
+    empty.hidden = this.shown.length > 0 || !this.up;
+    setText(empty, users === 0 ? "No one is in this channel." : "No user matches the filter.");
+  }
+
+  /** The server went away (up false) or came back: the counts blank, the list greys (CSS). */
+  reachable(up) {
+    if (this.up === up) return;
+    this.up = up;
+    this.render();
   }
 
   row(id) {
@@ -427,7 +652,7 @@ class ChannelView {
       h("a", { class: "user", href: userHref(id), title: id }, id),
       h("span", { class: "status-text", "data-testid": "member-text", title: s?.text ?? "" }, s?.text ?? ""),
       h("span", { class: "count" }, devices.length === 1 ? "1 device" : `${devices.length} devices`),
-      h("span", { class: "devices" }, devices.slice(0, DEVICES_PER_ROW).map(deviceChip), more > 0 ? h("span", { class: "more" }, `+${more}`) : null),
+      h("span", { class: "devices" }, devices.slice(0, DEVICES_PER_ROW).map((m) => deviceChip(m, this.deviceNames.get(m.connectionId))), more > 0 ? h("span", { class: "more" }, `+${more}`) : null),
     );
   }
 
@@ -449,11 +674,13 @@ class ChannelView {
       if (want.has(id)) continue;
       this.watches.delete(id);
       this.statuses.delete(id);
+      for (const c of this.users.get(id)?.keys() ?? []) this.deviceNames.delete(c);
       stop.then((f) => f()).catch(() => {});
     }
     const added = [...want].filter((id) => !this.watches.has(id));
     if (!added.length) return;
     for (const id of added) this.watches.set(id, client.status.watch([id], this.onStatus));
+    for (const id of added) void this.loadDevices(id);
     try {
       await Promise.all(added.map((id) => this.watches.get(id)));
       // Asked after the watch, on the same connection: pushes that follow are newer.
@@ -467,20 +694,54 @@ class ChannelView {
       $("channel-error").textContent = "Status watch failed: " + err.message;
     }
   }
+
+  /**
+   * Reads the device name of each connection of user `id` (the `devices` op). One read per user at
+   * a time: asked again meanwhile, it reads once more when the first is done.
+   */
+  loadDevices(id) {
+    const running = this.deviceLoads.get(id);
+    if (running) {
+      running.again = true;
+      return;
+    }
+    const load = { again: false };
+    this.deviceLoads.set(id, load);
+    void (async () => {
+      try {
+        const devices = await client.devices(id);
+        if (this.closed || !this.watches.has(id)) return;
+        for (const d of devices) this.deviceNames.set(d.connectionId, d.device);
+        this.list.invalidate(id);
+      } catch {
+        // the chips keep their connection ids; the next enter or scroll asks again
+      } finally {
+        this.deviceLoads.delete(id);
+        if (load.again && !this.closed && this.watches.has(id)) this.loadDevices(id);
+      }
+    })();
+  }
 }
 
-function deviceChip(m) {
+/** A member's chip: the device's name (its connection id until known, and in the tooltip). */
+function deviceChip(m, device) {
+  const data = m.data === null || m.data === undefined ? "" : "\n" + JSON.stringify(m.data, null, 2);
   return h(
     "span",
-    { class: "device", "data-testid": "member-device", "data-connection-id": m.connectionId, title: `${m.connectionId}\n${JSON.stringify(m.data, null, 2)}` },
-    m.connectionId,
+    { class: "device", "data-testid": "member-device", "data-connection-id": m.connectionId, "data-device": device ?? null, title: `connection ${m.connectionId}${data}` },
+    h("span", { class: device ? "device-name" : "device-name unknown" }, device ?? m.connectionId),
     m.data === null || m.data === undefined ? null : h("code", {}, short(m.data)),
   );
 }
 
 // ----- User view ----------------------------------------------------------------------------------
 
-/** One user: status (watched live), devices and recent activity (refreshed on a push and polled). */
+/**
+ * One user: status (watched live), devices and recent activity (refreshed on a push and polled),
+ * and the channels the user is present in (polled). No route lists a user's channels, so those are
+ * found by asking each channel for the user's members (GET .../presence?clientId=), for the first
+ * USER_CHANNELS_MAX channels by name only.
+ */
 class UserView {
   kind = "user";
 
@@ -489,17 +750,22 @@ class UserView {
     this.closed = false;
     this.pushes = 0; // a REST status read that started before a push is older than it
     this.unwatch = null;
+    this.deviceNames = new Map(); // connectionId -> device, from the last devices read
+    this.channelsBusy = false;
+    this.channelsError = "";
+    this.up = true;
     this.onStatus = (s) => {
       this.pushes++;
       this.showStatus(s);
-      void this.poll().catch(() => {});
+      void this.pollDetails().catch(() => {});
     };
     setText($("user-id"), id);
-    for (const k of ["user-text", "user-last-seen", "user-active-device", "user-error"]) $(k).textContent = "";
-    setText($("user-status"), "…");
-    $("user-status").className = "status unknown";
+    for (const k of ["user-text", "user-last-seen", "user-active-device", "user-error", "user-channels-note"]) $(k).textContent = "";
+    this.clearStatus();
     $("user-devices").replaceChildren();
     $("user-activity").replaceChildren();
+    $("user-channels").replaceChildren();
+    for (const k of ["user-devices-empty", "user-activity-empty", "user-channels-empty"]) $(k).hidden = true;
   }
 
   async open() {
@@ -520,7 +786,27 @@ class UserView {
     this.unwatch?.then((f) => f()).catch(() => {});
   }
 
-  async poll() {
+  poll() {
+    void this.pollChannels();
+    return this.pollDetails();
+  }
+
+  reachable(up) {
+    if (this.up === up) return;
+    this.up = up;
+    if (!up) {
+      this.pushes++; // a read under way now must not put the old status back
+      this.clearStatus();
+    }
+  }
+
+  clearStatus() {
+    setText($("user-status"), "…");
+    $("user-status").className = "status unknown";
+    for (const k of ["user-text", "user-last-seen", "user-active-device"]) $(k).textContent = "";
+  }
+
+  async pollDetails() {
     const pushes = this.pushes;
     const base = `/v1/users/${enc(this.name)}`;
     const [status, devices, activity] = await Promise.allSettled([
@@ -537,7 +823,51 @@ class UserView {
     else errors.push("devices: " + devices.reason.message);
     if (activity.status === "fulfilled") this.showActivity(activity.value.activities);
     else errors.push("activity: " + activity.reason.message);
+    if (this.channelsError) errors.push(this.channelsError);
     if (this.unwatch || errors.length) $("user-error").textContent = errors.join("; ");
+  }
+
+  /** The channels the user has members in, among the first USER_CHANNELS_MAX (one read at a time). */
+  async pollChannels() {
+    if (this.channelsBusy || this.closed) return;
+    this.channelsBusy = true;
+    try {
+      const { channels, next } = await api(`/v1/channels?limit=${USER_CHANNELS_MAX}`);
+      const found = [];
+      let failed = 0;
+      await inBatches(channels, USER_CHANNELS_PARALLEL, async (c) => {
+        try {
+          const r = await api(`/v1/channels/${enc(c.channel)}/presence?clientId=${enc(this.name)}`);
+          if (r.members.length) found.push({ channel: c.channel, members: r.members });
+        } catch {
+          failed++;
+        }
+      });
+      if (this.closed) return;
+      this.channelsError = failed ? `channels: ${failed} of ${channels.length} could not be read` : "";
+      this.showChannels(found.sort((a, b) => byString(a.channel, b.channel)), next !== undefined && next !== null);
+    } catch (err) {
+      this.channelsError = "channels: " + err.message;
+    } finally {
+      this.channelsBusy = false;
+    }
+  }
+
+  showChannels(found, more) {
+    const rows = found.map(({ channel, members }) => {
+      const names = members.map((m) => this.deviceNames.get(m.connectionId) ?? m.connectionId);
+      const latest = Math.max(...members.map((m) => m.timestamp));
+      return h(
+        "tr",
+        { "data-testid": "user-channel", "data-channel": channel },
+        h("td", {}, h("a", { href: channelHref(channel) }, channel)),
+        h("td", { "data-testid": "user-channel-devices", title: members.map((m) => m.connectionId).join("\n") }, names.join(", ")),
+        h("td", {}, ago(latest)),
+      );
+    });
+    $("user-channels").replaceChildren(...rows);
+    $("user-channels-empty").hidden = found.length > 0;
+    setText($("user-channels-note"), more ? `Only the first ${USER_CHANNELS_MAX} channels (by name) were checked.` : "");
   }
 
   showStatus(s) {
@@ -550,6 +880,8 @@ class UserView {
   }
 
   showDevices(devices) {
+    for (const d of devices) this.deviceNames.set(d.connectionId, d.device);
+    $("user-devices-empty").hidden = devices.length > 0;
     const rows = devices.map((d) =>
       h(
         "tr",
@@ -565,6 +897,7 @@ class UserView {
   }
 
   showActivity(activities) {
+    $("user-activity-empty").hidden = activities.length > 0;
     const rows = activities.map((a) =>
       h(
         "tr",
@@ -594,6 +927,8 @@ function flushFeed() {
   const items = feed.pending.slice(-FEED_MAX).reverse();
   feed.pending = [];
   const list = $("event-feed");
+  if (!items.length) return;
+  $("feed-empty").hidden = true;
   list.prepend(...items.map(({ kind, parts, at }) => h("li", { "data-testid": "event", "data-kind": kind }, h("time", {}, new Date(at).toLocaleTimeString()), " ", ...parts)));
   while (list.childElementCount > FEED_MAX) list.lastElementChild.remove();
 }

@@ -159,6 +159,11 @@ export interface ClientOptions {
    * frames in large rooms. Default true; the client unpacks them transparently.
    */
   batch?: boolean;
+  /**
+   * Put the token in the URL (`?token=`) instead of sending it as the first frame
+   * (`{"op":"auth","token":...}`). Default false: URLs end up in proxy logs and browser history.
+   */
+  tokenInUrl?: boolean;
 }
 
 export interface ConnectedInfo {
@@ -402,7 +407,7 @@ export class PresenceClient {
     }
     const base = this.opts.url.replace(/\/+$/, "");
     const url = new URL(base.endsWith("/v1/ws") ? base : base + "/v1/ws");
-    url.searchParams.set("token", token);
+    if (this.opts.tokenInUrl) url.searchParams.set("token", token);
     if (this.opts.device) url.searchParams.set("device", this.opts.device);
     if (this.opts.remainPresentForMs !== undefined) {
       url.searchParams.set("remainPresentForMs", String(this.opts.remainPresentForMs));
@@ -413,6 +418,10 @@ export class PresenceClient {
     if (this.closing) return;
     const socket = new Ctor(url.toString());
     this.socket = socket;
+    if (!this.opts.tokenInUrl) {
+      // The token as the first frame; the server answers with `connected` (or closes, 4003).
+      socket.onopen = () => socket.send(JSON.stringify({ op: "auth", token }));
+    }
     socket.onmessage = (ev) => this.onMessage(typeof ev.data === "string" ? ev.data : String(ev.data));
     socket.onerror = () => {
       // onclose follows; reconnect happens there.
@@ -421,6 +430,12 @@ export class PresenceClient {
       if (this.socket !== socket) return;
       this.socket = null;
       this.failPending("disconnected", "connection lost before the reply (" + ev.code + ")");
+      if (ev.code === 4003 || ev.code === 4004) {
+        this.emit(
+          "error",
+          new PresenceError("unauthorized", (ev.code === 4004 ? "token revoked" : "authentication failed") + " (" + ev.code + ")"),
+        );
+      }
       if (this.closing) return;
       this.setState("disconnected");
       this.scheduleReconnect();
@@ -580,6 +595,17 @@ export class PresenceClient {
         // ignore listener errors
       }
     }
+  }
+
+  /**
+   * Replaces this connection's token before it expires (`auth`): the new token's channel
+   * patterns apply from now on, and later reconnects use it. Resolves with its expiry (ms).
+   */
+  async refreshToken(token?: string): Promise<number> {
+    const fresh = token ?? (this.opts.authCallback ? await this.opts.authCallback() : this.opts.token!);
+    const r = await this.request("auth", { token: fresh });
+    if (token !== undefined && !this.opts.authCallback) this.opts.token = token;
+    return r.expiresAt as number;
   }
 
   /** Sends one protocol request and resolves with its reply (the raw object). */

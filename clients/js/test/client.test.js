@@ -304,3 +304,28 @@ test("the agent worker example runs an agent per conversation until the session 
     proc.kill("SIGTERM");
   }
 });
+
+test("the token travels in the first frame, not the URL; refreshToken replaces the patterns", async () => {
+  const urls = [];
+  const { default: WS } = await import("ws");
+  class Recording extends WS {
+    constructor(url) {
+      urls.push(url);
+      super(url);
+    }
+  }
+  const ch = unique("a");
+  const c = connect("refresher", { channels: [ch], WebSocket: Recording });
+  await c.waitForConnected();
+  assert.equal(c.info.clientId, "refresher");
+  assert.ok(urls.length >= 1 && urls.every((u) => !u.includes("token=")), urls.join(" "));
+  const other = unique("b");
+  await assert.rejects(c.channel(other).presence.enter(), (e) => e instanceof PresenceError && e.code === "forbidden");
+  const expiresAt = await c.refreshToken(server.token("refresher", [other]));
+  assert.ok(expiresAt > Date.now());
+  await c.channel(other).presence.enter();
+  // tokenInUrl keeps the old way.
+  const old = connect("url-user", { tokenInUrl: true, WebSocket: Recording });
+  await old.waitForConnected();
+  assert.ok(urls[urls.length - 1].includes("token="));
+});
