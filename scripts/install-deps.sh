@@ -8,7 +8,7 @@ packages=(
   libgtest-dev libgmock-dev libbenchmark-dev
   libboost1.81-dev libboost-url1.81-dev libssl-dev libjwt-dev libspdlog-dev libtomlplusplus-dev libcli11-dev
   libhiredis-dev redis-server redis-tools  # cluster mode; the tests start their own redis-server
-  python3 python3-websockets
+  python3 python3-websockets python3-yaml
   openssl ca-certificates  # https webhooks: the system CAs; the tests make a certificate with openssl
   chromium  # for the dashboard's browser tests (dashboard/test); no browser is downloaded
   # make fuzz / fuzz-ci (fuzz/README.md): clang 14 with its sanitizer runtimes and libFuzzer, and

@@ -51,6 +51,7 @@ struct HttpRequest {
   std::string body;
   std::string remote;       // the peer's address, "ip:port" (logs)
   std::string origin = {};  // the Origin header (browsers), empty when absent
+  std::string host = {};    // the Host header
 };
 
 struct HttpResponse {

@@ -1,6 +1,8 @@
 // Lookup of the dashboard files embedded at build time (assets.h); any thread.
 #include "dashboard/assets.h"
 
+#include <iterator>
+
 namespace presenced::dashboard {
 namespace {
 
@@ -14,7 +16,15 @@ constexpr Entry kEntries[] = {
 #include "dashboard/embedded_assets.inc"
 };
 
+// docs/openapi.yaml converted to JSON at build time.
+constexpr Entry kOpenApi[] = {
+#include "dashboard/embedded_openapi.inc"
+};
+static_assert(std::size(kOpenApi) == 1);
+
 }  // namespace
+
+const Asset& OpenApiDocument() { return kOpenApi[0].asset; }
 
 const Asset* FindAsset(std::string_view path) {
   // A handful of files: a linear search is as fast as anything.

@@ -18,4 +18,7 @@ struct Asset {
 // "/app.js", ...), or nullptr when there is none.
 const Asset* FindAsset(std::string_view path);
 
+// docs/openapi.yaml as JSON (GET /v1/openapi.json), embedded the same way.
+const Asset& OpenApiDocument();
+
 }  // namespace presenced::dashboard

@@ -103,6 +103,7 @@ void HttpSession::OnRequest(beast::error_code ec) {
   r.target = std::string(req.target());
   r.authorization = std::string(req[http::field::authorization]);
   r.origin = std::string(req[http::field::origin]);
+  r.host = std::string(req[http::field::host]);
   r.body = req.body();
   {
     beast::error_code rec;

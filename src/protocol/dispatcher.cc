@@ -22,7 +22,7 @@ Dispatcher::Dispatcher(DispatcherOptions options, const presenced::Clock& clock,
       agents_(options_.sessions, clock, *this),
       webhooks_(options_.webhooks),
       store_(store, engine_, clock, std::move(post), options_.last_seen_checkpoint_ms, metrics),
-      core_{options_, clock, engine_, store_, agents_, *this},
+      core_{options_, clock, engine_, store_, agents_, *this, metrics},
       outbox_(options_.max_batch_bytes) {}
 
 void Dispatcher::Tick() {
@@ -366,7 +366,12 @@ void Dispatcher::Message(SessionId id, std::string_view text, Clock::time_point 
   if (op == nullptr || (op->flags & kRestOnly) != 0) {
     return fail(req_id, BadRequest("unknown op " + std::string(opv->as_string())));
   }
-  if ((op->flags & kSessionOp) != 0) return ReAuth(s, *req_id, o);  // the socket's own token
+  if ((op->flags & kSessionOp) != 0) {  // the socket's own token
+    ReAuth(s, *req_id, o);
+    metrics_.op_latency[OpIndex(op)].Observe(
+        std::chrono::duration<double>(Clock::now() - received).count());
+    return;
+  }
 
   // Cluster mode: every request goes through the log (in order with the connection's others),
   // except that while the log is unavailable a read is answered from what this node holds.
@@ -380,9 +385,12 @@ void Dispatcher::Message(SessionId id, std::string_view text, Clock::time_point 
   const Args args(o);
   OpCall call{core_, caller, args, /*touch=*/replication_ == nullptr};
   if (op->async != nullptr) {
-    Status st = op->async(call, [this, sid = s.id, rid = *req_id](Result<std::string> fields) {
-      ReplyLater(sid, rid, std::move(fields));
-    });
+    Status st = op->async(
+        call, [this, sid = s.id, rid = *req_id, op, received](Result<std::string> fields) {
+          ReplyLater(sid, rid, std::move(fields));
+          metrics_.op_latency[OpIndex(op)].Observe(
+              std::chrono::duration<double>(Clock::now() - received).count());
+        });
     store_.PersistLastSeen();
     if (!st) return fail(req_id, st.error());
     if (replication_ == nullptr) NoteConversationActivity(o);
@@ -399,7 +407,8 @@ void Dispatcher::Message(SessionId id, std::string_view text, Clock::time_point 
   }
   frame += '}';
   Reply(s, std::move(frame));
-  metrics_.request_latency.Observe(std::chrono::duration<double>(Clock::now() - received).count());
+  metrics_.op_latency[OpIndex(op)].Observe(
+      std::chrono::duration<double>(Clock::now() - received).count());
 }
 
 void Dispatcher::ReplyLater(SessionId sid, int64_t id, Result<std::string> fields) {
@@ -442,6 +451,9 @@ void Dispatcher::Http(HttpRequest req, std::function<void(HttpResponse)> done) {
 void Dispatcher::OnPresence(const engine::PresenceEvent& event,
                             std::span<const engine::ConnectionHandle> recipients) {
   metrics_.events_total.fetch_add(1, std::memory_order_relaxed);
+  if (!recipients.empty() && fanout_started_.size() < kMaxFanoutSamples) {
+    fanout_started_.push_back(Clock::now());
+  }
   if (webhooks_.enabled()) PresenceWebhooks(event);
   if (!server_members_.empty() && event.action == engine::Action::kLeave &&
       event.reason == engine::LeaveReason::kExpired) {
@@ -461,6 +473,14 @@ void Dispatcher::OnPresence(const engine::PresenceEvent& event,
   for (engine::ConnectionHandle h : recipients) DeliverEvent(h, event.channel, frame);
   store_.AppendEvent(storage::StoredEvent{std::string(event.channel), event.serial,
                                           event.member.timestamp, std::move(frame)});
+}
+
+void Dispatcher::ObserveFanout() {
+  const Clock::time_point now = Clock::now();
+  for (const Clock::time_point t : fanout_started_) {
+    metrics_.fanout_latency.Observe(std::chrono::duration<double>(now - t).count());
+  }
+  fanout_started_.clear();
 }
 
 void Dispatcher::OnStatus(const engine::StatusChange& change,

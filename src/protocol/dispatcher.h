@@ -122,6 +122,7 @@ class Dispatcher final : public engine::EventSink, public engine::SessionSink, p
     RunSessionNotes();
     PumpWebhooks();
     outbox_.Flush();
+    if (!fanout_started_.empty()) ObserveFanout();
   }
   // Webhooks (protocol-ext §4): deliveries go out through `client` (which must outlive the
   // Dispatcher); without one, events queue and nothing is sent. Set after SetReplication. A
@@ -204,6 +205,10 @@ class Dispatcher final : public engine::EventSink, public engine::SessionSink, p
   // Server-side members whose member left (expired): their connections end after the engine's
   // call (RunSessionNotes).
   void EndServerMembers();
+  // The round's events reached their sockets' hand-off: presenced_fanout_latency_seconds.
+  void ObserveFanout();
+  static constexpr size_t kMaxFanoutSamples = 4096;  // per round; beyond, a sample
+  std::vector<Clock::time_point> fanout_started_;    // events of this round with recipients
   static constexpr size_t kMaxEarlyMessages = 64;
   static constexpr size_t kMaxEarlyBytes = 256 * 1024;
   // Reads the users of the sessions opened since the last call (one store read), then attaches

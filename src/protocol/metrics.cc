@@ -3,6 +3,8 @@
 
 #include <cstdio>
 
+#include "protocol/ops.h"
+
 namespace presenced::protocol {
 
 void LatencyHistogram::Observe(double seconds) {
@@ -14,24 +16,42 @@ void LatencyHistogram::Observe(double seconds) {
 }
 
 void LatencyHistogram::Render(std::string& out, const char* name, const char* help) const {
-  char line[160];
+  char line[256];
   std::snprintf(line, sizeof line, "# HELP %s %s\n# TYPE %s histogram\n", name, help, name);
   out += line;
+  const uint64_t count = count_.load(std::memory_order_relaxed);
+  if (count == 0) {
+    // An empty histogram still shows its series (a dashboard sees it exists).
+    std::snprintf(line, sizeof line, "%s_bucket{le=\"+Inf\"} 0\n%s_sum 0\n%s_count 0\n", name, name,
+                  name);
+    out += line;
+    return;
+  }
+  RenderSeries(out, name, "");
+}
+
+void LatencyHistogram::RenderSeries(std::string& out, const char* name,
+                                    std::string_view labels) const {
+  const uint64_t count = count_.load(std::memory_order_relaxed);
+  if (count == 0) return;
+  const std::string sep = labels.empty() ? std::string() : std::string(labels) + ",";
+  const std::string only = labels.empty() ? std::string() : "{" + std::string(labels) + "}";
+  char line[256];
   uint64_t cumulative = 0;
   for (size_t i = 0; i <= kBounds.size(); ++i) {
     cumulative += buckets_[i].load(std::memory_order_relaxed);
     if (i < kBounds.size()) {
-      std::snprintf(line, sizeof line, "%s_bucket{le=\"%g\"} %llu\n", name, kBounds[i],
-                    static_cast<unsigned long long>(cumulative));
+      std::snprintf(line, sizeof line, "%s_bucket{%sle=\"%g\"} %llu\n", name, sep.c_str(),
+                    kBounds[i], static_cast<unsigned long long>(cumulative));
     } else {
-      std::snprintf(line, sizeof line, "%s_bucket{le=\"+Inf\"} %llu\n", name,
+      std::snprintf(line, sizeof line, "%s_bucket{%sle=\"+Inf\"} %llu\n", name, sep.c_str(),
                     static_cast<unsigned long long>(cumulative));
     }
     out += line;
   }
-  std::snprintf(line, sizeof line, "%s_sum %.6f\n%s_count %llu\n", name,
+  std::snprintf(line, sizeof line, "%s_sum%s %.6f\n%s_count%s %llu\n", name, only.c_str(),
                 static_cast<double>(sum_micros_.load(std::memory_order_relaxed)) / 1e6, name,
-                static_cast<unsigned long long>(count_.load(std::memory_order_relaxed)));
+                only.c_str(), static_cast<unsigned long long>(cumulative));
   out += line;
 }
 
@@ -133,8 +153,17 @@ std::string Metrics::Render(const Gauges& e) const {
          "Writes refused because the storage queue was full.", e.storage_dropped_writes);
   Metric(out, "presenced_storage_pending", "gauge", "Writes queued for the next commit.",
          e.storage_pending);
-  request_latency.Render(out, "presenced_request_duration_seconds",
-                         "Time from receiving a WebSocket request to queuing its reply.");
+  out +=
+      "# HELP presenced_request_duration_seconds Request durations by op: from reading a "
+      "WebSocket request (or starting a REST one) to queuing its reply.\n"
+      "# TYPE presenced_request_duration_seconds histogram\n";
+  const auto ops = AllOps();
+  for (size_t i = 0; i < ops.size() && i < kMaxOps; ++i) {
+    op_latency[i].RenderSeries(out, "presenced_request_duration_seconds",
+                               "op=\"" + std::string(ops[i].name) + "\"");
+  }
+  fanout_latency.Render(out, "presenced_fanout_latency_seconds",
+                        "From a presence event's creation to its frames handed to the sockets.");
   return out;
 }
 

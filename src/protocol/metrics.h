@@ -21,7 +21,10 @@ class LatencyHistogram {
   static constexpr std::array<double, 12> kBounds = {
       0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 1.0};
   void Observe(double seconds);
+  // HELP and TYPE, then the series.
   void Render(std::string& out, const char* name, const char* help) const;
+  // The series only, with `labels` (`op="enter"`) in every sample; nothing while empty.
+  void RenderSeries(std::string& out, const char* name, std::string_view labels) const;
 
  private:
   std::array<std::atomic<uint64_t>, kBounds.size() + 1> buckets_{};  // last = +Inf
@@ -62,7 +65,12 @@ struct Metrics {
   std::atomic<uint64_t> webhook_dropped_total{0};
   std::atomic<uint64_t> webhook_overflow_total{0};
   std::atomic<uint64_t> webhook_queue_depth{0};  // events waiting, summed over endpoints
-  LatencyHistogram request_latency;
+  // Request durations by op (index in AllOps(), ops.h): from the network layer's read of a
+  // WebSocket request, or the start of a REST request, to its reply queued.
+  static constexpr size_t kMaxOps = 64;
+  std::array<LatencyHistogram, kMaxOps> op_latency;
+  // Fan-out: from an event's creation to its frames handed to the sockets (the round's flush).
+  LatencyHistogram fanout_latency;
 
   // The engine's gauges as of the end of its last round; written only by the presence loop.
   std::atomic<uint64_t> channels{0};

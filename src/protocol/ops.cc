@@ -409,6 +409,8 @@ constexpr std::array kOps = {
     OpSpec{"auth", kSessionOp, nullptr, nullptr},
 };
 
+static_assert(kOps.size() <= Metrics::kMaxOps, "raise Metrics::kMaxOps");
+
 }  // namespace
 
 const OpSpec* FindOp(std::string_view name) {

@@ -30,6 +30,7 @@
 #include "common/error.h"
 #include "engine/engine.h"
 #include "protocol/args.h"
+#include "protocol/metrics.h"
 #include "protocol/options.h"
 #include "protocol/store_bridge.h"
 
@@ -88,6 +89,7 @@ struct Core {
   StoreBridge& store;
   engine::SessionRegistry& sessions;
   AdminControl& admin;
+  Metrics& metrics;
 };
 
 // One request being handled.
@@ -115,6 +117,8 @@ struct OpSpec {
 // The row named `name`, or null.
 const OpSpec* FindOp(std::string_view name);
 std::span<const OpSpec> AllOps();
+// The row's index in AllOps() (metrics).
+inline size_t OpIndex(const OpSpec* op) { return static_cast<size_t>(op - AllOps().data()); }
 
 // The checks of kChannelOp: a valid channel name the caller's token allows.
 Status CheckChannel(const Core& core, const Caller& caller, std::string_view channel);

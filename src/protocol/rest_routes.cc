@@ -5,6 +5,7 @@
 #include <boost/json/array.hpp>
 #include <boost/url/parse.hpp>
 #include <boost/url/url_view.hpp>
+#include <chrono>
 
 #include "common/utf8.h"
 #include "protocol/args.h"
@@ -262,7 +263,10 @@ void HandleRest(Core& core, const HttpRequest& req, std::function<void(HttpRespo
   const Caller caller{acting, 0, nullptr};
   const Args args(fields, route->fields == Fields::kQuery);
   OpCall call{core, caller, args};
-  auto respond = [shape = route->shape, done](Result<std::string> out) {
+  auto respond = [shape = route->shape, done, &histogram = core.metrics.op_latency[OpIndex(op)],
+                  start = std::chrono::steady_clock::now()](Result<std::string> out) {
+    histogram.Observe(
+        std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count());
     if (!out.ok()) return done(ErrorResponse(out.error()));
     switch (shape) {
       case Shape::kObject:

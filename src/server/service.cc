@@ -31,7 +31,7 @@ Service::Service(EngineLoop& loop, protocol::Dispatcher& dispatcher, storage::St
 }
 
 Result<net::Upgrade> Service::AuthorizeUpgrade(const HttpRequest& req) {
-  if (!OriginAllowed(req.origin)) {
+  if (!OriginAllowed(req.origin, req.host)) {
     Error e = MakeError(ErrorCode::kForbidden, "origin " + req.origin + " is not allowed");
     LogRefused(req, e);
     return e;
@@ -71,16 +71,20 @@ void Service::LogRefused(const HttpRequest& req, const Error& why) {
   refused_suppressed_ = 0;
 }
 
-bool Service::OriginAllowed(std::string_view origin) const {
+bool Service::OriginAllowed(std::string_view origin, std::string_view host) const {
   if (origin.empty() || config_.allowed_origins.empty()) return true;
+  const size_t scheme = origin.find("://");
+  if (!host.empty() && scheme != std::string_view::npos && origin.substr(scheme + 3) == host) {
+    return true;  // same origin
+  }
   for (const std::string& o : config_.allowed_origins) {
     if (o == "*" || o == origin) return true;
   }
   return false;
 }
 
-void Service::AddCors(std::string_view origin, HttpResponse& resp) const {
-  if (config_.allowed_origins.empty() || origin.empty() || !OriginAllowed(origin)) return;
+void Service::AddCors(std::string_view origin, std::string_view host, HttpResponse& resp) const {
+  if (config_.allowed_origins.empty() || origin.empty() || !OriginAllowed(origin, host)) return;
   resp.headers.emplace_back("Access-Control-Allow-Origin", std::string(origin));
   resp.headers.emplace_back("Vary", "Origin");
 }
@@ -88,7 +92,7 @@ void Service::AddCors(std::string_view origin, HttpResponse& resp) const {
 void Service::HandleHttp(HttpRequest req, std::function<void(HttpResponse)> done) {
   if (!config_.allowed_origins.empty() && !req.origin.empty()) {
     // CORS (allowed_origins set): a preflight is answered here; other answers carry the fields.
-    if (!OriginAllowed(req.origin)) {
+    if (!OriginAllowed(req.origin, req.host)) {
       metrics_.http_requests_total.fetch_add(1, std::memory_order_relaxed);
       return done(ErrorResponse(
           403, MakeError(ErrorCode::kForbidden, "origin " + req.origin + " is not allowed")));
@@ -96,14 +100,14 @@ void Service::HandleHttp(HttpRequest req, std::function<void(HttpResponse)> done
     if (req.method == "OPTIONS") {
       metrics_.http_requests_total.fetch_add(1, std::memory_order_relaxed);
       HttpResponse resp{204, "", ""};
-      AddCors(req.origin, resp);
+      AddCors(req.origin, req.host, resp);
       resp.headers.emplace_back("Access-Control-Allow-Methods", "GET, PUT, POST, DELETE");
       resp.headers.emplace_back("Access-Control-Allow-Headers", "Authorization, Content-Type");
       resp.headers.emplace_back("Access-Control-Max-Age", "600");
       return done(std::move(resp));
     }
-    done = [this, origin = req.origin, done = std::move(done)](HttpResponse resp) {
-      AddCors(origin, resp);
+    done = [this, origin = req.origin, host = req.host, done = std::move(done)](HttpResponse resp) {
+      AddCors(origin, host, resp);
       done(std::move(resp));
     };
   }
@@ -216,12 +220,17 @@ std::optional<HttpResponse> Service::AnswerInline(const HttpRequest& req) const 
       dashboard ? dashboard::FindAsset(seg.empty() ? "/index.html" : "/" + seg[1]) : nullptr;
   const bool healthz = seg.size() == 2 && seg[0] == "v1" && seg[1] == "healthz";
   const bool metrics = seg.size() == 1 && seg[0] == "metrics";
-  if (!asset && !healthz && !metrics) return std::nullopt;
+  const bool openapi = seg.size() == 2 && seg[0] == "v1" && seg[1] == "openapi.json";
+  if (!asset && !healthz && !metrics && !openapi) return std::nullopt;
 
   metrics_.http_requests_total.fetch_add(1, std::memory_order_relaxed);
   if (asset) return HttpResponse{200, std::string(asset->body), std::string(asset->content_type)};
   if (req.method != "GET") {
     return ErrorResponse(405, MakeError(ErrorCode::kMethodNotAllowed, "method not allowed"));
+  }
+  if (openapi) {
+    const dashboard::Asset& doc = dashboard::OpenApiDocument();
+    return HttpResponse{200, std::string(doc.body), std::string(doc.content_type)};
   }
   if (healthz) {
     switch (redis_state_.load(std::memory_order_relaxed)) {

@@ -60,8 +60,10 @@ class Service final : public net::Service {
   HttpResponse RenderMetrics() const;
   // Browsers (allowed_origins): whether `origin` may connect / call REST (always when no list is
   // set, and for requests without an Origin: not a browser), and the CORS fields of an answer.
-  bool OriginAllowed(std::string_view origin) const;
-  void AddCors(std::string_view origin, HttpResponse& resp) const;
+  // The server's own origin (`Origin` naming the `Host` the request was sent to: the dashboard)
+  // is always allowed.
+  bool OriginAllowed(std::string_view origin, std::string_view host) const;
+  void AddCors(std::string_view origin, std::string_view host, HttpResponse& resp) const;
   // On the presence loop: the log line of a session's end (server-initiated ones at info,
   // rate-limited; the client's own at debug).
   void LogClose(SessionId id, const net::CloseInfo& info, std::string_view reason, bool by_client);

@@ -242,6 +242,17 @@ class OriginsTest(unittest.IsolatedAsyncioTestCase):
         head, _ = raw_upgrade(self.server)  # no Origin: not a browser
         self.assertTrue(head.startswith("HTTP/1.1 101"), head)
 
+    async def test_the_servers_own_origin_is_allowed(self):
+        # The dashboard, served by the server itself: Origin names the Host it was sent to.
+        s = socket.create_connection(("127.0.0.1", self.server.port), timeout=TIMEOUT)
+        key = base64.b64encode(os.urandom(16)).decode()
+        host = "127.0.0.1:%d" % self.server.port
+        s.sendall(("GET /v1/ws?token=%s HTTP/1.1\r\nHost: %s\r\nOrigin: http://%s\r\n"
+                   "Upgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: %s\r\n"
+                   "Sec-WebSocket-Version: 13\r\n\r\n" % (self.server.token("alice"), host, host, key)).encode())
+        self.assertTrue(s.recv(65536).startswith(b"HTTP/1.1 101"))
+        s.close()
+
     def request(self, method, path, origin, headers=None):
         req = urllib.request.Request("http://127.0.0.1:%d%s" % (self.server.port, path),
                                      method=method)
@@ -271,6 +282,47 @@ class OriginsTest(unittest.IsolatedAsyncioTestCase):
                                        {"Authorization": "Bearer " + self.server.api_key})
         self.assertEqual(status, 403)
         self.assertIsNone(headers["Access-Control-Allow-Origin"])
+
+
+class DocsAndMetricsTest(unittest.IsolatedAsyncioTestCase):
+    async def asyncSetUp(self):
+        self.server = Server()
+
+    async def asyncTearDown(self):
+        self.server.kill()
+
+    async def test_openapi_json_is_the_document_and_needs_no_key(self):
+        import yaml  # Debian's python3-yaml, as the build uses
+        status, doc = self.server.http("GET", "/v1/openapi.json", key=False)
+        self.assertEqual(status, 200)
+        here = os.path.dirname(os.path.abspath(__file__))
+        with open(os.path.join(here, "..", "..", "docs", "openapi.yaml")) as f:
+            self.assertEqual(doc, yaml.safe_load(f))
+        self.assertTrue(doc["openapi"].startswith("3.1"))
+
+    async def test_latency_histograms_by_op_and_of_fan_out(self):
+        watcher = await Client.connect(self.server, "watcher")
+        await watcher.ok("subscribe", channel="room")
+        alice = await Client.connect(self.server, "alice")
+        await alice.ok("enter", channel="room")
+        await watcher.presence("room")
+        await alice.ok("history", channel="room")
+        self.server.http("GET", "/v1/who")
+        status, text = self.server.http("GET", "/metrics", key=False)
+        self.assertEqual(status, 200)
+        def count(series):
+            for line in text.splitlines():
+                if line.startswith(series + " "):
+                    return float(line.split()[-1])
+            return None
+        self.assertGreaterEqual(count('presenced_request_duration_seconds_count{op="enter"}'), 1)
+        self.assertGreaterEqual(count('presenced_request_duration_seconds_count{op="history"}'), 1)
+        self.assertGreaterEqual(count('presenced_request_duration_seconds_count{op="who"}'), 1)
+        self.assertIn('presenced_request_duration_seconds_bucket{op="enter",le="+Inf"}', text)
+        self.assertGreaterEqual(count("presenced_fanout_latency_seconds_count"), 1)
+        self.assertIn('presenced_fanout_latency_seconds_bucket{le="0.001"}', text)
+        await alice.close()
+        await watcher.close()
 
 
 class AnyOriginTest(unittest.TestCase):
