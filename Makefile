@@ -6,7 +6,10 @@
 #   make fuzz   - libFuzzer build (clang, ASan + UBSan), then every fuzz target FUZZ_SECONDS each
 #   make fuzz-ci - the same, FUZZ_CI_SECONDS each, two at a time; fails on any finding
 #   make thread-safety - clang build of everything with -Wthread-safety: lock annotations checked
+#   make install - optimized build, then installs into PREFIX (default /usr/local; DESTDIR too):
+#                  bin/presenced, bin/presencectl, share/presenced/, lib/systemd/system/presenced.service
 JOBS ?= $(shell nproc)
+PREFIX ?= /usr/local
 TEST_DIR ?= build/asan
 REL_DIR ?= build/release
 TSAN_DIR ?= build/tsan
@@ -20,7 +23,7 @@ FUZZ_TARGETS ?=
 SETARCH := $(shell setarch $$(uname -m) -R true >/dev/null 2>&1 && echo "setarch $$(uname -m) -R")
 
 .PHONY: test run bench build release clean format tsan tsan-build fuzz fuzz-ci fuzz-build \
-  thread-safety
+  thread-safety install
 
 $(TEST_DIR)/build.ninja:
 	cmake -S . -B $(TEST_DIR) -G Ninja -DCMAKE_BUILD_TYPE=Debug -DCMAKE_CXX_FLAGS_DEBUG="-g -O1" \
@@ -40,6 +43,12 @@ release: $(REL_DIR)/build.ninja
 
 run: release
 	exec $(REL_DIR)/src/server/presenced
+
+# The prefix is set at configure time (the unit names the binary's full path).
+install: $(REL_DIR)/build.ninja
+	cmake -S . -B $(REL_DIR) -DCMAKE_INSTALL_PREFIX=$(PREFIX)
+	cmake --build $(REL_DIR) -j $(JOBS) --target presenced presencectl
+	DESTDIR=$(DESTDIR) cmake --install $(REL_DIR)
 
 # ThreadSanitizer: the JS client's and the dashboard's browser tests are left out (they test
 # JavaScript, not our threads). Reports go to files (a server's stderr is a pipe its test may not
