@@ -30,6 +30,14 @@ struct Setting {
   std::function<Status(Config&, const std::string&)> set;
 };
 
+// How a setting is written (Int, Real, Text), for --help: its type, range and default.
+struct Setter {
+  std::function<Status(Config&, const std::string&)> set;
+  std::string type;                               // INT, NUMBER, TEXT
+  std::string range;                              // "10 to 3600000", or empty
+  std::function<std::string(Config&)> show = {};  // the field's value as text
+};
+
 Error Bad(const std::string& key, const std::string& why) {
   return MakeError(ErrorCode::kBadRequest, "setting " + key + ": " + why);
 }
@@ -41,9 +49,8 @@ Error Bad(const std::string& key, const std::string& why) {
 // An integer setting in [min, max]. Every setting has an upper bound: a value a deployment could
 // not mean (a heartbeat of 292 million years) would only overflow somewhere later.
 template <typename Field>
-std::function<Status(Config&, const std::string&)> Int(Field field, std::string key, int64_t min,
-                                                       int64_t max) {
-  return [field, key, min, max](Config& c, const std::string& v) -> Status {
+Setter Int(Field field, std::string key, int64_t min, int64_t max) {
+  auto set = [field, key, min, max](Config& c, const std::string& v) -> Status {
     int64_t n = 0;
     auto [p, ec] = std::from_chars(v.data(), v.data() + v.size(), n);
     if (ec == std::errc::result_out_of_range) {
@@ -58,11 +65,13 @@ std::function<Status(Config&, const std::string&)> Int(Field field, std::string 
     target = static_cast<std::remove_reference_t<decltype(target)>>(n);
     return Status::Ok();
   };
+  return Setter{set, "INT", std::to_string(min) + " to " + std::to_string(max),
+                [field](Config& c) { return std::to_string(field(c)); }};
 }
 
 template <typename Field>
-std::function<Status(Config&, const std::string&)> Real(Field field, std::string key, double max) {
-  return [field, key, max](Config& c, const std::string& v) -> Status {
+Setter Real(Field field, std::string key, double max) {
+  auto set = [field, key, max](Config& c, const std::string& v) -> Status {
     char* end = nullptr;
     double d = std::strtod(v.c_str(), &end);
     if (v.empty() || end != v.c_str() + v.size() || !(d > 0) || !(d <= max)) {
@@ -71,14 +80,22 @@ std::function<Status(Config&, const std::string&)> Real(Field field, std::string
     field(c) = d;
     return Status::Ok();
   };
+  char text[32];
+  std::snprintf(text, sizeof text, "%g", max);
+  return Setter{set, "NUMBER", std::string("above 0, at most ") + text, [field](Config& c) {
+                  char v[32];
+                  std::snprintf(v, sizeof v, "%g", field(c));
+                  return std::string(v);
+                }};
 }
 
 template <typename Field>
-std::function<Status(Config&, const std::string&)> Text(Field field) {
-  return [field](Config& c, const std::string& v) -> Status {
-    field(c) = v;
-    return Status::Ok();
-  };
+Setter Text(Field field) {
+  return Setter{[field](Config& c, const std::string& v) -> Status {
+                  field(c) = v;
+                  return Status::Ok();
+                },
+                "TEXT", "", [field](Config& c) { return std::string(field(c)); }};
 }
 
 constexpr int64_t kHour = 3600LL * 1000;
@@ -89,6 +106,7 @@ constexpr int64_t kGiB = 1LL << 30;
 const std::vector<Setting>& Table() {
   static const std::vector<Setting> table = [] {
     std::vector<Setting> t;
+    const Config defaults;
     auto add = [&](std::string key, std::string help, auto setter) {
       std::string env = "PRESENCED_";
       std::string flag = "--";
@@ -96,7 +114,25 @@ const std::vector<Setting>& Table() {
         env.push_back(static_cast<char>(std::toupper(static_cast<unsigned char>(c))));
         flag.push_back(c == '_' ? '-' : c);
       }
-      t.push_back(Setting{{key, env, flag, std::move(help)}, setter});
+      Setter s;
+      if constexpr (std::is_same_v<decltype(setter), Setter>) {
+        s = std::move(setter);
+      } else {
+        s = Setter{setter, "LIST", ""};  // a list or a choice, checked by its own setter
+      }
+      SettingInfo info{key, env, flag, std::move(help)};
+      info.type = s.type;
+      if (key.ends_with("_ms")) {
+        info.unit = "milliseconds";
+      } else if (key.ends_with("_bytes")) {
+        info.unit = "bytes";
+      }
+      info.range = s.range;
+      if (s.show) {
+        Config copy = defaults;
+        info.default_value = s.show(copy);
+      }
+      t.push_back(Setting{std::move(info), std::move(s.set)});
     };
     add("listen", "host:port for WebSocket, REST, metrics", Text(FIELD(listen)));
     add("data_dir", "directory for durable data, the secret and the API key",

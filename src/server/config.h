@@ -52,6 +52,10 @@ struct SettingInfo {
   std::string env;   // environment variable
   std::string flag;  // command-line flag
   std::string help;
+  std::string type = {};           // INT, NUMBER, TEXT or LIST
+  std::string unit = {};           // milliseconds (`..._ms`), bytes (`..._bytes`), or empty
+  std::string range = {};          // "10 to 3600000", or empty
+  std::string default_value = {};  // as text; empty when unset or generated
 };
 const std::vector<SettingInfo>& Settings();
 

@@ -319,7 +319,16 @@ int Main(int argc, char** argv) {
   app.add_option("--config", config_file, "TOML config file (also PRESENCED_CONFIG)");
   std::map<std::string, std::string> flags;
   for (const auto& s : Settings()) {
-    app.add_option(s.flag, flags[s.key], s.help + " [env " + s.env + "]");
+    // `--heartbeat-ms MS  ping interval; ... (milliseconds, 10 to 3600000; default 15000)`.
+    std::string detail = s.unit;
+    if (!s.range.empty()) detail += (detail.empty() ? "" : ", ") + s.range;
+    if (!s.default_value.empty()) {
+      detail += (detail.empty() ? "default " : "; default ") + s.default_value;
+    }
+    std::string help = s.help;
+    if (!detail.empty()) help += " (" + detail + ")";
+    const std::string type = s.unit == "milliseconds" ? "MS" : s.unit == "bytes" ? "BYTES" : s.type;
+    app.add_option(s.flag, flags[s.key], help + " [env " + s.env + "]")->type_name(type);
   }
 
   auto* token = app.add_subcommand("token", "mint a client token (HS256 JWT) and print it");

@@ -218,6 +218,18 @@ class TokenToolTest(unittest.TestCase):
         self.assertFalse(os.path.exists(missing))
         self.assertEqual(p.stdout, "")
 
+    def test_help_shows_types_units_ranges_and_defaults(self):
+        p = subprocess.run([BINARY, "--help"], capture_output=True, text=True, timeout=TIMEOUT)
+        self.assertEqual(p.returncode, 0)
+        lines = {l.split()[0]: l for l in p.stdout.splitlines() if l.strip().startswith("--")}
+        self.assertIn("--heartbeat-ms MS", lines["--heartbeat-ms"])
+        self.assertIn("(milliseconds, 10 to 3600000; default 15000)", lines["--heartbeat-ms"])
+        self.assertIn("BYTES", lines["--max-frame-bytes"])
+        self.assertIn("default 65536", lines["--max-frame-bytes"])
+        self.assertIn("default 127.0.0.1:7070", lines["--listen"])
+        self.assertIn("NUMBER", lines["--rate-per-second"])
+        self.assertNotIn(" TEXT ", lines["--io-threads"])
+
     def test_usage_errors_exit_2_and_version_exits_0(self):
         p = subprocess.run([BINARY, "--version"], capture_output=True, text=True, timeout=TIMEOUT)
         self.assertEqual(p.returncode, 0)
