@@ -3,8 +3,9 @@
 // status), a user's page (status, devices, channels, activity), and a live event feed.
 //
 // REST, with the API key, for lists and details (polled). Everything live goes over one WebSocket
-// connection of the JS client, with a token the key buys from POST /v1/tokens before every
-// (re)connect: the open channel's presence subscription and status watches of the users in view.
+// connection of the JS client as an observer (the API key in its first frame: it is nobody, not
+// online, not in `who`): the open channel's presence subscription and status watches of the
+// users in view.
 // /metrics (no key) is scraped every METRICS_MS for the plots (plots.js). When the server cannot
 // be reached (a fetch fails, or the WebSocket is down) a "disconnected" banner shows and every
 // number on the page is blanked or greyed until it is back.
@@ -28,7 +29,6 @@ const FEED_MAX = 500; // lines kept in the event feed
 const ROW_HEIGHT = 36; // px, one user per row (style.css agrees)
 const DEVICES_PER_ROW = 3;
 const WATCH_EVERY_MS = 100; // how often the set of watched users follows the scroll position
-const TOKEN_TTL_MS = 3600000;
 const USER_CHANNELS_MAX = 100; // channels checked for the user page (one request each)
 const USER_CHANNELS_PARALLEL = 8;
 
@@ -140,11 +140,6 @@ async function api(path, { method = "GET", body, key = apiKey } = {}) {
   return json;
 }
 
-async function mintToken() {
-  const r = await api("/v1/tokens", { method: "POST", body: { clientId: selfId, ttlMs: TOKEN_TTL_MS } });
-  return r.token;
-}
-
 // ----- Key, start and stop ------------------------------------------------------------------------
 
 function showKeyForm(message = "") {
@@ -186,7 +181,7 @@ function start(key) {
   Object.assign(health, { rest: true, socket: true, offline: false });
   showOffline();
   startPlots(mine);
-  client = new PresenceClient({ url: location.origin.replace(/^http/, "ws"), authCallback: mintToken, device: "dashboard" });
+  client = new PresenceClient({ url: location.origin.replace(/^http/, "ws"), apiKey, device: "dashboard" });
   client.on("state", (state) => {
     showConnection(state);
     // "disconnected": it was connected and lost the socket (it reconnects by itself).

@@ -97,8 +97,8 @@ export class PresenceClient {
         list: (opts = {}) => this.request("activity.get", { ...opts }).then((r) => r.activities),
     };
     constructor(options) {
-        if (!options.token && !options.authCallback) {
-            throw new PresenceError("bad_request", "a token or an authCallback is required");
+        if (!options.token && !options.authCallback && !options.apiKey) {
+            throw new PresenceError("bad_request", "a token, an authCallback or an apiKey is required");
         }
         this.opts = {
             reconnectBaseMs: 250,
@@ -204,9 +204,10 @@ export class PresenceClient {
         if (this.closing)
             return;
         this.setState(this.info ? "disconnected" : "connecting");
-        let token;
+        let token = "";
         try {
-            token = this.opts.token ?? (await this.opts.authCallback());
+            if (!this.opts.apiKey)
+                token = this.opts.token ?? (await this.opts.authCallback());
         }
         catch (e) {
             this.emit("error", new PresenceError("unauthorized", "authCallback failed: " + String(e)));
@@ -214,7 +215,7 @@ export class PresenceClient {
         }
         const base = this.opts.url.replace(/\/+$/, "");
         const url = new URL(base.endsWith("/v1/ws") ? base : base + "/v1/ws");
-        if (this.opts.tokenInUrl)
+        if (this.opts.tokenInUrl && !this.opts.apiKey)
             url.searchParams.set("token", token);
         if (this.opts.device)
             url.searchParams.set("device", this.opts.device);
@@ -230,7 +231,10 @@ export class PresenceClient {
             return;
         const socket = new Ctor(url.toString());
         this.socket = socket;
-        if (!this.opts.tokenInUrl) {
+        if (this.opts.apiKey) {
+            socket.onopen = () => socket.send(JSON.stringify({ op: "auth", apiKey: this.opts.apiKey }));
+        }
+        else if (!this.opts.tokenInUrl) {
             // The token as the first frame; the server answers with `connected` (or closes, 4003).
             socket.onopen = () => socket.send(JSON.stringify({ op: "auth", token }));
         }

@@ -37,6 +37,7 @@ class ApiClient {
       : endpoint_(std::move(endpoint)), api_key_(std::move(api_key)) {}
 
   const Endpoint& endpoint() const { return endpoint_; }
+  const std::string& api_key() const { return api_key_; }
 
   // Sends `body` (when not null) as JSON to `target` (see Endpoint::Target). A 401 is
   // kUnauthorized, any other non-2xx reply kServerError with "CODE: message" from the error body,

@@ -299,17 +299,20 @@ ExitCode Watch(const Context& ctx, const WatchOptions& options) {
     std::cerr << "error: watch needs at least one --channel or --user\n";
     return ExitCode::kUsage;
   }
-  TokenOptions token{options.as, std::nullopt, kWatchTokenTtlMs};
-  if (!options.channels.empty()) token.channels = options.channels;
-  const Reply minted = MintToken(ctx, token);
-  if (!minted.ok()) return Fail(minted.outcome);
-
   WatchSpec spec;
-  const json::value* jwt = Object(minted).if_contains("token");
-  if (jwt == nullptr || !jwt->is_string()) {
-    return Fail(Outcome::Fail(ExitCode::kServerError, "POST /v1/tokens replied without a token"));
+  if (options.as.empty()) {
+    spec.api_key = ctx.api.api_key();  // an observer: nobody online
+  } else {
+    TokenOptions token{options.as, std::nullopt, kWatchTokenTtlMs};
+    if (!options.channels.empty()) token.channels = options.channels;
+    const Reply minted = MintToken(ctx, token);
+    if (!minted.ok()) return Fail(minted.outcome);
+    const json::value* jwt = Object(minted).if_contains("token");
+    if (jwt == nullptr || !jwt->is_string()) {
+      return Fail(Outcome::Fail(ExitCode::kServerError, "POST /v1/tokens replied without a token"));
+    }
+    spec.token = std::string(jwt->get_string());
   }
-  spec.token = std::string(jwt->get_string());
   spec.channels = options.channels;
   spec.users = options.users;
   spec.max_events = options.count;
@@ -321,7 +324,9 @@ ExitCode Watch(const Context& ctx, const WatchOptions& options) {
       what += (what.empty() ? "" : ", ") + ("channel " + Printable(c));
     for (const auto& u : options.users)
       what += (what.empty() ? "" : ", ") + ("user " + Printable(u));
-    std::cerr << "watching " << what << " as " << Printable(options.as) << std::endl;
+    std::cerr << "watching " << what << " as "
+              << (options.as.empty() ? std::string("an observer") : Printable(options.as))
+              << std::endl;
   };
   handlers.on_event = [&](const json::object& frame) {
     if (ctx.json) {

@@ -32,8 +32,8 @@ struct TokenOptions {
 struct WatchOptions {
   std::vector<std::string> channels;
   std::vector<std::string> users;
-  std::string as = "presencectl";  // the clientId the watcher connects as
-  uint64_t count = 0;              // exit after this many events; 0 = until SIGINT/SIGTERM
+  std::string as;      // the clientId the watcher connects as; empty: an observer (the API key)
+  uint64_t count = 0;  // exit after this many events; 0 = until SIGINT/SIGTERM
 };
 
 ExitCode Who(const Context& ctx, const std::optional<std::string>& channel);

@@ -197,9 +197,9 @@ int Main(int argc, char** argv) {
   watch->add_option("--user", watch_options.users, "a user's status changes (repeatable)");
   watch->add_option("--count", watch_options.count, "exit 0 after N events")
       ->check(CLI::PositiveNumber);
-  watch
-      ->add_option("--as", watch_options.as, "clientId the watcher connects as (it appears online)")
-      ->capture_default_str();
+  watch->add_option("--as", watch_options.as,
+                    "connect as this clientId (it appears online); default: an observer with the "
+                    "API key, which nobody sees");
   watch->callback([&] { run = [&](const Context& c) { return Watch(c, watch_options); }; });
 
   TokenOptions token_options;

@@ -103,8 +103,15 @@ class WatchSession {
 
     stream.expires_after(kRequestTimeout);
     websocket::response_type response;
-    const std::string target =
-        endpoint_.Target({"v1", "ws"}, {{"token", spec_.token}, {"device", spec_.device}});
+    std::vector<std::pair<std::string, std::string>> query = {{"device", spec_.device}};
+    if (spec_.api_key.empty()) query.emplace_back("token", spec_.token);
+    const std::string target = endpoint_.Target({"v1", "ws"}, query);
+    if (!spec_.api_key.empty()) {
+      ws_.set_option(
+          websocket::stream_base::decorator([key = spec_.api_key](websocket::request_type& req) {
+            req.set(beast::http::field::authorization, "Bearer " + key);
+          }));
+    }
     auto [handshake_ec] =
         co_await ws_.async_handshake(response, endpoint_.host_header, target, kAwait);
     if (handshake_ec) {

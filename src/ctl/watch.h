@@ -18,7 +18,10 @@
 namespace presenced::ctl {
 
 struct WatchSpec {
-  std::string token;  // a client token (POST /v1/tokens)
+  // With `api_key` the watcher is an observer (an `Authorization: Bearer` upgrade: nobody's
+  // device, not in `who`); with `token` (POST /v1/tokens) it is that token's user.
+  std::string api_key;
+  std::string token;
   std::string device = "presencectl";
   std::vector<std::string> channels;
   std::vector<std::string> users;

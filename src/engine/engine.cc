@@ -146,7 +146,9 @@ Result<Attached> Engine::Attach(std::string_view client_id, std::string_view dev
 
   user.connections.push_back(&c);
   UpdatePin(user);
-  if (user.connections.size() == 1) sink_.OnUserConnectivity(user.client_id, true, now_);
+  if (user.connections.size() == 1 && user.client_id != kObserverClientId) {
+    sink_.OnUserConnectivity(user.client_id, true, now_);
+  }
   RefreshUser(user);
   return Attached{c.handle, c.identity->client_id, c.identity->connection_id, c.key,
                   c.remain_present_for};
@@ -305,7 +307,9 @@ void Engine::Teardown(Connection& c, LeaveReason reason) {
   free_slots_.push_back(index);
   --connection_count_;
 
-  if (user.connections.empty()) sink_.OnUserConnectivity(user.client_id, false, now_);
+  if (user.connections.empty() && user.client_id != kObserverClientId) {
+    sink_.OnUserConnectivity(user.client_id, false, now_);
+  }
   RefreshUser(user);
   UpdatePin(user);
 }

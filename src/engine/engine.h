@@ -33,6 +33,7 @@
 #include "engine/config.h"
 #include "engine/event_ring.h"
 #include "engine/event_sink.h"
+#include "engine/identity.h"
 #include "engine/timer_queue.h"
 #include "engine/types.h"
 
@@ -206,7 +207,8 @@ class Engine {
   size_t channel_count() const { return channels_.size(); }
   size_t connection_count() const { return connection_count_; }
   size_t member_count() const { return member_count_; }
-  size_t user_count() const { return users_.size(); }
+  // Users the engine holds, observers' not counted (identity.h).
+  size_t user_count() const { return users_.size() - users_.count(kObserverClientId); }
   size_t timer_count() const { return timers_.size(); }
   // Bytes held by all channels' event rings (bounded by config().max_retained_event_bytes).
   size_t retained_event_bytes() const { return retained_.bytes(); }

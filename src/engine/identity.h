@@ -4,9 +4,16 @@
 #pragma once
 
 #include <string>
+#include <string_view>
 #include <utility>
 
 namespace presenced::engine {
+
+// The one user every observer connection belongs to (an operator's tool connected with the API
+// key: presencectl watch, the dashboard). It subscribes and reads like any connection, but it is
+// nobody: not in `who`, not counted in user_count(), no online/offline of its own, no lastSeen.
+// Tokens may not name it (the protocol refuses a `sub` starting with "presenced:").
+inline constexpr std::string_view kObserverClientId = "presenced:observer";
 
 struct Identity {
   std::string client_id;

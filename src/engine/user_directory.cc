@@ -382,7 +382,7 @@ std::vector<std::pair<std::string, TimeMs>> Engine::LastSeenCheckpoint() {
   Begin();
   std::vector<std::pair<std::string, TimeMs>> out;
   for (const auto& [id, user] : users_) {
-    if (user->connections.empty()) continue;
+    if (user->connections.empty() || user->client_id == kObserverClientId) continue;
     TimeMs last_seen;
     if (user->manual == Presence::kOffline) {
       last_seen = user->frozen_last_seen;
@@ -417,7 +417,8 @@ std::vector<StatusView> Engine::Who(std::optional<std::string_view> channel_name
     return out;
   }
   for (const auto& [id, user] : users_) {
-    if (!user->connections.empty() && EffectiveStatus(*user) != Presence::kOffline) {
+    if (!user->connections.empty() && EffectiveStatus(*user) != Presence::kOffline &&
+        user->client_id != kObserverClientId) {
       out.push_back(ViewOf(*user));
     }
   }

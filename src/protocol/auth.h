@@ -14,8 +14,8 @@
 namespace presenced::protocol {
 
 struct TokenClaims {
-  std::string client_id;                             // `sub`
-  int64_t expires_at_s = 0;                          // `exp`, seconds since the epoch
+  std::string client_id;     // `sub`
+  int64_t expires_at_s = 0;  // `exp`, seconds since the epoch
   // `iat` in milliseconds (a fractional NumericDate keeps its milliseconds; MintToken writes
   // them), or nullopt when the token has none: revocations compare it (POST /v1/users/{id}/revoke).
   std::optional<TimeMs> issued_at_ms;

@@ -201,6 +201,7 @@ void Dispatcher::AttachSession(SessionId id, ConnectRequest request, std::shared
                                      RateLimiter(options_.rate_burst, clock_.NowMs())});
   s.batch = request.batch;
   s.worker = request.worker;
+  s.observer = request.observer;
   Reply(s, ConnectedFrame(attached, request.heartbeat_ms, r.resumed.has_value(), options_.epoch));
   if (on_attached_) {
     if (const engine::Identity* who = engine_.IdentityOf(attached.handle)) {
@@ -365,6 +366,11 @@ void Dispatcher::Message(SessionId id, std::string_view text, Clock::time_point 
   const OpSpec* op = FindOp(opv->as_string());
   if (op == nullptr || (op->flags & kRestOnly) != 0) {
     return fail(req_id, BadRequest("unknown op " + std::string(opv->as_string())));
+  }
+  if (s.observer && (op->flags & kObserverOk) == 0) {
+    return fail(req_id, MakeError(ErrorCode::kForbidden,
+                                  "an observer (API key) may only read and subscribe: " +
+                                      std::string(op->name)));
   }
   if ((op->flags & kSessionOp) != 0) {  // the socket's own token
     ReAuth(s, *req_id, o);

@@ -39,8 +39,19 @@ void Dispatcher::Authenticate(SessionId id, std::string_view text) {
   Result<json::object> parsed = ParseRequestObject(text, /*finite=*/false);
   const json::value* op = parsed.ok() ? parsed->if_contains("op") : nullptr;
   const json::value* token = parsed.ok() ? parsed->if_contains("token") : nullptr;
-  if (op == nullptr || !op->is_string() || op->as_string() != "auth" || token == nullptr ||
-      !token->is_string()) {
+  const json::value* key = parsed.ok() ? parsed->if_contains("apiKey") : nullptr;
+  if (op == nullptr || !op->is_string() || op->as_string() != "auth") {
+    return ClosePeer(waiting.peer, kAuthFailedCode, std::string(kAuthFailed));
+  }
+  if (key != nullptr && key->is_string() && token == nullptr) {
+    // An observer: the API key instead of a token (a browser cannot set the header).
+    if (!BearerMatches("Bearer " + std::string(key->as_string()), options_.api_key)) {
+      return ClosePeer(waiting.peer, kAuthFailedCode, std::string(kAuthFailed));
+    }
+    MakeObserver(waiting.request);
+    return Open(id, std::move(waiting.request), std::move(waiting.peer));
+  }
+  if (token == nullptr || !token->is_string()) {
     return ClosePeer(waiting.peer, kAuthFailedCode, std::string(kAuthFailed));
   }
   if (Status st = ApplyToken(waiting.request, token->as_string(), options_.jwt_secret, LocalNow(),

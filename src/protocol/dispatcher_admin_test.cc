@@ -281,6 +281,35 @@ TEST_F(DispatcherAdminTest, AServerSideMemberNeedsAValidTtlAndChannel) {
   EXPECT_EQ(dispatcher().engine().connection_count(), 0u);
 }
 
+TEST_F(DispatcherAdminTest, AnObserverReadsAndSubscribesButIsNobody) {
+  TestConn o = OpenWithoutToken();
+  SendRaw(o, R"({"op":"auth","apiKey":")" + std::string(kTestApiKey) + "\"}");
+  ASSERT_EQ(o.peer->OfType("connected").size(), 1u);
+  EXPECT_EQ(Str(o.peer->OfType("connected")[0], "clientId"), engine::kObserverClientId);
+  o.client_id = std::string(engine::kObserverClientId);
+  Ok(o, "subscribe", {{"channel", "room"}});
+  Ok(o, "status.watch", {{"clientIds", json::array{"alice"}}});
+  TestConn a = Connect("alice");
+  Ok(a, "enter", {{"channel", "room"}});
+  EXPECT_EQ(o.peer->OfType("presence").size(), 1u);
+  EXPECT_EQ(ErrorCodeOf(Call(o, "enter", {{"channel", "room"}})), "forbidden");
+  EXPECT_EQ(ErrorCodeOf(Call(o, "status.set", {{"status", "away"}})), "forbidden");
+  EXPECT_EQ(ErrorCodeOf(Call(o, "auth", {{"token", Token("alice")}})), "forbidden");
+  json::object who = RestJson("GET", "/v1/who");
+  ASSERT_EQ(who.at("users").as_array().size(), 1u);  // alice only
+  EXPECT_EQ(dispatcher().engine().user_count(), 1u);
+  EXPECT_EQ(RestJson("GET", "/v1/channels/room/occupancy").at("clients").as_int64(), 1);
+}
+
+TEST_F(DispatcherAdminTest, AWrongApiKeyOrAReservedClientIdIsRefused) {
+  TestConn o = OpenWithoutToken();
+  SendRaw(o, R"({"op":"auth","apiKey":"wrong"})");
+  EXPECT_EQ(CloseCode(o), 4003);
+  auto reserved = UpgradeTarget("/v1/ws?token=" + Token(engine::kObserverClientId));
+  ASSERT_FALSE(reserved.ok());
+  EXPECT_EQ(reserved.error().code, ErrorCode::kUnauthorized);
+}
+
 TEST_F(DispatcherAdminTest, ShutdownClosesSessionsWaitingForTheirToken) {
   TestConn c = OpenWithoutToken();
   Shutdown();

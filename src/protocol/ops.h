@@ -9,6 +9,8 @@
 //   kRestOnly    reached through REST only: a WebSocket asking for it gets "unknown op".
 //   kConversationOp the request's `conversationId` names a conversation whose channel
 //                (conversation:{id}) the caller's token allows (agent sessions, protocol-ext §3).
+//   kObserverOk  an observer connection (the API key, no user: presencectl watch, the
+//                dashboard) may send it: reads and subscriptions, nothing that changes presence.
 //   kSessionOp   about the WebSocket session itself (`auth`: its token), answered by the
 //                Dispatcher on the node holding the socket; the row has no handler.
 // Each handler takes its typed request (requests.h) and writes its reply fields; the WebSocket
@@ -43,6 +45,7 @@ enum OpFlag : uint32_t {
   kRestOnly = 1u << 3,
   kConversationOp = 1u << 4,  // `conversationId`: its channel conversation:{id} is as kChannelOp
   kSessionOp = 1u << 5,
+  kObserverOk = 1u << 6,
 };
 
 // What the admin REST routes ask of the Dispatcher (docs/protocol.md, "Admin"): its sessions,

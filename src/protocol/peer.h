@@ -14,12 +14,15 @@ namespace presenced::protocol {
 struct ConnectRequest {
   std::string client_id;
   std::optional<std::vector<std::string>> channel_patterns;  // absent = all channels
-  bool worker = false;  // the token's roles include "worker" (protocol-ext §3)
+  bool worker = false;                 // the token's roles include "worker" (protocol-ext §3)
   std::optional<TimeMs> issued_at_ms;  // the token's `iat` (revocations)
   TimeMs expires_at_ms = 0;            // the token's `exp`
   // Upgraded without a token: the first frame must be `{"op":"auth","token":JWT}` (within
   // kAuthTimeoutMs), and the fields above are filled from it (ApplyToken).
   bool awaiting_auth = false;
+  // Connected with the API key (an `Authorization: Bearer` header on the upgrade, or `apiKey` in
+  // the `auth` frame): an observer, engine::kObserverClientId, reads only (MakeObserver).
+  bool observer = false;
   std::string device;
   std::optional<std::string> resume_key;
   std::optional<TimeMs> remain_present_for_ms;

@@ -40,6 +40,7 @@ struct Session {
   std::optional<std::vector<std::string>> channel_patterns;  // absent = all channels
   RateLimiter limiter;
   bool worker = false;        // may serve agent sessions (the token's roles)
+  bool observer = false;      // the API key's: reads only (kObserverOk ops)
   int32_t outbox_entry = -1;  // this round's entry in the Outbox, if any
   bool batch = false;         // `batch=1`: the round's messages go out packed (Outbox::Flush)
   // Slow subscriber (protocol-ext §1): the channels whose events were dropped for want of room,

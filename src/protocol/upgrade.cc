@@ -5,6 +5,7 @@
 #include <boost/url/url_view.hpp>
 #include <charconv>
 
+#include "engine/identity.h"
 #include "protocol/args.h"
 #include "protocol/auth.h"
 
@@ -52,11 +53,23 @@ Result<ConnectRequest> ParseUpgrade(std::string_view target, std::string_view se
   return req;
 }
 
+void MakeObserver(ConnectRequest& req) {
+  req.client_id = std::string(engine::kObserverClientId);
+  req.channel_patterns.reset();
+  req.worker = false;
+  req.observer = true;
+  req.awaiting_auth = false;
+  if (req.device.empty()) req.device = "observer";
+}
+
 Status ApplyToken(ConnectRequest& req, std::string_view token, std::string_view secret, TimeMs now,
                   size_t max_id_bytes) {
   auto claims = VerifyToken(token, secret, now);
   if (!claims.ok()) return claims.error();
   if (Status st = CheckName(claims->client_id, "clientId", max_id_bytes); !st) return st;
+  if (claims->client_id.starts_with("presenced:")) {
+    return MakeError(ErrorCode::kUnauthorized, "clientIds starting with presenced: are reserved");
+  }
   req.client_id = claims->client_id;
   req.channel_patterns = std::move(claims->channels);
   req.worker = claims->worker;

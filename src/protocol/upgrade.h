@@ -20,7 +20,11 @@ inline constexpr TimeMs kAuthTimeoutMs = 5000;
 Result<ConnectRequest> ParseUpgrade(std::string_view target, std::string_view secret, TimeMs now,
                                     size_t max_id_bytes);
 
+// Makes the request an observer's (the API key was shown): no token, every channel, reads only.
+void MakeObserver(ConnectRequest& request);
+
 // Verifies `token` and fills in who the request is (client id, channel patterns, roles, iat).
+// A `sub` starting with "presenced:" is reserved (engine::kObserverClientId) and refused.
 Status ApplyToken(ConnectRequest& request, std::string_view token, std::string_view secret,
                   TimeMs now, size_t max_id_bytes);
 

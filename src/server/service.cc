@@ -9,6 +9,7 @@
 
 #include "common/utf8.h"
 #include "dashboard/assets.h"
+#include "protocol/auth.h"
 #include "protocol/codec.h"
 #include "server/process_metrics.h"
 
@@ -41,6 +42,15 @@ Result<net::Upgrade> Service::AuthorizeUpgrade(const HttpRequest& req) {
   if (!request.ok()) {
     LogRefused(req, request.error());
     return request.error();
+  }
+  // The API key on the upgrade (`Authorization: Bearer`): an observer, not a user.
+  if (request->awaiting_auth && !req.authorization.empty()) {
+    if (!protocol::BearerMatches(req.authorization, config_.protocol.api_key)) {
+      Error e = MakeError(ErrorCode::kUnauthorized, "wrong API key");
+      LogRefused(req, e);
+      return e;
+    }
+    protocol::MakeObserver(*request);
   }
   request->heartbeat_ms = config_.net.heartbeat_ms;
   net::Upgrade upgrade;

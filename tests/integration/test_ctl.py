@@ -351,6 +351,22 @@ class WatchTest(CtlTest):
         wait_until(lambda: self.server.http("GET", "/v1/users/%s/status" % watcher)[1]["status"]
                    == "offline")
 
+    async def test_by_default_the_watcher_is_an_observer_nobody_sees(self):
+        ch = unique()
+        proc = await self.start_watch("--channel", ch, "--count", "1", "--json")
+        _, who = self.server.http("GET", "/v1/who")
+        self.assertEqual([u["clientId"] for u in who["users"]], [])
+        _, metrics = self.server.http("GET", "/metrics", key=False)
+        self.assertIn("\npresenced_users 0\n", metrics)
+        self.assertIn("\npresenced_connections 1\n", metrics)
+        c = await Client.connect(self.server, unique("walker"))
+        await c.ok("enter", channel=ch)
+        code, lines, err = await self.finish(proc)
+        self.assertEqual(code, 0, err)
+        _, occupancy = self.server.http("GET", "/v1/channels/%s/occupancy" % ch)
+        self.assertEqual(occupancy, {"members": 1, "clients": 1})
+        await c.close()
+
     async def test_server_shutdown_ends_the_watch_with_3(self):
         server = Server()
         self.addCleanup(server.kill)

@@ -164,6 +164,13 @@ export interface ClientOptions {
    * (`{"op":"auth","token":...}`). Default false: URLs end up in proxy logs and browser history.
    */
   tokenInUrl?: boolean;
+  /**
+   * Connect as an observer with the server's API key instead of a token (operators' tools: a
+   * dashboard, a monitor). An observer subscribes and reads any channel and watches any user, but
+   * is nobody: it is not online, not in `who`, and may not enter or set a status. Never give the
+   * API key to a browser you do not control.
+   */
+  apiKey?: string;
 }
 
 export interface ConnectedInfo {
@@ -291,8 +298,8 @@ export class PresenceClient {
   };
 
   constructor(options: ClientOptions) {
-    if (!options.token && !options.authCallback) {
-      throw new PresenceError("bad_request", "a token or an authCallback is required");
+    if (!options.token && !options.authCallback && !options.apiKey) {
+      throw new PresenceError("bad_request", "a token, an authCallback or an apiKey is required");
     }
     this.opts = {
       reconnectBaseMs: 250,
@@ -398,16 +405,16 @@ export class PresenceClient {
   private async open(): Promise<void> {
     if (this.closing) return;
     this.setState(this.info ? "disconnected" : "connecting");
-    let token: string;
+    let token = "";
     try {
-      token = this.opts.token ?? (await this.opts.authCallback!());
+      if (!this.opts.apiKey) token = this.opts.token ?? (await this.opts.authCallback!());
     } catch (e) {
       this.emit("error", new PresenceError("unauthorized", "authCallback failed: " + String(e)));
       return this.scheduleReconnect();
     }
     const base = this.opts.url.replace(/\/+$/, "");
     const url = new URL(base.endsWith("/v1/ws") ? base : base + "/v1/ws");
-    if (this.opts.tokenInUrl) url.searchParams.set("token", token);
+    if (this.opts.tokenInUrl && !this.opts.apiKey) url.searchParams.set("token", token);
     if (this.opts.device) url.searchParams.set("device", this.opts.device);
     if (this.opts.remainPresentForMs !== undefined) {
       url.searchParams.set("remainPresentForMs", String(this.opts.remainPresentForMs));
@@ -418,7 +425,9 @@ export class PresenceClient {
     if (this.closing) return;
     const socket = new Ctor(url.toString());
     this.socket = socket;
-    if (!this.opts.tokenInUrl) {
+    if (this.opts.apiKey) {
+      socket.onopen = () => socket.send(JSON.stringify({ op: "auth", apiKey: this.opts.apiKey }));
+    } else if (!this.opts.tokenInUrl) {
       // The token as the first frame; the server answers with `connected` (or closes, 4003).
       socket.onopen = () => socket.send(JSON.stringify({ op: "auth", token }));
     }

@@ -329,3 +329,19 @@ test("the token travels in the first frame, not the URL; refreshToken replaces t
   await old.waitForConnected();
   assert.ok(urls[urls.length - 1].includes("token="));
 });
+
+test("an observer (apiKey) subscribes and is told of changes, but is nobody", async () => {
+  const ch = unique();
+  const observer = new PresenceClient({ url: server.url, apiKey: server.apiKey, reconnectBaseMs: 50 });
+  clients.push(observer);
+  await observer.waitForConnected();
+  assert.equal(observer.info.clientId, "presenced:observer");
+  const events = [];
+  await observer.channel(ch).presence.subscribe((e) => events.push(e));
+  const alice = connect(unique("alice"));
+  await alice.channel(ch).presence.enter({ hi: 1 });
+  await waitFor(() => events.length === 1, 8000, "the enter");
+  await assert.rejects(observer.channel(ch).presence.enter(), (e) => e instanceof PresenceError && e.code === "forbidden");
+  const users = await observer.who();
+  assert.ok(users.every((u) => u.clientId !== "presenced:observer"), JSON.stringify(users));
+});

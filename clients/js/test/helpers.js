@@ -25,8 +25,10 @@ export async function startServer(settings = {}) {
   });
   const port = Number(line.split(" ")[3].split(":").pop());
   const secret = readFileSync(join(dataDir, "jwt-secret"), "utf8").trim();
+  const apiKey = readFileSync(join(dataDir, "api-key"), "utf8").trim();
   return {
     port,
+    apiKey,
     url: `ws://127.0.0.1:${port}`,
     secret,
     token(clientId, channels, roles) {
