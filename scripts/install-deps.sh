@@ -9,7 +9,7 @@ packages=(
   libboost1.81-dev libboost-url1.81-dev libssl-dev libjwt-dev libspdlog-dev libtomlplusplus-dev libcli11-dev
   libhiredis-dev redis-server redis-tools  # cluster mode; the tests start their own redis-server
   python3 python3-websockets python3-yaml
-  openssl ca-certificates  # https webhooks: the system CAs; the tests make a certificate with openssl
+  openssl ca-certificates  # https webhooks: the system CAs; the tests (webhooks, TLS) make certificates with openssl
   chromium  # for the dashboard's browser tests (dashboard/test); no browser is downloaded
   # make fuzz / fuzz-ci (fuzz/README.md): clang 14 with its sanitizer runtimes and libFuzzer, and
   # llvm-symbolizer for readable stack traces.

@@ -3,11 +3,13 @@
 // Ending: a session that sends a last response shuts down its sending side and keeps reading
 // (discarding) until the peer closes or the close deadline passes. Reading on means the kernel
 // never answers the peer's unread bytes with a reset, which would destroy the response still in
-// the send buffer.
+// the send buffer. Over TLS the shutdown is TLS's: the close_notify, then (discarding) until the
+// peer's, or its end.
 #include "net/http_session.h"
 
 #include <boost/beast/websocket/rfc6455.hpp>
 
+#include "net/tls.h"
 #include "net/ws_codec.h"
 
 namespace presenced::net {
@@ -26,14 +28,24 @@ bool IsHttpParseError(const beast::error_code& ec) {
 }  // namespace
 
 void StartHttpSession(tcp::socket socket, Server::Impl& server, SocketSlot slot, bool over_cap) {
-  auto session =
-      std::make_shared<HttpSession>(std::move(socket), server, std::move(slot), over_cap);
+  auto session = std::make_shared<HttpSession<beast::tcp_stream>>(
+      beast::tcp_stream(std::move(socket)), server, std::move(slot), over_cap);
   server.Register(session.get());
   session->Start();
 }
 
-HttpSession::HttpSession(tcp::socket socket, Server::Impl& server, SocketSlot slot, bool over_cap)
-    : stream_(std::move(socket)),
+void StartTlsHttpSession(tcp::socket socket, std::shared_ptr<ssl::context> context,
+                         Server::Impl& server, SocketSlot slot, bool over_cap) {
+  auto session = std::make_shared<HttpSession<TlsStream>>(
+      TlsStream(std::move(socket), std::move(context)), server, std::move(slot), over_cap);
+  server.Register(session.get());
+  session->Start();
+}
+
+template <class Stream>
+HttpSession<Stream>::HttpSession(Stream stream, Server::Impl& server, SocketSlot slot,
+                                 bool over_cap)
+    : stream_(std::move(stream)),
       server_(server),
       slot_(std::move(slot)),
       timer_(stream_.get_executor()),
@@ -41,34 +53,67 @@ HttpSession::HttpSession(tcp::socket socket, Server::Impl& server, SocketSlot sl
 
 // Normally unregistered by Finish or the hand-off; this covers a session whose last handler was
 // dropped (a service that never called `done`).
-HttpSession::~HttpSession() { server_.Unregister(this); }
-
-void HttpSession::Start() {
-  asio::dispatch(stream_.get_executor(), [self = shared_from_this()] { self->ReadRequest(); });
+template <class Stream>
+HttpSession<Stream>::~HttpSession() {
+  server_.Unregister(this);
 }
 
-void HttpSession::PostCut() {
-  if (auto self = weak_from_this().lock()) {
-    asio::post(stream_.get_executor(), [self = std::move(self)] { self->Finish(); });
+template <class Stream>
+void HttpSession<Stream>::Start() {
+  asio::dispatch(executor(), [self = this->shared_from_this()] {
+    if constexpr (kTls) {
+      self->Handshake();
+    } else {
+      self->ReadRequest();
+    }
+  });
+}
+
+template <class Stream>
+void HttpSession<Stream>::PostCut() {
+  if (auto self = this->weak_from_this().lock()) {
+    asio::post(executor(), [self = std::move(self)] { self->Finish(); });
   }
 }
 
-void HttpSession::PostCutIfHttp() { PostCut(); }
+template <class Stream>
+void HttpSession<Stream>::PostCutIfHttp() {
+  PostCut();
+}
 
-void HttpSession::PostCheckDeadlines() {
-  if (auto self = weak_from_this().lock()) {
-    asio::post(stream_.get_executor(), [self = std::move(self)] {
+template <class Stream>
+void HttpSession<Stream>::PostCheckDeadlines() {
+  if (auto self = this->weak_from_this().lock()) {
+    asio::post(executor(), [self = std::move(self)] {
       if (self->lingering_ && !self->done_) self->OnTimer();
     });
   }
 }
 
-std::chrono::milliseconds HttpSession::HttpTimeout() const {
+template <class Stream>
+std::chrono::milliseconds HttpSession<Stream>::HttpTimeout() const {
   const std::chrono::milliseconds t(server_.options.handshake_timeout_ms);
   return over_cap_ ? std::min(t, kOverCapReadTimeout) : t;
 }
 
-void HttpSession::ReadRequest() {
+// TLS: the handshake has the time a request has (a client that connects and sends nothing is
+// closed after handshake_timeout_ms), then the first request has it again. A plain HTTP request
+// fails here.
+template <class Stream>
+void HttpSession<Stream>::Handshake() {
+  if constexpr (kTls) {
+    Tcp().expires_after(HttpTimeout());
+    stream_.async_handshake(ssl::stream_base::server,
+                            [self = this->shared_from_this()](beast::error_code ec) {
+                              if (self->done_) return;
+                              if (ec) return self->Finish();
+                              self->ReadRequest();
+                            });
+  }
+}
+
+template <class Stream>
+void HttpSession<Stream>::ReadRequest() {
   parser_.emplace();
   parser_->body_limit(server_.options.max_http_body_bytes);
   parser_->header_limit(16 * 1024);
@@ -76,20 +121,21 @@ void HttpSession::ReadRequest() {
   if (over_cap_) {
     // The stream's own timeout would close the socket; this one only stops the read, so the
     // socket can still be told why it waited.
-    stream_.expires_never();
+    Tcp().expires_never();
     timer_.expires_after(HttpTimeout());
-    timer_.async_wait([self = shared_from_this()](beast::error_code ec) {
-      if (!ec && !self->done_ && self->reading_request_) self->stream_.socket().cancel(ec);
+    timer_.async_wait([self = this->shared_from_this()](beast::error_code ec) {
+      if (!ec && !self->done_ && self->reading_request_) self->Tcp().socket().cancel(ec);
     });
   } else {
-    stream_.expires_after(HttpTimeout());
+    Tcp().expires_after(HttpTimeout());
   }
   http::async_read(
       stream_, buffer_, *parser_,
-      [self = shared_from_this()](beast::error_code ec, size_t) { self->OnRequest(ec); });
+      [self = this->shared_from_this()](beast::error_code ec, size_t) { self->OnRequest(ec); });
 }
 
-void HttpSession::OnRequest(beast::error_code ec) {
+template <class Stream>
+void HttpSession<Stream>::OnRequest(beast::error_code ec) {
   reading_request_ = false;
   if (done_) return;
   if (over_cap_) {
@@ -107,7 +153,7 @@ void HttpSession::OnRequest(beast::error_code ec) {
   r.body = req.body();
   {
     beast::error_code rec;
-    const auto peer = stream_.socket().remote_endpoint(rec);
+    const auto peer = Tcp().socket().remote_endpoint(rec);
     if (!rec) r.remote = peer.address().to_string() + ":" + std::to_string(peer.port());
   }
   keep_alive_ = req.keep_alive() && !over_cap_;
@@ -121,9 +167,9 @@ void HttpSession::OnRequest(beast::error_code ec) {
   } else if (path == "/v1/ws") {
     return Upgrade(req, r);
   }
-  stream_.expires_never();
-  server_.service.HandleHttp(std::move(r), [self = shared_from_this()](HttpResponse resp) {
-    asio::post(self->stream_.get_executor(), [self, resp = std::move(resp)]() mutable {
+  Tcp().expires_never();
+  server_.service.HandleHttp(std::move(r), [self = this->shared_from_this()](HttpResponse resp) {
+    asio::post(self->executor(), [self, resp = std::move(resp)]() mutable {
       self->WriteHttp(resp.status, std::move(resp.body), resp.content_type, self->keep_alive_, {},
                       resp.headers);
     });
@@ -131,7 +177,8 @@ void HttpSession::OnRequest(beast::error_code ec) {
 }
 
 // A request that could not be read: answered when the peer may still be listening for why.
-void HttpSession::OnBadRequest(beast::error_code ec) {
+template <class Stream>
+void HttpSession<Stream>::OnBadRequest(beast::error_code ec) {
   if (ec == http::error::end_of_stream) return Finish();  // closed between requests
   if (ec == beast::error::timeout) {
     // Nothing (or not enough) arrived in time. An over-cap socket learns why it waited.
@@ -147,20 +194,24 @@ void HttpSession::OnBadRequest(beast::error_code ec) {
   Finish();  // reset or another socket error: nobody to answer
 }
 
-void HttpSession::RefuseOverCap() {
+template <class Stream>
+void HttpSession<Stream>::RefuseOverCap() {
   server_.counters.connections_refused.fetch_add(1, std::memory_order_relaxed);
   WriteError(503, ErrorCode::kLimitExceeded, "too many connections, retry");
 }
 
-void HttpSession::WriteError(unsigned status, ErrorCode code, std::string message,
-                             const HeaderList& extra) {
+template <class Stream>
+void HttpSession<Stream>::WriteError(unsigned status, ErrorCode code, std::string message,
+                                     const HeaderList& extra) {
   HttpResponse resp = server_.service.ErrorResponse(status, MakeError(code, std::move(message)));
   WriteHttp(resp.status, std::move(resp.body), resp.content_type, false, extra);
 }
 
-void HttpSession::WriteHttp(unsigned status, std::string body, std::string_view content_type,
-                            bool keep_alive, const HeaderList& extra,
-                            const std::vector<std::pair<std::string, std::string>>& more) {
+template <class Stream>
+void HttpSession<Stream>::WriteHttp(unsigned status, std::string body,
+                                    std::string_view content_type, bool keep_alive,
+                                    const HeaderList& extra,
+                                    const std::vector<std::pair<std::string, std::string>>& more) {
   if (done_) return;
   auto res =
       std::make_shared<http::response<http::string_body>>(static_cast<http::status>(status), 11);
@@ -171,16 +222,18 @@ void HttpSession::WriteHttp(unsigned status, std::string body, std::string_view 
   res->keep_alive(keep_alive);  // keeps a Connection token set in `extra` (e.g. Upgrade)
   res->body() = std::move(body);
   res->prepare_payload();
-  stream_.expires_after(HttpTimeout());
-  http::async_write(stream_, *res, [self = shared_from_this(), res](beast::error_code ec, size_t) {
-    if (ec) return self->Finish();
-    if (!res->keep_alive()) return self->ShutdownAndLinger();
-    self->ReadRequest();
-  });
+  Tcp().expires_after(HttpTimeout());
+  http::async_write(stream_, *res,
+                    [self = this->shared_from_this(), res](beast::error_code ec, size_t) {
+                      if (ec) return self->Finish();
+                      if (!res->keep_alive()) return self->ShutdownAndLinger();
+                      self->ReadRequest();
+                    });
 }
 
 // GET /v1/ws: the opening handshake (RFC 6455 §4.2), then the service's decision.
-void HttpSession::Upgrade(const Request& req, const HttpRequest& r) {
+template <class Stream>
+void HttpSession<Stream>::Upgrade(const Request& req, const HttpRequest& r) {
   static const HeaderList kUpgradeHeaders = {{http::field::upgrade, "websocket"},
                                              {http::field::connection, "Upgrade"},
                                              {http::field::sec_websocket_version, "13"}};
@@ -219,7 +272,16 @@ void HttpSession::Upgrade(const Request& req, const HttpRequest& r) {
     HttpResponse resp = server_.service.ErrorResponse(status, accepted.error());
     return WriteHttp(resp.status, std::move(resp.body), resp.content_type, false);
   }
-  UpgradedSocket upgraded{stream_.release_socket(), std::move(slot_), {}, {}, std::move(*accepted)};
+  auto release = [this]() -> UpgradedStream {
+    if constexpr (kTls) {
+      Tcp().expires_never();
+      return std::move(stream_);  // nothing of this session touches it any more (done_)
+    } else {
+      return stream_.release_socket();
+    }
+  };
+  UpgradedSocket<UpgradedStream> upgraded{
+      release(), std::move(slot_), {}, {}, std::move(*accepted)};
   // With Upgrade::sends_on_open the 101 response waits for the first write and leaves in it with
   // the service's first frame (and, when the client pipelined requests, their replies): one
   // system call per connection instead of three.
@@ -238,66 +300,82 @@ void HttpSession::Upgrade(const Request& req, const HttpRequest& r) {
 
 // The last response is written: send FIN and wait (reading) for the peer's, at most until the
 // close deadline. Closing at once could reset the connection (unread bytes) and with it the data
-// still in the kernel's send buffer.
-void HttpSession::ShutdownAndLinger() {
+// still in the kernel's send buffer. Over TLS: the close_notify, and TLS's shutdown discards what
+// arrives until the peer's close_notify or its end.
+template <class Stream>
+void HttpSession<Stream>::ShutdownAndLinger() {
   if (done_) return;
   lingering_ = true;
-  stream_.expires_never();
+  Tcp().expires_never();
   close_deadline_ = server_.clock.NowMs() + HttpTimeout().count();
   ArmCloseTimer();
-  beast::error_code ec;
-  stream_.socket().shutdown(tcp::socket::shutdown_send, ec);
-  if (ec) return Finish();
-  stream_.socket().non_blocking(true, ec);
-  WaitReadable();
+  if constexpr (kTls) {
+    stream_.async_shutdown([self = this->shared_from_this()](beast::error_code) {
+      if (!self->done_) self->Finish();
+    });
+  } else {
+    beast::error_code ec;
+    Tcp().socket().shutdown(tcp::socket::shutdown_send, ec);
+    if (ec) return Finish();
+    Tcp().socket().non_blocking(true, ec);
+    WaitReadable();
+  }
 }
 
-void HttpSession::WaitReadable() {
+template <class Stream>
+void HttpSession<Stream>::WaitReadable() {
   if (waiting_ || done_) return;
   waiting_ = true;
-  stream_.socket().async_wait(tcp::socket::wait_read,
-                              [self = shared_from_this()](beast::error_code ec) {
-                                self->waiting_ = false;
-                                if (self->done_) return;
-                                if (ec) return self->Finish();
-                                self->Drain();
-                              });
+  Tcp().socket().async_wait(tcp::socket::wait_read,
+                            [self = this->shared_from_this()](beast::error_code ec) {
+                              self->waiting_ = false;
+                              if (self->done_) return;
+                              if (ec) return self->Finish();
+                              self->Drain();
+                            });
 }
 
 // Reads and discards what the peer still sends, until its EOF.
-void HttpSession::Drain() {
+template <class Stream>
+void HttpSession<Stream>::Drain() {
   for (int round = 0; round < 4; ++round) {
     beast::error_code ec;
-    stream_.socket().read_some(ReadBuffer(server_.options.read_buffer_bytes), ec);
+    Tcp().socket().read_some(ReadBuffer(server_.options.read_buffer_bytes), ec);
     if (ec == asio::error::would_block || ec == asio::error::try_again) break;
     if (ec) return Finish();
   }
   WaitReadable();
 }
 
-void HttpSession::ArmCloseTimer() {
+template <class Stream>
+void HttpSession<Stream>::ArmCloseTimer() {
   const TimeMs wait = std::max<TimeMs>(0, close_deadline_ - server_.clock.NowMs());
   timer_.expires_after(std::chrono::milliseconds(wait));
-  timer_.async_wait([self = shared_from_this()](beast::error_code ec) {
+  timer_.async_wait([self = this->shared_from_this()](beast::error_code ec) {
     if (ec || self->done_) return;
     self->OnTimer();
   });
 }
 
-void HttpSession::OnTimer() {
+template <class Stream>
+void HttpSession<Stream>::OnTimer() {
   // The peer had its time to take the response.
   if (server_.clock.NowMs() >= close_deadline_) return Finish();
   ArmCloseTimer();
 }
 
-void HttpSession::Finish() {
+template <class Stream>
+void HttpSession<Stream>::Finish() {
   if (done_) return;
   done_ = true;
   timer_.cancel();
   beast::error_code ec;
-  stream_.socket().shutdown(tcp::socket::shutdown_both, ec);
-  stream_.socket().close(ec);
+  Tcp().socket().shutdown(tcp::socket::shutdown_both, ec);
+  Tcp().socket().close(ec);
   server_.Unregister(this);
 }
+
+template class HttpSession<beast::tcp_stream>;
+template class HttpSession<TlsStream>;
 
 }  // namespace presenced::net

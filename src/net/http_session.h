@@ -3,6 +3,10 @@
 // passes other requests to Service::HandleHttp, checks the WebSocket opening handshake, and at a
 // successful upgrade hands its socket to a WebSocketSession (websocket_session.h) and ends.
 //
+// Stream is a beast::tcp_stream (plain TCP), or a TlsStream (tls.h): then the TLS handshake comes
+// first, under the same deadline as a request, and the last response is followed by TLS's
+// close_notify. Both are compiled in http_session.cc; the plain one has no TLS code in it.
+//
 // Threading: everything runs on the session's strand (the executor of its stream); the
 // Connection methods and the `done` callback given to the service post to it.
 #pragma once
@@ -12,6 +16,7 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <type_traits>
 #include <utility>
 #include <vector>
 
@@ -19,9 +24,15 @@
 
 namespace presenced::net {
 
-class HttpSession final : public Connection, public std::enable_shared_from_this<HttpSession> {
+template <class Stream>
+class HttpSession final : public Connection,
+                          public std::enable_shared_from_this<HttpSession<Stream>> {
  public:
-  HttpSession(tcp::socket socket, Server::Impl& server, SocketSlot slot, bool over_cap);
+  static constexpr bool kTls = !std::is_same_v<Stream, beast::tcp_stream>;
+  // What the WebSocket phase reads and writes through: the socket itself, or the TLS stream.
+  using UpgradedStream = std::conditional_t<kTls, Stream, tcp::socket>;
+
+  HttpSession(Stream stream, Server::Impl& server, SocketSlot slot, bool over_cap);
   ~HttpSession() override;
 
   void Start();
@@ -34,7 +45,12 @@ class HttpSession final : public Connection, public std::enable_shared_from_this
   using Request = beast::http::request<beast::http::string_body>;
   using HeaderList = std::vector<std::pair<beast::http::field, std::string_view>>;
 
+  // The TCP layer: the stream itself, or the one under TLS.
+  beast::tcp_stream& Tcp() { return beast::get_lowest_layer(stream_); }
+  // The strand (the stream's executor; also valid once the stream was handed over).
+  asio::any_io_executor executor() { return timer_.get_executor(); }
   std::chrono::milliseconds HttpTimeout() const;
+  void Handshake();  // TLS
   void ReadRequest();
   void OnRequest(beast::error_code ec);
   void OnBadRequest(beast::error_code ec);
@@ -47,13 +63,13 @@ class HttpSession final : public Connection, public std::enable_shared_from_this
                  const std::vector<std::pair<std::string, std::string>>& more = {});
   void Upgrade(const Request& req, const HttpRequest& r);
   void ShutdownAndLinger();
-  void WaitReadable();
+  void WaitReadable();  // plain TCP: TLS lingers in its shutdown
   void Drain();
   void ArmCloseTimer();
   void OnTimer();
   void Finish();
 
-  beast::tcp_stream stream_;
+  Stream stream_;
   Server::Impl& server_;
   SocketSlot slot_;
   asio::steady_timer timer_;  // the over-cap read timeout, then the close deadline

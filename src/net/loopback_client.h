@@ -1,10 +1,13 @@
-// A blocking loopback WebSocket/HTTP client for net_test: raw sockets, an HTTP response reader,
-// a masked frame writer and a server frame reader. Reads time out after 10 s (only a failing test
-// gets there); nothing sleeps. Test-only; one Client per thread.
+// A blocking loopback WebSocket/HTTP client for net_test: raw sockets (or OpenSSL over them), an
+// HTTP response reader, a masked frame writer and a server frame reader. Reads time out after 10 s
+// (only a failing test gets there); nothing sleeps. Test-only; one Client per thread.
 #pragma once
 
 #include <arpa/inet.h>
 #include <netinet/in.h>
+#include <openssl/err.h>
+#include <openssl/ssl.h>
+#include <openssl/x509.h>
 #include <sys/socket.h>
 #include <sys/time.h>
 #include <unistd.h>
@@ -55,8 +58,10 @@ constexpr uint8_t kText = 0x1, kBinary = 0x2, kClose = 0x8, kPing = 0x9, kPong =
 class Client {
  public:
   // `receive_buffer` > 0 fixes the socket's receive buffer (no autotuning): the kernel then holds
-  // little of what the server sends to a client that does not read.
-  explicit Client(uint16_t port, int receive_buffer = 0) {
+  // little of what the server sends to a client that does not read. With `tls` (the test's client
+  // context, not owned) the connection speaks TLS to "localhost"; the handshake is done here, and
+  // connected() says whether it succeeded.
+  explicit Client(uint16_t port, int receive_buffer = 0, SSL_CTX* tls = nullptr) {
     fd_ = ::socket(AF_INET, SOCK_STREAM, 0);
     if (receive_buffer > 0) {
       ::setsockopt(fd_, SOL_SOCKET, SO_RCVBUF, &receive_buffer, sizeof receive_buffer);
@@ -69,21 +74,48 @@ class Client {
     timeval tv{10, 0};  // the read timeout: only a failing test reaches it
     ::setsockopt(fd_, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
     ::setsockopt(fd_, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
+    if (connected_ && tls != nullptr) {
+      ssl_ = ::SSL_new(tls);
+      ::SSL_set_fd(ssl_, fd_);
+      ::SSL_set_tlsext_host_name(ssl_, "localhost");
+      ::SSL_set1_host(ssl_, "localhost");
+      connected_ = ::SSL_connect(ssl_) == 1;
+    }
   }
-  ~Client() { ::close(fd_); }
+  ~Client() {
+    if (ssl_ != nullptr) ::SSL_free(ssl_);  // no close_notify: the socket just closes
+    ::close(fd_);
+  }
   Client(const Client&) = delete;
   Client& operator=(const Client&) = delete;
 
   bool connected() const { return connected_; }
+  // TLS: the end the server's last read was: its close_notify (not only the TCP connection's).
+  bool got_close_notify() const { return close_notify_; }
+  // TLS: the subject of the server's certificate, e.g. "/CN=localhost/O=first" ("" when none).
+  std::string PeerSubject() const {
+    if (ssl_ == nullptr) return "";
+    X509* cert = ::SSL_get1_peer_certificate(ssl_);
+    if (cert == nullptr) return "";
+    char name[256];
+    ::X509_NAME_oneline(::X509_get_subject_name(cert), name, sizeof name);
+    ::X509_free(cert);
+    return name;
+  }
 
   void Send(std::string_view data) {
     while (!data.empty()) {
-      const ssize_t n = ::send(fd_, data.data(), data.size(), MSG_NOSIGNAL);
+      const ssize_t n = ssl_ != nullptr
+                            ? ::SSL_write(ssl_, data.data(), static_cast<int>(data.size()))
+                            : ::send(fd_, data.data(), data.size(), MSG_NOSIGNAL);
       if (n <= 0) return;
       data.remove_prefix(static_cast<size_t>(n));
     }
   }
-  void ShutdownWrite() { ::shutdown(fd_, SHUT_WR); }
+  void ShutdownWrite() {
+    if (ssl_ != nullptr) ::SSL_shutdown(ssl_);  // the close_notify
+    ::shutdown(fd_, SHUT_WR);
+  }
 
   std::optional<Response> ReadResponse() {
     size_t end;
@@ -190,6 +222,7 @@ class Client {
  private:
   bool Fill() {
     char chunk[65536];
+    if (ssl_ != nullptr) return FillTls(chunk, sizeof chunk);
     const ssize_t n = ::recv(fd_, chunk, sizeof chunk, 0);
     if (n <= 0) {
       eof_ = n == 0 || errno == ECONNRESET;
@@ -198,10 +231,29 @@ class Client {
     buf_.append(chunk, static_cast<size_t>(n));
     return true;
   }
+  bool FillTls(char* chunk, int size) {
+    errno = 0;
+    ::ERR_clear_error();
+    const int n = ::SSL_read(ssl_, chunk, size);
+    if (n > 0) {
+      buf_.append(chunk, static_cast<size_t>(n));
+      return true;
+    }
+    // The server's close_notify, or the TCP connection's end (or reset) without one; the read
+    // timeout is neither.
+    const int error = ::SSL_get_error(ssl_, n);
+    close_notify_ = error == SSL_ERROR_ZERO_RETURN;
+    eof_ = close_notify_ || (error == SSL_ERROR_SYSCALL && (errno == 0 || errno == ECONNRESET)) ||
+           (error == SSL_ERROR_SSL &&
+            ERR_GET_REASON(::ERR_peek_error()) == SSL_R_UNEXPECTED_EOF_WHILE_READING);
+    return false;
+  }
 
   int fd_ = -1;
+  SSL* ssl_ = nullptr;
   bool connected_ = false;
   bool eof_ = false;
+  bool close_notify_ = false;
   std::string buf_;
 };
 

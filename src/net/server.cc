@@ -1,7 +1,8 @@
 // The listener: Server and Server::Impl. Owns the acceptor (on its own strand), the connection
-// caps, the signal set, the I/O threads and the registry of live connections; each accepted
-// socket starts as an HttpSession (http_session.cc), which hands upgraded sockets to a
-// WebSocketSession (websocket_session.cc).
+// caps, the signal sets, the TLS context (tls.h), the I/O threads and the registry of live
+// connections; each accepted socket starts as an HttpSession (http_session.cc; over TLS with the
+// context of the moment), which hands upgraded sockets to a WebSocketSession
+// (websocket_session.cc).
 //
 // Threading: accept handlers run on the acceptor's strand; Server's methods may be called from
 // any thread (Run blocks on the calling thread, which becomes an I/O thread).
@@ -13,6 +14,7 @@
 
 #include "common/cpu.h"
 #include "net/server_impl.h"
+#include "net/tls.h"
 
 namespace presenced::net {
 
@@ -109,10 +111,11 @@ void Server::Impl::Accept() {
       if (over_cap_sockets.load(std::memory_order_relaxed) < options.max_over_cap_sockets) {
         over_cap = true;
       } else {
-        // Beyond that: a short 503 and close, without reading the request.
+        // Beyond that: a short 503 and close, without reading the request. Over TLS, closed
+        // without a word: a response would need the handshake this bound is there to spare.
         counters.connections_refused.fetch_add(1, std::memory_order_relaxed);
         beast::error_code ignored;
-        asio::write(socket, asio::buffer(busy_response), ignored);
+        if (!tls_context) asio::write(socket, asio::buffer(busy_response), ignored);
         socket.shutdown(tcp::socket::shutdown_both, ignored);
         socket.close(ignored);
         return Accept();
@@ -121,7 +124,11 @@ void Server::Impl::Accept() {
     SocketSlot slot(over_cap ? over_cap_sockets : open_sockets);
     beast::error_code ignored;
     socket.set_option(tcp::no_delay(true), ignored);
-    StartHttpSession(std::move(socket), *this, std::move(slot), over_cap);
+    if (tls_context) {
+      StartTlsHttpSession(std::move(socket), tls_context, *this, std::move(slot), over_cap);
+    } else {
+      StartHttpSession(std::move(socket), *this, std::move(slot), over_cap);
+    }
     Accept();
   });
 }
@@ -182,6 +189,12 @@ Server::~Server() {
 const Counters& Server::counters() const { return impl_->counters; }
 
 Result<uint16_t> Server::Listen() {
+  if (tls()) {
+    // Before any thread runs: no other access to tls_context yet.
+    auto context = LoadTlsContext(impl_->options.tls_cert, impl_->options.tls_key);
+    if (!context.ok()) return context.error();
+    impl_->tls_context = std::move(context).value();
+  }
   // The one response written without a session; its body is the service's, like every error.
   const HttpResponse busy = impl_->service.ErrorResponse(
       503, MakeError(ErrorCode::kLimitExceeded, "too many connections, retry"));
@@ -224,6 +237,36 @@ void Server::OnSignal(std::function<void()> handler) {
   });
 }
 
+namespace {
+void AwaitHangup(asio::signal_set& set, std::shared_ptr<std::function<void()>> handler) {
+  set.async_wait([&set, handler = std::move(handler)](beast::error_code ec, int) mutable {
+    if (ec) return;  // cancelled: the server is stopping
+    (*handler)();
+    AwaitHangup(set, std::move(handler));
+  });
+}
+}  // namespace
+
+void Server::OnHangup(std::function<void()> handler) {
+  impl_->hangup_signals.add(SIGHUP);
+  AwaitHangup(impl_->hangup_signals, std::make_shared<std::function<void()>>(std::move(handler)));
+}
+
+bool Server::tls() const { return !impl_->options.tls_cert.empty(); }
+
+Status Server::ReloadTls() {
+  if (!tls()) return MakeError(ErrorCode::kBadRequest, "TLS is off: no certificate to reload");
+  auto context = LoadTlsContext(impl_->options.tls_cert, impl_->options.tls_key);
+  if (!context.ok()) return context.error();
+  // The acceptor's strand runs this before any accept that completes after this post: a
+  // connection made once ReloadTls returned gets the new context.
+  asio::post(impl_->acceptor.get_executor(),
+             [impl = impl_.get(), context = std::move(context).value()]() mutable {
+               impl->tls_context = std::move(context);
+             });
+  return Status::Ok();
+}
+
 TaskLoop& Server::WorkLoop() { return impl_->task_loop; }
 
 Reactor& Server::WorkReactor() { return impl_->work_reactor; }
@@ -247,6 +290,7 @@ void Server::StopAccepting() {
     impl_->acceptor.close(ec);
     impl_->accept_retry.cancel();
     impl_->signals.cancel(ec);
+    impl_->hangup_signals.cancel(ec);
   });
   // Sockets still in their HTTP phase would otherwise finish an upgrade after the shutdown began.
   MutexLock lock(impl_->mu);
@@ -280,6 +324,7 @@ void Server::Stop() {
     impl_->accept_retry.cancel();
     impl_->wheel_timer.cancel();
     impl_->signals.cancel(ec);
+    impl_->hangup_signals.cancel(ec);
   });
   impl_->ioc.stop();
 }

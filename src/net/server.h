@@ -3,6 +3,8 @@
 // knows nothing of presence, and reaches the logic only through Service. It owns sockets,
 // per-session strands, timeouts and bounded outbound queues, and enforces RFC 6455 (handshake,
 // framing, UTF-8, closing handshake; see ws_codec.h and docs/architecture.md, "The network layer").
+// With NetOptions::tls_cert the listen port speaks TLS (OpenSSL through Asio) and nothing else;
+// the Service sees the same requests and sessions either way.
 //
 // Threading: Run() drives `io_threads` threads. Each session runs on its own strand. Service
 // methods are called from I/O threads; the Peer handed to OnOpen is thread-safe. Asio and Beast
@@ -47,6 +49,12 @@ struct NetOptions {
   size_t write_batch_bytes = 1 << 20;    // bytes taken into one gather write (a frame may pass it)
   // Reading stops while this many max_frame_bytes of input wait for the service (backpressure).
   size_t input_high_water_frames = 16;
+  // TLS on the listen port (https and wss only; plain HTTP fails the handshake): PEM files of the
+  // certificate chain (the server's certificate first, then its intermediates) and of its
+  // unencrypted private key. Both set, or both empty (plain TCP). Read by Listen, and again by
+  // each ReloadTls.
+  std::string tls_cert;
+  std::string tls_key;
 };
 
 // Why a WebSocket session ended, as the network layer saw it.
@@ -130,10 +138,19 @@ class Server {
   Server(const Server&) = delete;
   Server& operator=(const Server&) = delete;
 
-  // Binds and listens; returns the bound port.
+  // Loads the TLS certificate and key when configured, binds and listens; returns the bound port.
   Result<uint16_t> Listen();
   // Calls `handler` (on an I/O thread) when SIGINT or SIGTERM arrives.
   void OnSignal(std::function<void()> handler);
+  // Calls `handler` (on an I/O thread) each time SIGHUP arrives, until StopAccepting or Stop.
+  void OnHangup(std::function<void()> handler);
+  // Whether the listen port speaks TLS (NetOptions::tls_cert).
+  bool tls() const;
+  // Reads NetOptions::tls_cert and tls_key again: connections accepted from now on (once this
+  // returned) are served with them, open ones keep the certificate they began with. An error
+  // (a file unreadable, not PEM, a key that is not the certificate's; the message names the file)
+  // leaves the certificate in use. Thread-safe; reads the files on the calling thread.
+  Status ReloadTls();
   // Runs the I/O threads until Stop(). Blocks.
   void Run();
   // Stops accepting new connections.

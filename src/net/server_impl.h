@@ -1,9 +1,11 @@
 // Private to src/net: what the listener (server.cc), the HTTP phase (http_session.cc) and the
 // WebSocket phase (websocket_session.cc) share. Server::Impl holds the options, the service, the
-// clock, the counters, the io_context and the registry of live connections.
+// clock, the counters, the io_context, the TLS context (tls.h) and the registry of live
+// connections.
 //
-// Threading: Impl's fields are set before Run and then only read, except the atomics and the
-// registry (guarded by `mu`). Each connection runs on its own strand; the acceptor on its own.
+// Threading: Impl's fields are set before Run and then only read, except the atomics, the
+// registry (guarded by `mu`) and the TLS context (the acceptor's strand). Each connection runs on
+// its own strand; the acceptor on its own.
 #pragma once
 
 #include <algorithm>
@@ -21,6 +23,10 @@
 #include "common/timer_wheel.h"
 #include "net/reactor_impl.h"
 #include "net/server.h"
+
+namespace boost::asio::ssl {
+class context;  // tls.h: only the files that make TLS streams include Asio's SSL headers
+}  // namespace boost::asio::ssl
 
 namespace presenced::net {
 
@@ -126,7 +132,8 @@ class Server::Impl {
         acceptor(asio::make_strand(ioc)),
         accept_retry(acceptor.get_executor()),
         wheel_timer(acceptor.get_executor()),
-        signals(ioc) {}
+        signals(ioc),
+        hangup_signals(ioc) {}
 
   void Accept();
   // Every session deadline (heartbeat, silence, drain, close) is one entry on one wheel, ticked
@@ -167,8 +174,13 @@ class Server::Impl {
   AsioReactor work_reactor;  // the work loop's (Server::WorkReactor)
   tcp::acceptor acceptor;    // on its own strand: accept handlers and close() never race
   asio::steady_timer accept_retry;
-  asio::steady_timer wheel_timer;  // on the acceptor's strand
-  asio::signal_set signals;
+  asio::steady_timer wheel_timer;   // on the acceptor's strand
+  asio::signal_set signals;         // SIGINT, SIGTERM (OnSignal)
+  asio::signal_set hangup_signals;  // SIGHUP (OnHangup)
+  // The context TLS connections are made with (NetOptions::tls_cert; null: plain TCP). Set by
+  // Listen, then read and replaced (ReloadTls) only on the acceptor's strand; each connection
+  // keeps the one it was made with.
+  std::shared_ptr<asio::ssl::context> tls_context;
 };
 
 // A server ping frame (empty payload).
@@ -185,17 +197,24 @@ inline asio::mutable_buffer ReadBuffer(size_t bytes) {
 // Starts the HTTP phase of an accepted socket (http_session.cc). `over_cap`: accepted beyond
 // max_connections (one request, healthz only).
 void StartHttpSession(tcp::socket socket, Server::Impl& server, SocketSlot slot, bool over_cap);
+// The same over TLS with `context`: the TLS handshake first, bounded like a request.
+void StartTlsHttpSession(tcp::socket socket, std::shared_ptr<asio::ssl::context> context,
+                         Server::Impl& server, SocketSlot slot, bool over_cap);
 
-// What the HTTP phase hands to the WebSocket phase at a successful upgrade.
+// What the HTTP phase hands to the WebSocket phase at a successful upgrade. Stream is the
+// connection's: a tcp::socket, or a TlsStream (tls.h).
+template <class Stream>
 struct UpgradedSocket {
-  tcp::socket socket;
+  Stream socket;
   SocketSlot slot;
   std::string early_bytes;  // read together with the upgrade request: the first frames
   std::string handshake;    // the 101 response, sent with the first write
   Upgrade upgrade;
 };
 
-// Starts the WebSocket phase (websocket_session.cc); call on the socket's strand.
-void StartWebSocketSession(UpgradedSocket upgraded, Server::Impl& server);
+// Starts the WebSocket phase (websocket_session.cc, for both streams); call on the socket's
+// strand.
+template <class Stream>
+void StartWebSocketSession(UpgradedSocket<Stream> upgraded, Server::Impl& server);
 
 }  // namespace presenced::net

@@ -5,7 +5,11 @@
 #include "net/server.h"
 
 #include <gtest/gtest.h>
+#include <stdlib.h>
 
+#include <csignal>
+#include <filesystem>
+#include <fstream>
 #include <optional>
 #include <string>
 #include <thread>
@@ -14,6 +18,7 @@
 
 #include "common/thread_annotations.h"
 #include "net/loopback_client.h"
+#include "net/test_certificate.h"
 #include "net/ws_codec.h"
 
 namespace presenced::net {
@@ -190,9 +195,45 @@ class EchoService final : public Service {
 
 // ----- The fixture ----------------------------------------------------------------------------
 
-class NetServerTest : public ::testing::Test {
+// Every test runs twice: over plain TCP and over TLS (what the server serves, it serves alike).
+enum class Transport { kPlain, kTls };
+
+// What the TLS tests share: two certificates (for reloads) in a temporary directory, and the
+// client's context, which trusts both.
+struct TlsFixture {
+  TlsFixture() {
+    // OpenSSL writes to the client's socket with write(2): a server that closed it must not
+    // end the test process (the plain client sends with MSG_NOSIGNAL).
+    std::signal(SIGPIPE, SIG_IGN);
+    char dir_template[] = "/tmp/presenced-net-test-XXXXXX";
+    dir = ::mkdtemp(dir_template);
+    first = testing::MakeTestCertificate(dir, "first", "first", 1);
+    second = testing::MakeTestCertificate(dir, "second", "second", 2);
+    client = ::SSL_CTX_new(::TLS_client_method());
+    ::SSL_CTX_set_verify(client, SSL_VERIFY_PEER, nullptr);
+    ::SSL_CTX_load_verify_locations(client, first.cert_file.c_str(), nullptr);
+    ::SSL_CTX_load_verify_locations(client, second.cert_file.c_str(), nullptr);
+  }
+  ~TlsFixture() {
+    ::SSL_CTX_free(client);
+    std::filesystem::remove_all(dir);
+  }
+  std::string dir;
+  testing::TestCertificate first, second;
+  SSL_CTX* client = nullptr;
+};
+
+class NetServerTest : public ::testing::TestWithParam<Transport> {
  protected:
-  static NetOptions TestOptions() {
+  static void SetUpTestSuite() { tls_ = new TlsFixture; }
+  static void TearDownTestSuite() {
+    delete tls_;
+    tls_ = nullptr;
+  }
+
+  bool tls() const { return GetParam() == Transport::kTls; }
+
+  NetOptions TestOptions() const {
     NetOptions o;
     o.port = 0;
     o.io_threads = 1;
@@ -201,10 +242,20 @@ class NetServerTest : public ::testing::Test {
     o.max_frame_bytes = 1024;
     o.max_http_body_bytes = 1024;
     o.max_outbound_bytes = 64 * 1024;
+    if (tls()) {
+      o.tls_cert = tls_->first.cert_file;
+      o.tls_key = tls_->first.key_file;
+    }
     return o;
   }
 
-  void Start(NetOptions options = TestOptions()) {
+  // A connection in the test's transport (TLS: handshake done, the certificate verified).
+  std::unique_ptr<Client> Connect(int receive_buffer = 0) const {
+    return std::make_unique<Client>(port_, receive_buffer, tls() ? tls_->client : nullptr);
+  }
+
+  void Start() { Start(TestOptions()); }
+  void Start(NetOptions options) {
     server_ = std::make_unique<Server>(options, service_, clock_);
     auto port = server_->Listen();
     ASSERT_TRUE(port.ok());
@@ -222,7 +273,7 @@ class NetServerTest : public ::testing::Test {
   // A client whose upgrade succeeded and that read the service's greeting.
   std::unique_ptr<Client> Open(std::string_view target = "/v1/ws?token=ok",
                                int receive_buffer = 0) {
-    auto client = std::make_unique<Client>(port_, receive_buffer);
+    auto client = Connect(receive_buffer);
     auto response = client->Upgrade(target);
     EXPECT_TRUE(response && response->status == 101);
     auto hello = client->ReadFrame();
@@ -235,6 +286,7 @@ class NetServerTest : public ::testing::Test {
     server_->CheckDeadlines();
   }
 
+  static TlsFixture* tls_;
   ManualClock clock_{1'000'000};
   EchoService service_;
   std::unique_ptr<Server> server_;
@@ -242,44 +294,52 @@ class NetServerTest : public ::testing::Test {
   uint16_t port_ = 0;
 };
 
+TlsFixture* NetServerTest::tls_ = nullptr;
+
+INSTANTIATE_TEST_SUITE_P(Transports, NetServerTest,
+                         ::testing::Values(Transport::kPlain, Transport::kTls),
+                         [](const ::testing::TestParamInfo<Transport>& info) {
+                           return info.param == Transport::kTls ? "Tls" : "Plain";
+                         });
+
 // ----- Handshake ------------------------------------------------------------------------------
 
-TEST_F(NetServerTest, UpgradeAnswers101WithTheAcceptKey) {
+TEST_P(NetServerTest, UpgradeAnswers101WithTheAcceptKey) {
   Start();
-  Client c(port_);
-  auto r = c.Upgrade();
+  auto c = Connect();
+  auto r = c->Upgrade();
   ASSERT_TRUE(r);
   EXPECT_EQ(r->status, 101u);
   EXPECT_EQ(r->Header("Sec-WebSocket-Accept"), ws::AcceptKey(kKey));
   EXPECT_EQ(r->Header("Upgrade"), "websocket");
-  auto hello = c.ReadFrame();
+  auto hello = c->ReadFrame();
   ASSERT_TRUE(hello);
   EXPECT_EQ(hello->opcode, kText);
   EXPECT_EQ(hello->payload, "hello");
 }
 
-TEST_F(NetServerTest, UpgradeOfAServiceThatSendsNothingIsAnsweredAtOnce) {
+TEST_P(NetServerTest, UpgradeOfAServiceThatSendsNothingIsAnsweredAtOnce) {
   Start();
-  Client c(port_);
-  auto r = c.Upgrade("/v1/ws?token=ok&quiet");
+  auto c = Connect();
+  auto r = c->Upgrade("/v1/ws?token=ok&quiet");
   ASSERT_TRUE(r);
   EXPECT_EQ(r->status, 101u);
-  c.WriteFrame(kText, "first");
-  auto f = c.ReadFrame();
+  c->WriteFrame(kText, "first");
+  auto f = c->ReadFrame();
   ASSERT_TRUE(f);
   EXPECT_EQ(f->payload, "first");
 }
 
-TEST_F(NetServerTest, OnOpenGetsTheAttachmentOfTheUpgrade) {
+TEST_P(NetServerTest, OnOpenGetsTheAttachmentOfTheUpgrade) {
   Start();
   auto c = Open("/v1/ws?token=ok&who=ann");
   EXPECT_EQ(service_.attachments(), std::vector<std::string>{"/v1/ws?token=ok&who=ann"});
 }
 
-TEST_F(NetServerTest, BadKeyIs400) {
+TEST_P(NetServerTest, BadKeyIs400) {
   Start();
-  Client c(port_);
-  auto r = c.Upgrade("/v1/ws?token=ok", "not-base64-of-16-bytes");
+  auto c = Connect();
+  auto r = c->Upgrade("/v1/ws?token=ok", "not-base64-of-16-bytes");
   ASSERT_TRUE(r);
   EXPECT_EQ(r->status, 400u);
   EXPECT_NE(r->body.find("\"echo_error\":\"bad_request: bad WebSocket handshake"),
@@ -287,38 +347,39 @@ TEST_F(NetServerTest, BadKeyIs400) {
       << r->body;
 }
 
-TEST_F(NetServerTest, WrongVersionIs426WithTheVersionSpoken) {
+TEST_P(NetServerTest, WrongVersionIs426WithTheVersionSpoken) {
   Start();
-  Client c(port_);
-  auto r = c.Upgrade("/v1/ws?token=ok", kKey, "8");
+  auto c = Connect();
+  auto r = c->Upgrade("/v1/ws?token=ok", kKey, "8");
   ASSERT_TRUE(r);
   EXPECT_EQ(r->status, 426u);
   EXPECT_EQ(r->Header("Sec-WebSocket-Version"), "13");
 }
 
-TEST_F(NetServerTest, NonGetUpgradeIs405) {
+TEST_P(NetServerTest, NonGetUpgradeIs405) {
   Start();
-  Client c(port_);
-  auto r = c.Upgrade("/v1/ws?token=ok", kKey, "13", "POST");
+  auto c = Connect();
+  auto r = c->Upgrade("/v1/ws?token=ok", kKey, "13", "POST");
   ASSERT_TRUE(r);
   EXPECT_EQ(r->status, 405u);
   EXPECT_EQ(r->Header("Allow"), "GET");
 }
 
-TEST_F(NetServerTest, RefusedUpgradeIs401WithTheServiceBody) {
+TEST_P(NetServerTest, RefusedUpgradeIs401WithTheServiceBody) {
   Start();
-  Client c(port_);
-  auto r = c.Upgrade("/v1/ws?token=bad");
+  auto c = Connect();
+  auto r = c->Upgrade("/v1/ws?token=bad");
   ASSERT_TRUE(r);
   EXPECT_EQ(r->status, 401u);
   EXPECT_EQ(r->body, R"({"echo_error":"unauthorized: bad token"})");
   EXPECT_EQ(server_->counters().connections_refused.load(), 1u);
-  EXPECT_TRUE(c.ReadUntilEof());
+  EXPECT_TRUE(c->ReadUntilEof());
+  EXPECT_EQ(c->got_close_notify(), tls());  // TLS ends with its own close_notify
 }
 
 // ----- Messages -------------------------------------------------------------------------------
 
-TEST_F(NetServerTest, EchoesText) {
+TEST_P(NetServerTest, EchoesText) {
   Start();
   auto c = Open();
   c->WriteFrame(kText, "hi there");
@@ -328,7 +389,7 @@ TEST_F(NetServerTest, EchoesText) {
   EXPECT_EQ(f->payload, "hi there");
 }
 
-TEST_F(NetServerTest, BinaryMessageIsReadAsAMessage) {
+TEST_P(NetServerTest, BinaryMessageIsReadAsAMessage) {
   Start();
   auto c = Open();
   c->WriteFrame(kBinary, "bytes");
@@ -338,7 +399,7 @@ TEST_F(NetServerTest, BinaryMessageIsReadAsAMessage) {
   EXPECT_EQ(f->payload, "bytes");
 }
 
-TEST_F(NetServerTest, AnswersPingWithPong) {
+TEST_P(NetServerTest, AnswersPingWithPong) {
   Start();
   auto c = Open();
   c->WriteFrame(kPing, "are you there");
@@ -350,7 +411,7 @@ TEST_F(NetServerTest, AnswersPingWithPong) {
 
 // ----- Deadlines (ManualClock + CheckDeadlines) ------------------------------------------------
 
-TEST_F(NetServerTest, PingsAfterOneHeartbeatInterval) {
+TEST_P(NetServerTest, PingsAfterOneHeartbeatInterval) {
   Start();
   auto c = Open();
   AdvanceAndCheck(kHeartbeat);
@@ -360,7 +421,7 @@ TEST_F(NetServerTest, PingsAfterOneHeartbeatInterval) {
   EXPECT_EQ(service_.closed_count(), 0u);
 }
 
-TEST_F(NetServerTest, HeartbeatIsTheSessionsOwn) {
+TEST_P(NetServerTest, HeartbeatIsTheSessionsOwn) {
   Start();
   auto c = Open("/v1/ws?token=ok&hb=2000");
   AdvanceAndCheck(2000);  // a fifth of the server's default
@@ -369,7 +430,7 @@ TEST_F(NetServerTest, HeartbeatIsTheSessionsOwn) {
   EXPECT_EQ(f->opcode, kPing);
 }
 
-TEST_F(NetServerTest, SilentForTwoIntervalsIsDroppedAbruptly) {
+TEST_P(NetServerTest, SilentForTwoIntervalsIsDroppedAbruptly) {
   Start();
   auto c = Open();
   AdvanceAndCheck(kHeartbeat);
@@ -384,7 +445,7 @@ TEST_F(NetServerTest, SilentForTwoIntervalsIsDroppedAbruptly) {
 
 // Without CheckDeadlines: the server's timer wheel ticks on its own (every 50 ms at most) and
 // reads the clock, so moving the clock is enough.
-TEST_F(NetServerTest, TheTimerWheelWakesSessionsOnItsOwn) {
+TEST_P(NetServerTest, TheTimerWheelWakesSessionsOnItsOwn) {
   Start();
   auto c = Open();
   auto d = Open();
@@ -402,7 +463,7 @@ TEST_F(NetServerTest, TheTimerWheelWakesSessionsOnItsOwn) {
   EXPECT_EQ(service_.closed_count(), 1u);
 }
 
-TEST_F(NetServerTest, AnsweringKeepsTheSessionAlive) {
+TEST_P(NetServerTest, AnsweringKeepsTheSessionAlive) {
   Start();
   auto c = Open();
   for (int i = 0; i < 4; ++i) {
@@ -418,7 +479,7 @@ TEST_F(NetServerTest, AnsweringKeepsTheSessionAlive) {
 
 // ----- Closing --------------------------------------------------------------------------------
 
-TEST_F(NetServerTest, ClientCloseIsEchoedAndReportedClean) {
+TEST_P(NetServerTest, ClientCloseIsEchoedAndReportedClean) {
   Start();
   auto c = Open();
   c->WriteClose(4100);
@@ -430,9 +491,10 @@ TEST_F(NetServerTest, ClientCloseIsEchoedAndReportedClean) {
   EXPECT_TRUE(closed->clean);
   EXPECT_EQ(closed->info.cause, CloseCause::kClientClosed);
   EXPECT_TRUE(c->ReadUntilEof());
+  EXPECT_EQ(c->got_close_notify(), tls());  // after the close frame, TLS ends with its own
 }
 
-TEST_F(NetServerTest, ServiceCloseSendsItsCodeAndReason) {
+TEST_P(NetServerTest, ServiceCloseSendsItsCodeAndReason) {
   Start();
   auto c = Open();
   c->WriteFrame(kText, "close");
@@ -448,7 +510,7 @@ TEST_F(NetServerTest, ServiceCloseSendsItsCodeAndReason) {
   EXPECT_EQ(closed->info.reason, "superseded");
 }
 
-TEST_F(NetServerTest, InvalidUtf8Closes1007) {
+TEST_P(NetServerTest, InvalidUtf8Closes1007) {
   Start();
   auto c = Open();
   c->WriteFrame(kText, "ok\xff");
@@ -458,7 +520,7 @@ TEST_F(NetServerTest, InvalidUtf8Closes1007) {
   EXPECT_EQ(service_.messages(), 0u);
 }
 
-TEST_F(NetServerTest, OversizeMessageCloses1009) {
+TEST_P(NetServerTest, OversizeMessageCloses1009) {
   Start();
   auto c = Open();
   c->WriteFrame(kText, std::string(2000, 'x'));  // max_frame_bytes is 1024
@@ -469,7 +531,7 @@ TEST_F(NetServerTest, OversizeMessageCloses1009) {
 
 // ----- Bounds and backpressure ----------------------------------------------------------------
 
-TEST_F(NetServerTest, PeerHasNoRoomWhileOutputWaitsAndSaysWhenItDrained) {
+TEST_P(NetServerTest, PeerHasNoRoomWhileOutputWaitsAndSaysWhenItDrained) {
   service_.echo = false;
   Start();
   auto c = Open("/v1/ws?token=ok", 64 * 1024);
@@ -498,7 +560,7 @@ TEST_F(NetServerTest, PeerHasNoRoomWhileOutputWaitsAndSaysWhenItDrained) {
   EXPECT_EQ(service_.closed_count(), 0u);
 }
 
-TEST_F(NetServerTest, BacklogPastTwiceTheOutboundBoundCloses4008) {
+TEST_P(NetServerTest, BacklogPastTwiceTheOutboundBoundCloses4008) {
   Start();
   auto c = Open();
   // 100 x 4000 bytes in one batch, to a client that reads nothing meanwhile; the bound is 64 KiB
@@ -514,7 +576,7 @@ TEST_F(NetServerTest, BacklogPastTwiceTheOutboundBoundCloses4008) {
   EXPECT_EQ(server_->counters().queue_drops_total.load(), 1u);
 }
 
-TEST_F(NetServerTest, OutputThatDoesNotDrainFor2IntervalsCloses4008) {
+TEST_P(NetServerTest, OutputThatDoesNotDrainFor2IntervalsCloses4008) {
   service_.echo = false;
   Start();
   auto c = Open("/v1/ws?token=ok", 64 * 1024);
@@ -540,7 +602,7 @@ TEST_F(NetServerTest, OutputThatDoesNotDrainFor2IntervalsCloses4008) {
   EXPECT_EQ(f->CloseCode(), ws::kCloseSlowConsumer);
 }
 
-TEST_F(NetServerTest, WithheldProcessedStopsReading) {
+TEST_P(NetServerTest, WithheldProcessedStopsReading) {
   service_.echo = false;
   service_.hold_processed = true;
   Start();
@@ -555,73 +617,79 @@ TEST_F(NetServerTest, WithheldProcessedStopsReading) {
   EXPECT_TRUE(service_.WaitMessages(150));
 }
 
-TEST_F(NetServerTest, OverTheCapAnswers503ButStillHealthz) {
+TEST_P(NetServerTest, OverTheCapAnswers503ButStillHealthz) {
   NetOptions options = TestOptions();
   options.max_connections = 2;
   Start(options);
   auto a = Open();
   auto b = Open();
-  Client refused(port_);
-  auto r = refused.Upgrade();
+  auto refused = Connect();
+  auto r = refused->Upgrade();
   ASSERT_TRUE(r);
   EXPECT_EQ(r->status, 503u);
   EXPECT_EQ(r->body, R"({"echo_error":"limit_exceeded: too many connections, retry"})");
-  Client probe(port_);
-  auto health = probe.Request("GET", "/v1/healthz");
+  auto probe = Connect();
+  auto health = probe->Request("GET", "/v1/healthz");
   ASSERT_TRUE(health);
   EXPECT_EQ(health->status, 200u);
   EXPECT_EQ(health->body, R"({"ok":true})");
 }
 
-TEST_F(NetServerTest, BeyondTheOverCapAllowanceThe503IsTheServices) {
+TEST_P(NetServerTest, BeyondTheOverCapAllowanceThe503IsTheServices) {
   NetOptions options = TestOptions();
   options.max_connections = 1;
   options.max_over_cap_sockets = 0;
   Start(options);
   auto a = Open();
-  Client refused(port_);
-  refused.Send("GET /v1/healthz HTTP/1.1\r\nHost: x\r\n\r\n");  // not even read
-  auto r = refused.ReadResponse();
+  if (tls()) {
+    // Closed unread: a 503 would need the TLS handshake this bound is there to spare.
+    EXPECT_FALSE(Connect()->connected());
+    EXPECT_EQ(server_->counters().connections_refused.load(), 1u);
+    return;
+  }
+  auto refused = Connect();
+  refused->Send("GET /v1/healthz HTTP/1.1\r\nHost: x\r\n\r\n");  // not even read
+  auto r = refused->ReadResponse();
   ASSERT_TRUE(r);
   EXPECT_EQ(r->status, 503u);
   EXPECT_EQ(r->Header("Connection"), "close");
   EXPECT_EQ(r->body, R"({"echo_error":"limit_exceeded: too many connections, retry"})");
 }
 
-TEST_F(NetServerTest, BodyOverTheLimitIs413) {
+TEST_P(NetServerTest, BodyOverTheLimitIs413) {
   Start();
-  Client c(port_);
-  auto r = c.Request("POST", "/anything", "", std::string(2000, 'b'));
+  auto c = Connect();
+  auto r = c->Request("POST", "/anything", "", std::string(2000, 'b'));
   ASSERT_TRUE(r);
   EXPECT_EQ(r->status, 413u);
   EXPECT_EQ(r->body, R"({"echo_error":"too_large: request body too large"})");
 }
 
-TEST_F(NetServerTest, HeadersOverTheLimitAre431) {
+TEST_P(NetServerTest, HeadersOverTheLimitAre431) {
   Start();
-  Client c(port_);
-  auto r = c.Request("GET", "/v1/healthz", "X-Big: " + std::string(20000, 'h') + "\r\n");
+  auto c = Connect();
+  auto r = c->Request("GET", "/v1/healthz", "X-Big: " + std::string(20000, 'h') + "\r\n");
   ASSERT_TRUE(r);
   EXPECT_EQ(r->status, 431u);
 }
 
-TEST_F(NetServerTest, MalformedRequestIs400) {
+TEST_P(NetServerTest, MalformedRequestIs400) {
   Start();
-  Client c(port_);
-  c.Send("GET /v1/healthz HTTP/1.1\r\nHost x\r\n\r\n");
-  auto r = c.ReadResponse();
+  auto c = Connect();
+  c->Send("GET /v1/healthz HTTP/1.1\r\nHost x\r\n\r\n");
+  auto r = c->ReadResponse();
   ASSERT_TRUE(r);
   EXPECT_EQ(r->status, 400u);
   EXPECT_EQ(r->body, R"({"echo_error":"bad_request: malformed request"})");
 }
 
-TEST_F(NetServerTest, KeepAliveServesTwoRequestsOnOneSocket) {
+TEST_P(NetServerTest, KeepAliveServesTwoRequestsOnOneSocket) {
   Start();
-  Client c(port_);
-  auto first = c.Request("GET", "/v1/healthz");
+  auto c = Connect();
+  auto first = c->Request("GET", "/v1/healthz");
   ASSERT_TRUE(first);
   EXPECT_EQ(first->status, 200u);
-  auto second = c.Request("GET", "/nowhere");
+  auto second = c->Request("GET", "/nowhere");
   ASSERT_TRUE(second);
   EXPECT_EQ(second->status, 404u);
   EXPECT_EQ(second->body, "no such route");
@@ -629,23 +697,23 @@ TEST_F(NetServerTest, KeepAliveServesTwoRequestsOnOneSocket) {
 
 // ----- Shutdown and counters ------------------------------------------------------------------
 
-TEST_F(NetServerTest, StopAcceptingCutsHttpAndWaitsForWebSockets) {
+TEST_P(NetServerTest, StopAcceptingCutsHttpAndWaitsForWebSockets) {
   Start();
   auto ws = Open();
-  Client http(port_);
-  ASSERT_TRUE(http.Request("GET", "/v1/healthz"));  // accepted, idle between requests
+  auto http = Connect();
+  ASSERT_TRUE(http->Request("GET", "/v1/healthz"));  // accepted, idle between requests
   server_->StopAccepting();
-  EXPECT_TRUE(http.ReadUntilEof());  // the HTTP connection is cut...
+  EXPECT_TRUE(http->ReadUntilEof());  // the HTTP connection is cut...
   EXPECT_FALSE(server_->WaitForSessions(std::chrono::milliseconds(0)));  // ...the WebSocket not
-  Client late(port_);
-  EXPECT_FALSE(late.connected());
+  auto late = Connect();
+  EXPECT_FALSE(late->connected());
   ws->WriteClose(1000);
   ASSERT_TRUE(ws->ReadFrameOf(kClose));
   ws.reset();  // the client ends its side
   EXPECT_TRUE(server_->WaitForSessions(kWait));
 }
 
-TEST_F(NetServerTest, CountersFollowSessions) {
+TEST_P(NetServerTest, CountersFollowSessions) {
   Start();
   const Counters& counters = server_->counters();
   auto c = Open();
@@ -661,7 +729,7 @@ TEST_F(NetServerTest, CountersFollowSessions) {
   EXPECT_EQ(CloseCauseName(CloseCause::kClientClosed), "client_closed");
 }
 
-TEST_F(NetServerTest, ProtocolErrorsAreReportedWithTheirCause) {
+TEST_P(NetServerTest, ProtocolErrorsAreReportedWithTheirCause) {
   Start();
   auto c = Open();
   c->WriteFrame(kText, std::string(2000, 'x'));  // over max_frame_bytes
@@ -670,6 +738,145 @@ TEST_F(NetServerTest, ProtocolErrorsAreReportedWithTheirCause) {
   ASSERT_TRUE(closed);
   EXPECT_EQ(closed->info.cause, CloseCause::kMessageTooLarge);
   EXPECT_EQ(closed->info.code, ws::kCloseTooBig);
+}
+
+// ----- TLS only -------------------------------------------------------------------------------
+
+class NetTlsTest : public NetServerTest {
+ protected:
+  // The certificate the server is configured with, as files a test may overwrite (then reload).
+  NetOptions LiveOptions(const testing::TestCertificate& initial) {
+    live_ = {tls_->dir + "/live.crt", tls_->dir + "/live.key"};
+    Install(initial);
+    NetOptions o = TestOptions();
+    o.tls_cert = live_.cert_file;
+    o.tls_key = live_.key_file;
+    return o;
+  }
+  void Install(const testing::TestCertificate& c) {
+    const auto overwrite = std::filesystem::copy_options::overwrite_existing;
+    std::filesystem::copy_file(c.cert_file, live_.cert_file, overwrite);
+    std::filesystem::copy_file(c.key_file, live_.key_file, overwrite);
+  }
+  std::string Subject() {
+    auto c = Connect();
+    return c->connected() ? c->PeerSubject() : "(no handshake)";
+  }
+  static void WriteFile(const std::string& path, std::string_view text) {
+    std::ofstream(path, std::ios::trunc) << text;
+  }
+  testing::TestCertificate live_;
+};
+
+INSTANTIATE_TEST_SUITE_P(Tls, NetTlsTest, ::testing::Values(Transport::kTls),
+                         [](const ::testing::TestParamInfo<Transport>&) { return "Tls"; });
+
+TEST_P(NetTlsTest, PlainHttpFailsTheHandshake) {
+  Start();
+  Client plain(port_);
+  EXPECT_FALSE(plain.Request("GET", "/v1/healthz"));  // no HTTP response, only the end
+  EXPECT_TRUE(plain.ReadUntilEof());
+}
+
+TEST_P(NetTlsTest, AClientThatSendsNothingIsClosedAfterTheHandshakeTimeout) {
+  NetOptions options = TestOptions();
+  options.handshake_timeout_ms = 200;  // a real timer: the stream's deadline, not the clock's
+  Start(options);
+  Client silent(port_);  // connects, never says hello
+  EXPECT_TRUE(silent.ReadUntilEof());
+  auto idle = Connect();  // the handshake, then no request
+  ASSERT_TRUE(idle->connected());
+  EXPECT_TRUE(idle->ReadUntilEof());
+}
+
+TEST_P(NetTlsTest, ListenNamesTheFileItCannotUse) {
+  NetOptions options = TestOptions();
+  options.tls_cert = tls_->dir + "/missing.crt";
+  auto refused = Server(options, service_, clock_).Listen();
+  ASSERT_FALSE(refused.ok());
+  EXPECT_NE(refused.error().message.find("cannot read TLS certificate " + options.tls_cert),
+            std::string::npos)
+      << refused.error().message;
+
+  options = TestOptions();
+  options.tls_key = tls_->dir + "/not-pem.key";
+  WriteFile(options.tls_key, "not a key\n");
+  refused = Server(options, service_, clock_).Listen();
+  ASSERT_FALSE(refused.ok());
+  EXPECT_NE(refused.error().message.find("TLS key " + options.tls_key + ": not an unencrypted PEM"),
+            std::string::npos)
+      << refused.error().message;
+
+  options = TestOptions();
+  options.tls_key = tls_->second.key_file;  // another certificate's key
+  refused = Server(options, service_, clock_).Listen();
+  ASSERT_FALSE(refused.ok());
+  EXPECT_NE(refused.error().message.find("is not the key of the certificate " + options.tls_cert),
+            std::string::npos)
+      << refused.error().message;
+}
+
+TEST_P(NetTlsTest, ReloadServesTheNewCertificateToNewConnectionsOnly) {
+  Start(LiveOptions(tls_->first));
+  auto before = Open();
+  EXPECT_EQ(before->PeerSubject(), "/CN=localhost/O=first");
+  Install(tls_->second);
+  ASSERT_TRUE(server_->ReloadTls().ok());
+  EXPECT_EQ(Subject(), "/CN=localhost/O=second");
+  // The session opened before keeps its connection (and its certificate).
+  before->WriteFrame(kText, "still here");
+  auto f = before->ReadFrame();
+  ASSERT_TRUE(f);
+  EXPECT_EQ(f->payload, "still here");
+  EXPECT_EQ(before->PeerSubject(), "/CN=localhost/O=first");
+}
+
+TEST_P(NetTlsTest, AFailedReloadKeepsTheCertificateInUse) {
+  Start(LiveOptions(tls_->first));
+  WriteFile(live_.cert_file, "-----BEGIN CERTIFICATE-----\ntruncated\n");
+  Status st = server_->ReloadTls();
+  ASSERT_FALSE(st.ok());
+  EXPECT_NE(st.error().message.find(live_.cert_file), std::string::npos) << st.error().message;
+  EXPECT_EQ(Subject(), "/CN=localhost/O=first");
+  Install(tls_->second);
+  std::filesystem::copy_file(tls_->first.key_file, live_.key_file,
+                             std::filesystem::copy_options::overwrite_existing);
+  st = server_->ReloadTls();  // the new certificate with the old key: not a pair
+  ASSERT_FALSE(st.ok());
+  EXPECT_NE(st.error().message.find("is not the key of"), std::string::npos) << st.error().message;
+  EXPECT_EQ(Subject(), "/CN=localhost/O=first");
+}
+
+TEST_P(NetTlsTest, ReloadWithoutTlsIsRefused) {
+  NetOptions options = TestOptions();
+  options.tls_cert.clear();
+  options.tls_key.clear();
+  Start(options);
+  EXPECT_FALSE(server_->tls());
+  EXPECT_FALSE(server_->ReloadTls().ok());
+}
+
+TEST_P(NetTlsTest, TheServiceSeesTheRequestAsOverPlainTcp) {
+  Start();
+  auto c = Connect();
+  ASSERT_TRUE(c->connected());
+  // Several requests on one connection, then a pipelined upgrade with its first frame.
+  for (int i = 0; i < 3; ++i) {
+    auto r = c->Request("GET", "/v1/healthz");
+    ASSERT_TRUE(r);
+    EXPECT_EQ(r->body, R"({"ok":true})");
+  }
+  c->Send(
+      "GET /v1/ws?token=ok&quiet HTTP/1.1\r\nHost: localhost\r\nUpgrade: websocket\r\n"
+      "Connection: Upgrade\r\nSec-WebSocket-Key: " +
+      std::string(kKey) + "\r\nSec-WebSocket-Version: 13\r\n\r\n");
+  c->WriteFrame(kText, "early");
+  auto r = c->ReadResponse();
+  ASSERT_TRUE(r);
+  EXPECT_EQ(r->status, 101u);
+  auto f = c->ReadFrame();
+  ASSERT_TRUE(f);
+  EXPECT_EQ(f->payload, "early");
 }
 
 }  // namespace

@@ -1,6 +1,8 @@
 // The WebSocket phase of a connection (see websocket_session.h). Runs on the session's strand.
 #include "net/websocket_session.h"
 
+#include "net/tls.h"
+
 namespace presenced::net {
 
 namespace {
@@ -18,9 +20,10 @@ CloseCause CauseOfReaderError(uint16_t code) {
 
 // Writes the Service's frames through the session; holds it weakly, so a Peer kept by the service
 // after the session ended costs nothing and does nothing.
+template <class Stream>
 class PeerImpl final : public Peer {
  public:
-  PeerImpl(const std::shared_ptr<WebSocketSession>& s, size_t bound)
+  PeerImpl(const std::shared_ptr<WebSocketSession<Stream>>& s, size_t bound)
       : session_(s), gauge_(s->gauge()), bound_(bound) {}
   // Bytes handed over count as unsent from here on (HasRoomFor), until the strand queues them.
   void Send(std::shared_ptr<const std::string> message) override {
@@ -52,21 +55,23 @@ class PeerImpl final : public Peer {
   }
 
  private:
-  std::weak_ptr<WebSocketSession> session_;
+  std::weak_ptr<WebSocketSession<Stream>> session_;
   const std::shared_ptr<OutboundGauge> gauge_;
   const size_t bound_;
 };
 
 }  // namespace
 
-void StartWebSocketSession(UpgradedSocket upgraded, Server::Impl& server) {
+template <class Stream>
+void StartWebSocketSession(UpgradedSocket<Stream> upgraded, Server::Impl& server) {
   std::string early = std::move(upgraded.early_bytes);
-  auto session = std::make_shared<WebSocketSession>(std::move(upgraded), server);
+  auto session = std::make_shared<WebSocketSession<Stream>>(std::move(upgraded), server);
   server.Register(session.get());
   session->Open(std::move(early));
 }
 
-WebSocketSession::WebSocketSession(UpgradedSocket upgraded, Server::Impl& server)
+template <class Stream>
+WebSocketSession<Stream>::WebSocketSession(UpgradedSocket<Stream> upgraded, Server::Impl& server)
     : socket_(std::move(upgraded.socket)),
       server_(server),
       slot_(std::move(upgraded.slot)),
@@ -79,25 +84,31 @@ WebSocketSession::WebSocketSession(UpgradedSocket upgraded, Server::Impl& server
       handshake_(std::move(upgraded.handshake)) {}
 
 // Normally unregistered by Finish; this covers a session destroyed with the io_context.
-WebSocketSession::~WebSocketSession() {
+template <class Stream>
+WebSocketSession<Stream>::~WebSocketSession() {
   server_.CancelDeadline(*this);
   server_.Unregister(this);
 }
 
-void WebSocketSession::Open(std::string early_bytes) {
-  self_ = shared_from_this();
+template <class Stream>
+void WebSocketSession<Stream>::Open(std::string early_bytes) {
+  self_ = this->shared_from_this();
   server_.counters.connections_open.fetch_add(1, std::memory_order_relaxed);
   server_.counters.connections_total.fetch_add(1, std::memory_order_relaxed);
   last_rx_ = server_.clock.NowMs();
   last_ping_ = last_rx_;
   out_bytes_ += handshake_.size();
-  beast::error_code ec;
-  socket_.non_blocking(true, ec);
+  if constexpr (kTls) {
+    tls_in_ = std::make_unique<char[]>(kTlsReadBytes);
+  } else {
+    beast::error_code ec;
+    socket_.non_blocking(true, ec);
+  }
   {
     InServiceCall call(*this);
-    server_.service.OnOpen(
-        id_, std::move(attachment_),
-        std::make_shared<PeerImpl>(shared_from_this(), server_.options.max_outbound_bytes));
+    server_.service.OnOpen(id_, std::move(attachment_),
+                           std::make_shared<PeerImpl<Stream>>(this->shared_from_this(),
+                                                              server_.options.max_outbound_bytes));
   }
   ArmTimer();
   if (!sends_on_open_) Write();  // the 101 now, else with the first frame
@@ -105,7 +116,8 @@ void WebSocketSession::Open(std::string early_bytes) {
   if (!read_paused_) ReadFrames();
 }
 
-bool WebSocketSession::OnOwnThread() const {
+template <class Stream>
+bool WebSocketSession<Stream>::OnOwnThread() const {
   // Not from inside this session's own call into the service: a service that answers at once
   // (net_test's echo) gets the posted order, as with several threads.
   // in_service_call_ is the strand's own: read only once on the I/O thread.
@@ -113,15 +125,20 @@ bool WebSocketSession::OnOwnThread() const {
          in_service_call_ == 0;
 }
 
-void WebSocketSession::PostSend(std::shared_ptr<const std::string> message) {
+template <class Stream>
+void WebSocketSession<Stream>::PostSend(std::shared_ptr<const std::string> message) {
   if (OnOwnThread()) return Enqueue(std::move(message));
-  asio::post(socket_.get_executor(), [self = shared_from_this(), m = std::move(message)]() mutable {
-    self->Enqueue(std::move(m));
-  });
+  asio::post(socket_.get_executor(),
+             [self = this->shared_from_this(), m = std::move(message)]() mutable {
+               self->Enqueue(std::move(m));
+             });
 }
 
-void WebSocketSession::PostSendBatch(std::vector<std::shared_ptr<const std::string>> messages) {
-  auto queue_all = [](WebSocketSession& self, std::vector<std::shared_ptr<const std::string>>& m) {
+template <class Stream>
+void WebSocketSession<Stream>::PostSendBatch(
+    std::vector<std::shared_ptr<const std::string>> messages) {
+  auto queue_all = [](WebSocketSession<Stream>& self,
+                      std::vector<std::shared_ptr<const std::string>>& m) {
     // Queue them all, then start one write that carries the lot.
     self.batching_ = true;
     for (auto& message : m) self.Enqueue(std::move(message));
@@ -130,42 +147,47 @@ void WebSocketSession::PostSendBatch(std::vector<std::shared_ptr<const std::stri
   };
   // With one I/O thread the engine runs on it: the frames are queued now, no closure per round.
   if (OnOwnThread()) return queue_all(*this, messages);
-  asio::post(socket_.get_executor(), [self = shared_from_this(), m = std::move(messages),
+  asio::post(socket_.get_executor(), [self = this->shared_from_this(), m = std::move(messages),
                                       queue_all]() mutable { queue_all(*self, m); });
 }
 
-void WebSocketSession::PostClose(uint16_t code, std::string reason, bool abrupt) {
+template <class Stream>
+void WebSocketSession<Stream>::PostClose(uint16_t code, std::string reason, bool abrupt) {
   if (OnOwnThread()) {
     return CloseWith(code, reason, abrupt ? kAbrupt : kClean, CloseCause::kServiceClosed);
   }
   asio::post(socket_.get_executor(),
-             [self = shared_from_this(), code, reason = std::move(reason), abrupt] {
+             [self = this->shared_from_this(), code, reason = std::move(reason), abrupt] {
                self->CloseWith(code, reason, abrupt ? kAbrupt : kClean, CloseCause::kServiceClosed);
              });
 }
 
-void WebSocketSession::PostCheckDrained() {
+template <class Stream>
+void WebSocketSession<Stream>::PostCheckDrained() {
   if (OnOwnThread()) return CheckDrained();
-  asio::post(socket_.get_executor(), [self = shared_from_this()] { self->CheckDrained(); });
+  asio::post(socket_.get_executor(), [self = this->shared_from_this()] { self->CheckDrained(); });
 }
 
-void WebSocketSession::OnProcessed(size_t bytes) {
+template <class Stream>
+void WebSocketSession<Stream>::OnProcessed(size_t bytes) {
   const size_t before = inflight_bytes_.fetch_sub(bytes, std::memory_order_acq_rel);
   if (before - bytes < LowWater() && before >= LowWater()) {
-    if (auto self = weak_from_this().lock()) {
+    if (auto self = this->weak_from_this().lock()) {
       asio::post(socket_.get_executor(), [self = std::move(self)] { self->MaybeResumeReading(); });
     }
   }
 }
 
-void WebSocketSession::PostCut() {
-  if (auto self = weak_from_this().lock()) {
+template <class Stream>
+void WebSocketSession<Stream>::PostCut() {
+  if (auto self = this->weak_from_this().lock()) {
     asio::post(socket_.get_executor(), [self = std::move(self)] { self->Finish(); });
   }
 }
 
-void WebSocketSession::PostCheckDeadlines() {
-  if (auto self = weak_from_this().lock()) {
+template <class Stream>
+void WebSocketSession<Stream>::PostCheckDeadlines() {
+  if (auto self = this->weak_from_this().lock()) {
     asio::post(socket_.get_executor(), [self = std::move(self)] {
       if (!self->done_) self->OnTimer();
     });
@@ -174,21 +196,62 @@ void WebSocketSession::PostCheckDeadlines() {
 
 // ----- Input ----------------------------------------------------------------------------------
 
-// Waits until the socket is readable, then reads into the I/O thread's buffer: a session holds
-// only the bytes of an incomplete frame header, not a read buffer of its own.
-void WebSocketSession::ReadFrames() {
-  if (reading_ || done_ || peer_eof_) return;
-  reading_ = true;
-  socket_.async_wait(tcp::socket::wait_read, [self = shared_from_this()](beast::error_code ec) {
-    self->reading_ = false;
-    if (self->done_) return;
-    // An error here (reset) is an abrupt drop.
-    if (ec) return self->closing_ ? self->Finish() : self->EndAbruptly();
-    self->ReadAvailable();
-  });
+template <class Stream>
+tcp::socket& WebSocketSession<Stream>::Socket() {
+  if constexpr (kTls) {
+    return beast::get_lowest_layer(socket_).socket();
+  } else {
+    return socket_;
+  }
 }
 
-void WebSocketSession::ReadAvailable() {
+// Plain: waits until the socket is readable, then reads into the I/O thread's buffer: a session
+// holds only the bytes of an incomplete frame header, not a read buffer of its own. TLS: one
+// async_read_some into the session's buffer.
+template <class Stream>
+void WebSocketSession<Stream>::ReadFrames() {
+  if (reading_ || done_ || peer_eof_) return;
+  reading_ = true;
+  if constexpr (kTls) {
+    socket_.async_read_some(asio::buffer(tls_in_.get(), kTlsReadBytes),
+                            [self = this->shared_from_this()](beast::error_code ec, size_t n) {
+                              self->reading_ = false;
+                              if (self->done_) return;
+                              self->OnTlsRead(ec, n);
+                            });
+  } else {
+    socket_.async_wait(tcp::socket::wait_read,
+                       [self = this->shared_from_this()](beast::error_code ec) {
+                         self->reading_ = false;
+                         if (self->done_) return;
+                         // An error here (reset) is an abrupt drop.
+                         if (ec) return self->closing_ ? self->Finish() : self->EndAbruptly();
+                         self->ReadAvailable();
+                       });
+  }
+}
+
+// TLS: ReadAvailable and Drain in one, for what one read brought.
+template <class Stream>
+void WebSocketSession<Stream>::OnTlsRead(beast::error_code ec, size_t n) {
+  if (closing_) {
+    if (ec) {
+      peer_eof_ = true;
+      // Done once our last frame is out; otherwise the write's end finishes the session.
+      if (lingering_ || !IsTlsEnd(ec)) Finish();
+      return;
+    }
+    return ReadFrames();  // discarded
+  }
+  // The peer's end (close_notify or not) or an error, without a close frame: an abrupt drop.
+  if (ec) return EndAbruptly();
+  last_rx_ = server_.clock.NowMs();
+  ProcessBytes(tls_in_.get(), n);
+  if (!read_paused_) ReadFrames();  // while closing: drains until the peer's end
+}
+
+template <class Stream>
+void WebSocketSession<Stream>::ReadAvailable() {
   if (closing_) return Drain();
   const asio::mutable_buffer buf = ReadBuffer(server_.options.read_buffer_bytes);
   for (int round = 0; round < 4; ++round) {
@@ -206,7 +269,8 @@ void WebSocketSession::ReadAvailable() {
 }
 
 // While closing: reads and discards what the peer still sends, until its EOF.
-void WebSocketSession::Drain() {
+template <class Stream>
+void WebSocketSession<Stream>::Drain() {
   for (int round = 0; round < 4; ++round) {
     beast::error_code ec;
     socket_.read_some(ReadBuffer(server_.options.read_buffer_bytes), ec);
@@ -222,7 +286,8 @@ void WebSocketSession::Drain() {
 }
 
 // Parses what arrived together with what was left of an incomplete frame header.
-void WebSocketSession::ProcessBytes(const char* data, size_t n) {
+template <class Stream>
+void WebSocketSession<Stream>::ProcessBytes(const char* data, size_t n) {
   size_t used = 0;
   if (inbuf_.empty()) {
     ProcessInput(std::string_view(data, n), used);
@@ -241,7 +306,8 @@ void WebSocketSession::ProcessBytes(const char* data, size_t n) {
 
 // Parses bytes into messages and acts on them; `offset` is how many it consumed. Every rule of
 // RFC 6455 about received frames is the reader's; a failure closes with the reader's code.
-void WebSocketSession::ProcessInput(std::string_view input, size_t& offset) {
+template <class Stream>
+void WebSocketSession<Stream>::ProcessInput(std::string_view input, size_t& offset) {
   offset = 0;
   ws::Message m;  // reused: a burst of pings allocates once
   while (!closing_) {
@@ -263,7 +329,7 @@ void WebSocketSession::ProcessInput(std::string_view input, size_t& offset) {
         inflight_bytes_.fetch_add(bytes, std::memory_order_acq_rel);
         InServiceCall call(*this);
         server_.service.OnMessage(id_, std::move(m.payload), std::chrono::steady_clock::now(),
-                                  [weak = weak_from_this(), bytes] {
+                                  [weak = this->weak_from_this(), bytes] {
                                     if (auto self = weak.lock()) self->OnProcessed(bytes);
                                   });
         break;
@@ -282,7 +348,8 @@ void WebSocketSession::ProcessInput(std::string_view input, size_t& offset) {
   }
 }
 
-void WebSocketSession::MaybeResumeReading() {
+template <class Stream>
+void WebSocketSession<Stream>::MaybeResumeReading() {
   if (!read_paused_ || closing_ || done_) return;
   if (inflight_bytes_.load(std::memory_order_acquire) >= LowWater()) return;
   if (out_bytes_ > server_.options.max_outbound_bytes / 2) return;
@@ -295,7 +362,8 @@ void WebSocketSession::MaybeResumeReading() {
 // One timer per session: the heartbeat (pings, silence, the outbound drain deadline) while open,
 // the close deadline while closing. Each decision is the clock's (OnTimer); the timer only wakes
 // the session when the clock should have reached the next deadline.
-void WebSocketSession::ArmTimer() {
+template <class Stream>
+void WebSocketSession<Stream>::ArmTimer() {
   TimeMs next;
   if (closing_) {
     next = close_deadline_;
@@ -311,21 +379,24 @@ void WebSocketSession::ArmTimer() {
   server_.ScheduleDeadline(*this, next);
 }
 
-void WebSocketSession::Fired() {
+template <class Stream>
+void WebSocketSession<Stream>::Fired() {
   if (OnOwnThread()) {
     if (!done_) OnTimer();
     return;
   }
-  asio::post(socket_.get_executor(), [self = shared_from_this()] {
+  asio::post(socket_.get_executor(), [self = this->shared_from_this()] {
     if (!self->done_) self->OnTimer();
   });
 }
 
-void WebSocketSession::Abandon() {
+template <class Stream>
+void WebSocketSession<Stream>::Abandon() {
   auto self = std::move(self_);  // may be the last reference: destroyed on return
 }
 
-void WebSocketSession::OnTimer() {
+template <class Stream>
+void WebSocketSession<Stream>::OnTimer() {
   armed_ = false;
   const TimeMs now = server_.clock.NowMs();
   if (closing_) {
@@ -354,13 +425,15 @@ void WebSocketSession::OnTimer() {
 // The bytes stop counting as handed only once they count as unsent (or are dropped), and the
 // release pairs with OutboundGauge::total's acquire: a Peer on another thread never sees them in
 // neither, which would read as room.
-void WebSocketSession::Enqueue(std::shared_ptr<const std::string> message) {
+template <class Stream>
+void WebSocketSession<Stream>::Enqueue(std::shared_ptr<const std::string> message) {
   const size_t n = message->size();
   Queue(std::move(message));
   gauge_->handed.fetch_sub(n, std::memory_order_release);
 }
 
-void WebSocketSession::Queue(std::shared_ptr<const std::string> message) {
+template <class Stream>
+void WebSocketSession<Stream>::Queue(std::shared_ptr<const std::string> message) {
   if (closing_ || done_) return;
   // Keeping under the bound is the service's (Peer::HasRoomFor): it drops what it may. Over it,
   // the drain deadline runs; a backlog past twice the bound is a slow consumer at once. One
@@ -391,12 +464,14 @@ void WebSocketSession::Queue(std::shared_ptr<const std::string> message) {
 // A subscriber that cannot keep up is dropped as abrupt (its grace period applies, so it can
 // resume and catch up) instead of growing memory. What is not yet on the wire is dropped, so the
 // close frame follows at most the frame being written.
-void WebSocketSession::CloseSlowConsumer(std::string_view why) {
+template <class Stream>
+void WebSocketSession<Stream>::CloseSlowConsumer(std::string_view why) {
   server_.counters.queue_drops_total.fetch_add(1, std::memory_order_relaxed);
   CloseWith(ws::kCloseSlowConsumer, why, kAbrupt, CloseCause::kSlowConsumer, /*drop_unsent=*/true);
 }
 
-void WebSocketSession::Push(Outgoing o) {
+template <class Stream>
+void WebSocketSession<Stream>::Push(Outgoing o) {
   out_bytes_ += o.size();
   pending_messages_ += o.messages;
   queue_.push_back(std::move(o));
@@ -407,7 +482,8 @@ void WebSocketSession::Push(Outgoing o) {
 // RFC 6455 §5.5.3: a pong may answer only the most recent ping, so at most one pong waits to be
 // written; a newer ping replaces its payload. A client that pings without reading cannot make
 // the server buffer more than that.
-void WebSocketSession::QueuePong(std::string_view payload) {
+template <class Stream>
+void WebSocketSession<Stream>::QueuePong(std::string_view payload) {
   if (closing_) return;
   out_bytes_ -= pong_.size();
   ws::EncodeFrameInto(ws::Opcode::kPong, payload, pong_);
@@ -416,7 +492,8 @@ void WebSocketSession::QueuePong(std::string_view payload) {
   if (!writing_ && !batching_) Write();
 }
 
-void WebSocketSession::QueuePing() {
+template <class Stream>
+void WebSocketSession<Stream>::QueuePing() {
   if (ping_pending_ || closing_) return;
   ping_pending_ = true;
   out_bytes_ += kPingFrame.size();
@@ -426,7 +503,8 @@ void WebSocketSession::QueuePing() {
 
 // Tracks the outbound bound: over it, reading stops (so a client that does not read cannot make
 // the server buffer its requests' answers) and the drain deadline runs; below half, both end.
-void WebSocketSession::NoteOutbound() {
+template <class Stream>
+void WebSocketSession<Stream>::NoteOutbound() {
   const size_t bound = server_.options.max_outbound_bytes;
   if (out_bytes_ > bound) {
     if (!over_bound_since_ && !closing_) {
@@ -445,7 +523,8 @@ void WebSocketSession::NoteOutbound() {
 
 // Peer::NotifyWhenDrained: one OnDrained once the output (what is queued here and what is on its
 // way to this strand) is at most half the bound. Never after the session's end was reported.
-void WebSocketSession::CheckDrained() {
+template <class Stream>
+void WebSocketSession<Stream>::CheckDrained() {
   if (!gauge_->drain_wanted.load(std::memory_order_relaxed) || reported_ || closing_ || done_) {
     return;
   }
@@ -457,14 +536,16 @@ void WebSocketSession::CheckDrained() {
   }
 }
 
-bool WebSocketSession::HasOutput() const {
+template <class Stream>
+bool WebSocketSession<Stream>::HasOutput() const {
   return !handshake_.empty() || !pong_.empty() || ping_pending_ || !queue_.empty();
 }
 
 // Writes what is queued in as few system calls as the kernel allows: the handshake first, then
 // control frames (they may go between any two frames), then up to write_batch_frames /
 // write_batch_bytes.
-void WebSocketSession::Write() {
+template <class Stream>
+void WebSocketSession<Stream>::Write() {
   if (writing_ || done_ || !HasOutput()) return;
   writing_ = true;
   batch_.clear();
@@ -493,7 +574,8 @@ void WebSocketSession::Write() {
   WriteSome();
 }
 
-void WebSocketSession::WriteSome() {
+template <class Stream>
+void WebSocketSession<Stream>::WriteSome() {
   // The kernel takes at most 64 buffers per call (Asio's limit); the rest go in the next one.
   buffers_.clear();
   size_t offset = batch_off_;
@@ -505,12 +587,14 @@ void WebSocketSession::WriteSome() {
       buffers_.emplace_back(asio::buffer(*o.payload) + skip);
     }
   }
-  socket_.async_write_some(buffers_, [self = shared_from_this()](beast::error_code ec, size_t n) {
-    self->OnWritten(ec, n);
-  });
+  socket_.async_write_some(buffers_,
+                           [self = this->shared_from_this()](beast::error_code ec, size_t n) {
+                             self->OnWritten(ec, n);
+                           });
 }
 
-void WebSocketSession::OnWritten(beast::error_code ec, size_t n) {
+template <class Stream>
+void WebSocketSession<Stream>::OnWritten(beast::error_code ec, size_t n) {
   Advance(n);
   if (ec || done_) {
     writing_ = false;
@@ -540,7 +624,8 @@ void WebSocketSession::OnWritten(beast::error_code ec, size_t n) {
 }
 
 // Accounts for `n` bytes written from the front of the batch.
-void WebSocketSession::Advance(size_t n) {
+template <class Stream>
+void WebSocketSession<Stream>::Advance(size_t n) {
   out_bytes_ -= std::min(out_bytes_, n);
   while (n > 0 && batch_pos_ < batch_.size()) {
     const Outgoing& o = batch_[batch_pos_];
@@ -557,7 +642,8 @@ void WebSocketSession::Advance(size_t n) {
 }
 
 // Drops the written messages; an idle session keeps no queue capacity.
-void WebSocketSession::ReleaseWritten() {
+template <class Stream>
+void WebSocketSession<Stream>::ReleaseWritten() {
   batch_.clear();
   buffers_.clear();
   if (queue_.empty()) {
@@ -572,8 +658,9 @@ void WebSocketSession::ReleaseWritten() {
 // Sends a close frame after what is queued (after the frame being written when `drop_unsent`),
 // then ends the session once the peer closed or the close deadline passed: the time to take the
 // frame in flight and the close frame, and to answer with its own close (§7.1.1).
-void WebSocketSession::CloseWith(uint16_t code, std::string_view reason, Report report,
-                                 CloseCause cause, bool drop_unsent) {
+template <class Stream>
+void WebSocketSession<Stream>::CloseWith(uint16_t code, std::string_view reason, Report report,
+                                         CloseCause cause, bool drop_unsent) {
   if (closing_ || done_) return;
   closing_ = true;
   read_paused_ = false;
@@ -598,22 +685,34 @@ void WebSocketSession::CloseWith(uint16_t code, std::string_view reason, Report 
 
 // The close frame is written: send FIN and wait (reading) for the peer's, at most until the close
 // deadline. Closing at once could reset the connection (unread bytes) and with it the data still
-// in the kernel's send buffer.
-void WebSocketSession::ShutdownAndLinger() {
+// in the kernel's send buffer. Over TLS the FIN is TLS's close_notify: async_shutdown writes it
+// (no write is pending: the close frame was the last), then waits for the peer's behind the
+// session's own read, which ends the session when it sees the peer's end.
+template <class Stream>
+void WebSocketSession<Stream>::ShutdownAndLinger() {
   if (done_) return;
   lingering_ = true;
-  beast::error_code ec;
-  socket_.shutdown(tcp::socket::shutdown_send, ec);
-  if (ec || peer_eof_) return Finish();
+  if constexpr (kTls) {
+    if (peer_eof_) return Finish();
+    socket_.async_shutdown([self = this->shared_from_this()](beast::error_code) {
+      if (!self->done_) self->Finish();
+    });
+  } else {
+    beast::error_code ec;
+    socket_.shutdown(tcp::socket::shutdown_send, ec);
+    if (ec || peer_eof_) return Finish();
+  }
   ReadFrames();
 }
 
-void WebSocketSession::EndAbruptly(CloseCause cause) {
+template <class Stream>
+void WebSocketSession<Stream>::EndAbruptly(CloseCause cause) {
   ReportClose(kAbrupt, CloseInfo{cause, 0, {}});
   Finish();
 }
 
-void WebSocketSession::ReportClose(Report report, CloseInfo info) {
+template <class Stream>
+void WebSocketSession<Stream>::ReportClose(Report report, CloseInfo info) {
   if (reported_ || report == kNoReport) return;
   reported_ = true;
   server_.counters.disconnects[static_cast<size_t>(info.cause)].fetch_add(
@@ -622,7 +721,8 @@ void WebSocketSession::ReportClose(Report report, CloseInfo info) {
   server_.service.OnClose(id_, report == kClean, info);
 }
 
-void WebSocketSession::Finish() {
+template <class Stream>
+void WebSocketSession<Stream>::Finish() {
   if (done_) return;
   done_ = true;
   if (!reported_) ReportClose(kAbrupt, CloseInfo{CloseCause::kServerStopped, 0, {}});
@@ -630,10 +730,13 @@ void WebSocketSession::Finish() {
   server_.CancelDeadline(*this);
   armed_ = false;
   beast::error_code ec;
-  socket_.shutdown(tcp::socket::shutdown_both, ec);
-  socket_.close(ec);
+  Socket().shutdown(tcp::socket::shutdown_both, ec);
+  Socket().close(ec);
   server_.Unregister(this);
   auto self = std::move(self_);  // may be the last reference: destroyed on return
 }
+
+template void StartWebSocketSession(UpgradedSocket<tcp::socket> upgraded, Server::Impl& server);
+template void StartWebSocketSession(UpgradedSocket<TlsStream> upgraded, Server::Impl& server);
 
 }  // namespace presenced::net

@@ -4,13 +4,20 @@
 // deadline: all decided with the server's Clock), and reports the session to the Service (OnOpen,
 // OnMessage, OnClose).
 //
+// Stream is a tcp::socket (plain TCP) or a TlsStream (tls.h); both are compiled in
+// websocket_session.cc, and what differs is chosen at compile time, so the plain session is the
+// same code as before TLS. Plain: it waits for readability and reads what is there into the I/O
+// thread's buffer (non-blocking), and gathers frames into one async_write_some. TLS: readability
+// says nothing (OpenSSL may hold records already read), so it reads with async_read_some into a
+// buffer of its own (one TLS record at most); writes are the same calls through TLS.
+//
 // Threading: everything runs on the session's strand (the executor of its socket). Peer calls,
 // `processed` callbacks and the Connection methods post to it from any thread.
 //
 // Ending: a session that sends a close frame stops delivering, writes it, shuts down its sending
 // side and keeps reading (discarding) until the peer closes or the close deadline passes. Reading
 // on means the kernel never answers the peer's unread bytes with a reset, which would destroy the
-// close frame still in the send buffer.
+// close frame still in the send buffer. Over TLS its sending side ends with TLS's close_notify.
 #pragma once
 
 #include <atomic>
@@ -18,6 +25,7 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <type_traits>
 #include <vector>
 
 #include "net/server_impl.h"
@@ -37,11 +45,14 @@ struct OutboundGauge {
   }
 };
 
+template <class Stream>
 class WebSocketSession final : public Connection,
                                public WheelEntry,
-                               public std::enable_shared_from_this<WebSocketSession> {
+                               public std::enable_shared_from_this<WebSocketSession<Stream>> {
  public:
-  WebSocketSession(UpgradedSocket upgraded, Server::Impl& server);
+  static constexpr bool kTls = !std::is_same_v<Stream, tcp::socket>;
+
+  WebSocketSession(UpgradedSocket<Stream> upgraded, Server::Impl& server);
   ~WebSocketSession() override;
 
   // Reports OnOpen and starts reading; call on the session's strand, once.
@@ -60,7 +71,7 @@ class WebSocketSession final : public Connection,
   void PostCutIfHttp() override {}
   void PostCheckDeadlines() override;
   void Abandon() override;
-  std::shared_ptr<void> Retain() override { return weak_from_this().lock(); }
+  std::shared_ptr<void> Retain() override { return this->weak_from_this().lock(); }
   void Fired() override;
 
  private:
@@ -93,10 +104,13 @@ class WebSocketSession final : public Connection,
   };
   int in_service_call_ = 0;
 
+  // The TCP socket: the stream itself, or the one under TLS.
+  tcp::socket& Socket();
   // Input.
   void ReadFrames();
-  void ReadAvailable();
-  void Drain();
+  void ReadAvailable();  // plain
+  void Drain();          // plain
+  void OnTlsRead(beast::error_code ec, size_t n);
   void ProcessBytes(const char* data, size_t n);
   void ProcessInput(std::string_view input, size_t& offset);
   void MaybeResumeReading();
@@ -131,7 +145,7 @@ class WebSocketSession final : public Connection,
   }
   size_t LowWater() const { return 8 * server_.options.max_frame_bytes; }
 
-  tcp::socket socket_;
+  Stream socket_;
   Server::Impl& server_;
   SocketSlot slot_;
   // From Open to Finish the session keeps itself alive: its deadlines are on the server's wheel,
@@ -152,6 +166,11 @@ class WebSocketSession final : public Connection,
   const SessionId id_;
   ws::MessageReader reader_;
   std::string inbuf_;
+  // TLS: what async_read_some reads into (a TLS record's plaintext at most); the I/O thread's
+  // buffer cannot serve a read that stays pending. Nothing in the plain session.
+  struct NoBuffer {};
+  static constexpr size_t kTlsReadBytes = 16 * 1024;
+  [[no_unique_address]] std::conditional_t<kTls, std::unique_ptr<char[]>, NoBuffer> tls_in_;
   // Deadlines, in the server clock's milliseconds.
   TimeMs last_rx_ = 0;
   TimeMs last_ping_ = 0;

@@ -163,6 +163,12 @@ const std::vector<Setting>& Table() {
           c.allowed_origins = std::move(origins);
           return Status::Ok();
         });
+    add("tls_cert",
+        "PEM certificate chain: set (with tls_key), the listen port speaks TLS only (https, "
+        "wss); re-read on SIGHUP",
+        Text(FIELD(net.tls_cert)));
+    add("tls_key", "PEM private key (unencrypted) of tls_cert; re-read on SIGHUP",
+        Text(FIELD(net.tls_key)));
     add("log_level", "trace, debug, info, warn, error, off", Text(FIELD(log_level)));
     add("io_threads", "I/O threads (0 = one per usable CPU: affinity mask and cgroup quota)",
         Int(FIELD(net.io_threads), "io_threads", 0, 256));
@@ -419,6 +425,12 @@ Status Validate(const Config& c) {
   }
   if (!c.protocol.webhooks.endpoints.empty() && c.protocol.webhooks.secret.size() < 24) {
     return Bad("webhook_secret", "webhook_url is set: a secret of at least 24 bytes is needed");
+  }
+  // The files themselves are read by the network layer when it listens (net::LoadTlsContext).
+  if (c.net.tls_cert.empty() != c.net.tls_key.empty()) {
+    return c.net.tls_cert.empty()
+               ? Bad("tls_key", "tls_cert is not set: TLS needs the certificate and its key")
+               : Bad("tls_cert", "tls_key is not set: TLS needs the certificate and its key");
   }
   if (!c.webhook_ca_file.empty()) {
     std::FILE* f = std::fopen(c.webhook_ca_file.c_str(), "r");

@@ -32,7 +32,8 @@ TEST(ConfigTest, EveryNumericSettingHasAnUpperBound) {
     if (s.key == "listen" || s.key == "data_dir" || s.key == "jwt_secret" || s.key == "api_key" ||
         s.key == "log_level" || s.key == "storage" || s.key == "redis_url" || s.key == "node_id" ||
         s.key == "agent_id_template" || s.key.starts_with("webhook_url") ||
-        s.key == "webhook_secret" || s.key == "webhook_events" || s.key == "webhook_ca_file") {
+        s.key == "webhook_secret" || s.key == "webhook_events" || s.key == "webhook_ca_file" ||
+        s.key == "tls_cert" || s.key == "tls_key") {
       continue;  // text settings
     }
     EXPECT_FALSE(max.ok()) << s.key;
@@ -108,6 +109,24 @@ TEST(ConfigTest, ValidatesAcrossSettings) {
   ASSERT_TRUE(hp.ok());
   EXPECT_EQ(hp->first, "::1");
   EXPECT_EQ(hp->second, 80);
+}
+
+TEST(ConfigTest, TlsNeedsTheCertificateAndItsKey) {
+  Config c;
+  ASSERT_TRUE(ApplySetting(c, "tls_cert", "/etc/presenced/cert.pem").ok());
+  EXPECT_EQ(c.net.tls_cert, "/etc/presenced/cert.pem");
+  Status st = Validate(c);
+  ASSERT_FALSE(st.ok());
+  EXPECT_NE(st.error().message.find("tls_key is not set"), std::string::npos) << st.error().message;
+  ASSERT_TRUE(ApplySetting(c, "tls_key", "/etc/presenced/key.pem").ok());
+  EXPECT_EQ(c.net.tls_key, "/etc/presenced/key.pem");
+  EXPECT_TRUE(Validate(c).ok());  // the files are the network layer's to read, at Listen
+  c = Config();
+  ASSERT_TRUE(ApplySetting(c, "tls_key", "/etc/presenced/key.pem").ok());
+  st = Validate(c);
+  ASSERT_FALSE(st.ok());
+  EXPECT_NE(st.error().message.find("tls_cert is not set"), std::string::npos)
+      << st.error().message;
 }
 
 TEST(ConfigTest, ClusterSettings) {

@@ -6,7 +6,8 @@
 //
 // Threads: the main thread runs the I/O threads (net::Server::Run), and the Dispatcher and Engine
 // run in rounds on the server's own loop (EngineLoop on net::Server::WorkLoop: with one I/O
-// thread, that thread); the store has its thread; a shutdown thread orchestrates SIGTERM/SIGINT.
+// thread, that thread); the store has its thread; a shutdown thread orchestrates SIGTERM/SIGINT;
+// SIGHUP reloads the TLS certificate on an I/O thread.
 // The adapter between the network layer and the engine is server/service.h.
 #include <spdlog/sinks/stdout_color_sinks.h>
 #include <spdlog/spdlog.h>
@@ -117,6 +118,24 @@ int Serve(Config config) {
     spdlog::critical("event=startup_failed reason=\"{}\"", port.error().message);
     return 2;
   }
+  // SIGHUP reloads the certificate (a renewed one takes over without a restart); it never ends
+  // the process, TLS or not. Caught from before the "listening" line on, so a script that waits
+  // for that line may send it at once.
+  server.OnHangup([&server, &config] {
+    if (!server.tls()) {
+      spdlog::info("event=sighup note=\"TLS is off: nothing to reload\"");
+      return;
+    }
+    if (Status st = server.ReloadTls(); st) {
+      spdlog::info("event=tls_reloaded note=\"TLS certificate reloaded from {} (key {})\"",
+                   config.net.tls_cert, config.net.tls_key);
+    } else {
+      spdlog::error(
+          "event=tls_reload_failed reason=\"{}\" note=\"the certificate loaded before stays in "
+          "use\"",
+          st.error().message);
+    }
+  });
   // Tests and scripts read this line to learn the port (listen may say port 0).
   std::printf("presenced listening on %s:%u epoch=%s\n", listen->first.c_str(), *port,
               options.epoch.c_str());
@@ -124,6 +143,10 @@ int Serve(Config config) {
   spdlog::info("event=listening host={} port={} epoch={} data_dir={} storage={} io_threads={}",
                listen->first, *port, options.epoch, config.data_dir, config.storage,
                server.io_threads());
+  if (server.tls()) {
+    spdlog::info("event=tls cert={} key={} note=\"TLS is on: the port serves https and wss only\"",
+                 config.net.tls_cert, config.net.tls_key);
+  }
 
   // Cluster mode: the node's lease on Redis, the log's reader and the shared store, on the work
   // loop (docs/operations.md, "Clustering").

@@ -36,9 +36,12 @@ def make_token(secret, claims, alg="HS256"):
 
 
 class Server:
-    """One presenced process with its own data directory."""
+    """One presenced process with its own data directory. With `ssl_context` (a client context
+    that trusts the server's certificate; the server's own tls_cert and tls_key are settings) it
+    is reached over https and wss."""
 
-    def __init__(self, data_dir=None, **settings):
+    def __init__(self, data_dir=None, ssl_context=None, **settings):
+        self.ssl = ssl_context
         self.data_dir = data_dir or tempfile.mkdtemp(prefix="presenced-test-")
         env = dict(os.environ)
         env.update({
@@ -77,18 +80,20 @@ class Server:
         q = "token=" + token
         for k, v in params.items():
             q += "&%s=%s" % (k, v)
-        return "ws://127.0.0.1:%d/v1/ws?%s" % (self.port, q)
+        return "%s://127.0.0.1:%d/v1/ws?%s" % ("wss" if self.ssl else "ws", self.port, q)
 
     def http(self, method, path, body=None, key=True, raw_body=None):
         """Returns (status, parsed JSON or text)."""
         data = raw_body if raw_body is not None else (json.dumps(body).encode() if body is not None else None)
-        req = urllib.request.Request("http://127.0.0.1:%d%s" % (self.port, path), data=data, method=method)
+        scheme = "https" if self.ssl else "http"
+        req = urllib.request.Request("%s://127.0.0.1:%d%s" % (scheme, self.port, path), data=data,
+                                     method=method)
         if key:
             req.add_header("Authorization", "Bearer " + (self.api_key if key is True else key))
         if data is not None:
             req.add_header("Content-Type", "application/json")
         try:
-            with urllib.request.urlopen(req, timeout=TIMEOUT) as resp:
+            with urllib.request.urlopen(req, timeout=TIMEOUT, context=self.ssl) as resp:
                 status, text, ctype = resp.status, resp.read().decode(), resp.headers.get("Content-Type", "")
         except urllib.error.HTTPError as e:
             status, text, ctype = e.code, e.read().decode(), e.headers.get("Content-Type", "")
@@ -161,7 +166,7 @@ class Client:
     async def connect(cls, server, client_id, channels=None, token=None, roles=None, **params):
         token = token or server.token(client_id, channels, roles=roles)
         ws = await websockets.connect(server.url(token, **params), max_size=None, max_queue=None,
-                                      ping_interval=None, open_timeout=TIMEOUT)
+                                      ping_interval=None, open_timeout=TIMEOUT, ssl=server.ssl)
         c = cls(ws)
         c.connected = await c.next("connected")
         return c
