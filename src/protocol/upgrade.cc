@@ -74,7 +74,11 @@ Status ApplyToken(ConnectRequest& req, std::string_view token, std::string_view 
   req.channel_patterns = std::move(claims->channels);
   req.worker = claims->worker;
   req.issued_at_ms = claims->issued_at_ms;
-  req.expires_at_ms = claims->expires_at_s * 1000;
+  // `exp` may be the far future (any JSON number): saturated, not overflowed.
+  constexpr int64_t kMaxSeconds = INT64_MAX / 1000;
+  req.expires_at_ms = claims->expires_at_s >= kMaxSeconds    ? INT64_MAX
+                      : claims->expires_at_s <= -kMaxSeconds ? INT64_MIN
+                                                             : claims->expires_at_s * 1000;
   req.awaiting_auth = false;
   return Status::Ok();
 }

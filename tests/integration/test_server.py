@@ -492,7 +492,9 @@ class RestTest(ServerTest):
         self.assertEqual(status, 200)
         for name in ["presenced_connections", "presenced_channels", "presenced_members",
                      "presenced_events_total", "presenced_deliveries_total", "presenced_queue_drops_total",
-                     "presenced_rate_limited_total", "presenced_request_duration_seconds_bucket"]:
+                     "presenced_rate_limited_total",
+                     "# TYPE presenced_request_duration_seconds histogram",
+                     "presenced_fanout_latency_seconds_bucket"]:
             self.assertIn(name, text)
         status, body = self.server.http("GET", "/v1/channels/x/presence", key=False)
         self.assertEqual((status, body["error"]["code"]), (401, "unauthorized"))
