@@ -15,6 +15,7 @@
 #include "common/cpu.h"
 #include "net/server_impl.h"
 #include "net/tls.h"
+#include "net/ws_codec.h"
 
 namespace presenced::net {
 
@@ -131,6 +132,17 @@ void Server::Impl::Accept() {
     }
     Accept();
   });
+}
+
+CloseCause CauseOfReaderError(uint16_t code) {
+  switch (code) {
+    case ws::kCloseInvalidData:
+      return CloseCause::kInvalidUtf8;
+    case ws::kCloseTooBig:
+      return CloseCause::kMessageTooLarge;
+    default:
+      return CloseCause::kProtocolError;
+  }
 }
 
 std::string_view CloseCauseName(CloseCause cause) {

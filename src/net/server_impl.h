@@ -200,6 +200,8 @@ void StartHttpSession(tcp::socket socket, Server::Impl& server, SocketSlot slot,
 // The same over TLS with `context`: the TLS handshake first, bounded like a request.
 void StartTlsHttpSession(tcp::socket socket, std::shared_ptr<asio::ssl::context> context,
                          Server::Impl& server, SocketSlot slot, bool over_cap);
+// Why a session ends when its frame reader fails with close `code` (1007, 1009, else 1002).
+CloseCause CauseOfReaderError(uint16_t code);
 
 // What the HTTP phase hands to the WebSocket phase at a successful upgrade. Stream is the
 // connection's: a tcp::socket, or a TlsStream (tls.h).

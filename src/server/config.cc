@@ -98,6 +98,21 @@ Setter Text(Field field) {
                 "TEXT", "", [field](Config& c) { return std::string(field(c)); }};
 }
 
+// The items of a comma-separated list, spaces around each trimmed, empty ones left out.
+std::vector<std::string> SplitList(const std::string& v) {
+  std::vector<std::string> out;
+  size_t start = 0;
+  while (start <= v.size()) {
+    const size_t comma = std::min(v.find(',', start), v.size());
+    std::string item = v.substr(start, comma - start);
+    while (!item.empty() && item.front() == ' ') item.erase(item.begin());
+    while (!item.empty() && item.back() == ' ') item.pop_back();
+    if (!item.empty()) out.push_back(std::move(item));
+    start = comma + 1;
+  }
+  return out;
+}
+
 constexpr int64_t kHour = 3600LL * 1000;
 constexpr int64_t kDay = 24 * kHour;
 constexpr int64_t kYear = 365 * kDay;
@@ -146,19 +161,12 @@ const std::vector<Setting>& Table() {
         "unset: any origin, no CORS headers",
         [](Config& c, const std::string& v) -> Status {
           std::vector<std::string> origins;
-          size_t start = 0;
-          while (start <= v.size()) {
-            const size_t comma = std::min(v.find(',', start), v.size());
-            std::string o = v.substr(start, comma - start);
-            while (!o.empty() && o.front() == ' ') o.erase(o.begin());
-            while (!o.empty() && (o.back() == ' ' || o.back() == '/')) o.pop_back();
-            if (!o.empty()) {
-              if (o != "*" && o.find("://") == std::string::npos) {
-                return Bad("allowed_origins", "not an origin (scheme://host[:port]) or *: " + o);
-              }
-              origins.push_back(std::move(o));
+          for (std::string o : SplitList(v)) {
+            while (!o.empty() && o.back() == '/') o.pop_back();
+            if (o != "*" && o.find("://") == std::string::npos) {
+              return Bad("allowed_origins", "not an origin (scheme://host[:port]) or *: " + o);
             }
-            start = comma + 1;
+            origins.push_back(std::move(o));
           }
           c.allowed_origins = std::move(origins);
           return Status::Ok();
@@ -175,20 +183,11 @@ const std::vector<Setting>& Table() {
     add("webhook_url",
         "webhook endpoints, http(s) URLs separated by commas (protocol-ext §4); unset: none",
         [](Config& c, const std::string& v) -> Status {
-          std::vector<std::string> urls;
-          size_t start = 0;
-          while (start <= v.size()) {
-            const size_t comma = std::min(v.find(',', start), v.size());
-            std::string url = v.substr(start, comma - start);
-            while (!url.empty() && url.front() == ' ') url.erase(url.begin());
-            while (!url.empty() && url.back() == ' ') url.pop_back();
-            if (!url.empty()) {
-              const bool http = url.rfind("http://", 0) == 0 && url.size() > 7;
-              const bool https = url.rfind("https://", 0) == 0 && url.size() > 8;
-              if (!http && !https) return Bad("webhook_url", "not an http(s) URL: " + url);
-              urls.push_back(std::move(url));
-            }
-            start = comma + 1;
+          std::vector<std::string> urls = SplitList(v);
+          for (const std::string& url : urls) {
+            const bool http = url.rfind("http://", 0) == 0 && url.size() > 7;
+            const bool https = url.rfind("https://", 0) == 0 && url.size() > 8;
+            if (!http && !https) return Bad("webhook_url", "not an http(s) URL: " + url);
           }
           c.protocol.webhooks.endpoints = std::move(urls);
           return Status::Ok();

@@ -76,9 +76,8 @@ class SqliteStore final : public Store {
   };
   // Events are the bulk of all writes and have their own queue of small elements; the rest share
   // one. Both are committed together.
-  using Write =
-      std::variant<ActivityWrite, LastSeenWrite, StatusWrite, StoredWebhook, WebhookDelete,
-                   RevocationWrite>;
+  using Write = std::variant<ActivityWrite, LastSeenWrite, StatusWrite, StoredWebhook,
+                             WebhookDelete, RevocationWrite>;
   using Task = std::function<void()>;
 
   SqliteStore(SqliteOptions options, const Clock& clock, sqlite3* db, sqlite3* reader);

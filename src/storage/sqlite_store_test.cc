@@ -253,7 +253,8 @@ TEST(SqliteStoreTest, ASchemaOneDatabaseIsMigratedKeepingItsData) {
     // Back to schema 1, as an older presenced left it.
     sqlite3* db;
     sqlite3_open(o.path.c_str(), &db);
-    sqlite3_exec(db, "DROP TABLE webhooks; DROP TABLE revocations; PRAGMA user_version=1", nullptr, nullptr, nullptr);
+    sqlite3_exec(db, "DROP TABLE webhooks; DROP TABLE revocations; PRAGMA user_version=1", nullptr,
+                 nullptr, nullptr);
     sqlite3_close(db);
   }
   auto s = SqliteStore::Open(o, g_clock);
