@@ -11,7 +11,7 @@ import urllib.request
 
 import websockets
 
-from harness import TIMEOUT, Client, Server, wait_until
+from harness import TIMEOUT, Client, Server, read_head, wait_until
 
 
 async def open_ws(server, query="", headers=None):
@@ -40,21 +40,15 @@ async def first_frame_client(server, client_id, channels=None, token=None, **par
     return c
 
 
-def raw_upgrade(server, headers=""):
-    """The status line and headers of an upgrade sent with extra `headers`."""
+def raw_upgrade(server, headers="", host="x"):
+    """The status line and headers of an upgrade sent with extra `headers`, and what followed."""
     s = socket.create_connection(("127.0.0.1", server.port), timeout=TIMEOUT)
     key = base64.b64encode(os.urandom(16)).decode()
     token = server.token("alice")
-    s.sendall(("GET /v1/ws?token=%s HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\n"
+    s.sendall(("GET /v1/ws?token=%s HTTP/1.1\r\nHost: %s\r\nUpgrade: websocket\r\n"
                "Connection: Upgrade\r\nSec-WebSocket-Key: %s\r\nSec-WebSocket-Version: 13\r\n%s\r\n"
-               % (token, key, headers)).encode())
-    data = b""
-    while b"\r\n\r\n" not in data:
-        chunk = s.recv(65536)
-        if not chunk:
-            break
-        data += chunk
-    head, _, rest = data.partition(b"\r\n\r\n")
+               % (token, host, key, headers)).encode())
+    head, _, rest = read_head(s).partition(b"\r\n\r\n")
     s.close()
     return head.decode(), rest
 
@@ -244,14 +238,9 @@ class OriginsTest(unittest.IsolatedAsyncioTestCase):
 
     async def test_the_servers_own_origin_is_allowed(self):
         # The dashboard, served by the server itself: Origin names the Host it was sent to.
-        s = socket.create_connection(("127.0.0.1", self.server.port), timeout=TIMEOUT)
-        key = base64.b64encode(os.urandom(16)).decode()
         host = "127.0.0.1:%d" % self.server.port
-        s.sendall(("GET /v1/ws?token=%s HTTP/1.1\r\nHost: %s\r\nOrigin: http://%s\r\n"
-                   "Upgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: %s\r\n"
-                   "Sec-WebSocket-Version: 13\r\n\r\n" % (self.server.token("alice"), host, host, key)).encode())
-        self.assertTrue(s.recv(65536).startswith(b"HTTP/1.1 101"))
-        s.close()
+        head, _ = raw_upgrade(self.server, "Origin: http://%s\r\n" % host, host=host)
+        self.assertTrue(head.startswith("HTTP/1.1 101"), head)
 
     def request(self, method, path, origin, headers=None):
         req = urllib.request.Request("http://127.0.0.1:%d%s" % (self.server.port, path),
