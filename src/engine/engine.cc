@@ -172,7 +172,9 @@ Status Engine::DropAt(ConnectionHandle handle, TimeMs at) {
   if (c == nullptr) return UnknownConnection();
   if (c->in_grace) return Status::Ok();
   const TimeMs when = std::min(at, now_);
-  c->user->last_disconnect = std::max(c->user->last_disconnect, when);
+  // A device set offline by hand is not seen leaving either.
+  if (c->manual != Presence::kOffline)
+    c->user->last_disconnect = std::max(c->user->last_disconnect, when);
   if (c->remain_present_for == 0) {
     const ConnectionHandle gone = c->handle;
     Teardown(*c, LeaveReason::kTimeout);
@@ -293,14 +295,16 @@ void Engine::Teardown(Connection& c, LeaveReason reason) {
     UpdatePin(*watched);
   }
   c.watching.clear();
+  if (c.watches_all) std::erase(all_watchers_, &c);
   if (c.grace_timer != TimerQueue::kNoTimer) timers_.Cancel(c.grace_timer);
   if (c.idle_timer != TimerQueue::kNoTimer) timers_.Cancel(c.idle_timer);
   keys_.erase(c.key);
 
   User& user = *c.user;
-  user.last_activity = std::max(user.last_activity, c.last_active);
+  user.last_activity = std::max(user.last_activity, SeenOf(c));
   std::erase(user.connections, &c);
-  if (!c.in_grace) user.last_disconnect = std::max(user.last_disconnect, now_);
+  if (!c.in_grace && c.manual != Presence::kOffline)
+    user.last_disconnect = std::max(user.last_disconnect, now_);
   const ConnectionHandle handle = c.handle;
   const uint32_t index = static_cast<uint32_t>(handle);
   connections_[index].reset();  // `c` is gone from here on

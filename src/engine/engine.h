@@ -154,12 +154,30 @@ class Engine {
   Result<StatusView> SetStatusOf(std::string_view client_id, std::optional<Presence> status,
                                  std::optional<std::optional<std::string>> text);
   StatusView GetStatus(std::string_view client_id);
+  // One device's own status (docs/protocol.md, "Per-device status"): kOnline returns the device
+  // to automatic (from its idle time); away/dnd/offline are set by hand, offline hiding the
+  // device. `connection_id`: absent = the calling connection; else another live connection of the
+  // caller's user (not_found otherwise). Counts as activity of the calling device.
+  Result<DeviceChange> SetDeviceStatus(ConnectionHandle connection,
+                                       std::optional<std::string_view> connection_id,
+                                       Presence status);
+  // The same for a backend acting on behalf of `client_id` (no device's activity).
+  Result<DeviceChange> SetDeviceStatusOf(std::string_view client_id, std::string_view connection_id,
+                                         Presence status);
   // Adds watches; returns the watched users' current statuses.
   Result<std::vector<StatusView>> Watch(ConnectionHandle connection,
                                         std::span<const std::string> client_ids);
   Status Unwatch(ConnectionHandle connection, std::span<const std::string> client_ids);
+  // Watches every user (an observer's `status.watch` with `all`): the connection gets each
+  // user's status push as a watcher of that user would. Returns the users not offline (as Who).
+  Result<std::vector<StatusView>> WatchAll(ConnectionHandle connection);
+  Status UnwatchAll(ConnectionHandle connection);
   Status RecordActivity(ConnectionHandle connection, std::string_view kind,
                         std::string_view channel, JsonText data);
+  // The same for a backend on behalf of `client_id`: the record has no connectionId, and it moves
+  // the user's lastSeen (unless appearing offline) but no device's idle time.
+  Result<ActivityRecord> RecordActivityOf(std::string_view client_id, std::string_view kind,
+                                          std::string_view channel, JsonText data);
   // Newest first; `since` inclusive.
   std::vector<ActivityRecord> GetActivities(std::string_view client_id, size_t limit,
                                             std::optional<TimeMs> since);
@@ -168,6 +186,8 @@ class Engine {
   // Pushes the user's current status to each of the user's live connections (`/presence sync`)
   // and reports which devices hold it.
   SyncReport SyncStatus(std::string_view client_id);
+  // The same report without pushing anything.
+  SyncReport SyncState(std::string_view client_id);
   // Users whose status is not offline; with `channel`, only users with a member there.
   std::vector<StatusView> Who(std::optional<std::string_view> channel);
 
@@ -263,7 +283,15 @@ class Engine {
 
   void Activity(Connection& connection);
   void ArmIdleTimer(Connection& connection);
+  // The device's effective status (set by hand, else IdleStatus) and its status from idle time.
   Presence DeviceStatus(const Connection& connection) const;
+  Presence IdleStatus(const Connection& connection) const;
+  // The connection's activity as others may see it: frozen while it is set offline by hand.
+  static TimeMs SeenOf(const Connection& connection);
+  // The user's active device: the most recently active connection not set offline by hand.
+  const Connection* ActiveConnection(const User& user) const;
+  DeviceView DeviceViewOf(const Connection& connection, const Connection* active) const;
+  Result<DeviceChange> ApplyDeviceStatus(Connection& target, Presence status);
   // Ends a connection: members leave with `reason`, subscriptions and watches end.
   void Teardown(Connection& connection, LeaveReason reason);
 
@@ -274,12 +302,17 @@ class Engine {
   // Latest activity or disconnect of the user (not frozen by appearing offline).
   TimeMs LastSeen(const User& user) const;
   StatusView ViewOf(const User& user) const;
-  // Pushes a status change when the visible status (or, when `text_changed`, the text) changed.
-  void RefreshUser(User& user, bool text_changed = false);
+  // Pushes a status change when the visible status (or, when `text_changed`, the text) changed;
+  // with `device` (whose own status was just set), always to the user's own connections.
+  void RefreshUser(User& user, bool text_changed = false, const Connection* device = nullptr);
   Status ApplyStatus(User& user, std::optional<Presence> status,
                      std::optional<std::optional<std::string>>& text);
   Status ValidateStatusText(const std::optional<std::optional<std::string>>& text) const;
   Status ValidateClientIds(std::span<const std::string> client_ids) const;
+  Status ValidateActivity(std::string_view kind, std::string_view channel,
+                          const JsonText& data) const;
+  const ActivityRecord& AddActivity(User& user, std::string_view kind, std::string_view channel,
+                                    JsonText data, std::string_view connection_id);
 
   void OnTtlTimer(Connection& connection, TimerQueue::TimerId id);
   void OnGraceTimer(Connection& connection);
@@ -305,6 +338,7 @@ class Engine {
   uint64_t serial_high_water_ = 0;  // highest serial ever assigned (new channels start above it)
   uint64_t visit_mark_ = 0;         // for de-duplicating users in one pass
   std::vector<ConnectionHandle> recipients_;  // scratch, reused for every fan-out
+  std::vector<Connection*> all_watchers_;     // connections watching every user, in watch order
 };
 
 }  // namespace presenced::engine

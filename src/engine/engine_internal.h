@@ -68,6 +68,9 @@ struct Engine::Connection {
   TimeMs dropped_at = 0;
   TimeMs last_synced = 0;  // when a status push of its own user last went to it (0 = never)
   bool in_grace = false;
+  bool watches_all = false;             // in Engine::all_watchers_
+  Presence manual = Presence::kOnline;  // the device's status set by hand; kOnline = automatic
+  TimeMs hidden_seen = 0;               // last_active when it was set offline by hand
   TimerQueue::TimerId grace_timer = TimerQueue::kNoTimer;
   TimerQueue::TimerId idle_timer = TimerQueue::kNoTimer;
   std::vector<Membership> memberships;

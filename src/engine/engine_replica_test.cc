@@ -33,7 +33,12 @@ class TextSink final : public EventSink {
   }
   void OnStatus(const StatusChange& c, std::span<const ConnectionHandle> to) override {
     std::ostringstream o;
-    o << "S " << Status(c.status) << " prev=" << static_cast<int>(c.previous) << " ->";
+    o << "S " << Status(c.status) << " prev=" << static_cast<int>(c.previous);
+    if (c.device) {
+      o << " dev=" << c.device->connection_id << '/' << static_cast<int>(c.device->status)
+        << (c.device->manual ? "m" : "");
+    }
+    o << " ->";
     for (auto h : to) o << ' ' << h;
     log.push_back(o.str());
   }
@@ -120,7 +125,7 @@ void RunProgram(uint32_t seed, int reload_every) {
     a->random.Seed(step);
     b->random.Seed(step);
     std::vector<std::string> out_a, out_b;
-    const int op = static_cast<int>(pick(15));
+    const int op = static_cast<int>(pick(17));
     const std::string client = clients[pick(clients.size())];
     const std::string channel = channels[pick(channels.size())];
     const ConnectionHandle h = handles.empty() ? 0 : handles[pick(handles.size())];
@@ -218,6 +223,21 @@ void RunProgram(uint32_t seed, int reload_every) {
           out.push_back(st.ok() ? "ok" : ErrorText(st.error()));
           break;
         }
+        case 13: {
+          // This device, or (coin) the first other device of the same user.
+          std::optional<std::string> target;
+          if (coin) {
+            for (const auto& d : e.Devices(client, client)) target = std::string(d.connection_id);
+          }
+          auto d = e.SetDeviceStatus(h, target, status);
+          out.push_back(d.ok() ? TextSink::Status(d->status) : ErrorText(d.error()));
+          break;
+        }
+        case 14: {
+          auto w = e.WatchAll(h);
+          out.push_back(w.ok() ? std::to_string(w->size()) : ErrorText(w.error()));
+          break;
+        }
         default:
           x.clock.Advance(advance);
           e.Tick();
@@ -236,7 +256,7 @@ void RunProgram(uint32_t seed, int reload_every) {
         for (const auto& d : e.Devices(c, c)) {
           devices += ' ' + std::string(d.connection_id) + '/' + std::string(d.device) + '/' +
                      std::to_string(static_cast<int>(d.status)) + '/' +
-                     std::to_string(d.last_seen) + (d.active ? "*" : "");
+                     std::to_string(d.last_seen) + (d.active ? "*" : "") + (d.manual ? "m" : "");
         }
         out.push_back(devices);
       }

@@ -9,6 +9,7 @@
 //   users (by clientId): fields, connections and watchers (handles), activities; the idle list
 //   channels (by name): members, subscribers, event ring
 //   per user: its channel counts; per live connection: memberships, subscriptions, watches
+//   the connections watching every user (handles, in order)
 //   timers: slot count, armed timers in heap order (target by handle), free ids, sequence
 // The budget's per-size-class ring order is not kept: past the retained-event cap a loaded
 // engine may trim a different ring first (a later `since` then gets a snapshot, not events).
@@ -24,7 +25,10 @@ namespace presenced::engine {
 
 namespace {
 
-constexpr std::string_view kMagic = "presenced-engine-state-1";
+// Version 2 added each connection's own status (set by hand) and the watchers of every user;
+// version 1 states are still read (no device set by hand, nobody watching every user).
+constexpr std::string_view kMagic = "presenced-engine-state-2";
+constexpr std::string_view kMagicV1 = "presenced-engine-state-1";
 
 // Within what one snapshot may hold, so a corrupt input cannot ask for unbounded memory.
 constexpr uint64_t kMaxSlots = uint64_t{1} << 31;
@@ -78,6 +82,8 @@ std::string Engine::SaveState() {
     w.U8(c->in_grace ? 1 : 0);
     w.U64(c->grace_timer);
     w.U64(c->idle_timer);
+    w.U8(static_cast<uint8_t>(c->manual));
+    w.I64(c->hidden_seen);
   }
 
   std::map<std::string_view, const User*> users;
@@ -165,6 +171,8 @@ std::string Engine::SaveState() {
     w.U64(c->watching.size());
     for (const User* u : c->watching) w.Str(u->client_id);
   }
+  w.U64(all_watchers_.size());
+  for (const Connection* c : all_watchers_) w.U64(c->handle);
 
   w.U64(timers_.slot_count());
   const std::vector<TimerQueue::Armed> armed = timers_.ListArmed();
@@ -196,6 +204,7 @@ void Engine::Clear() {
   member_count_ = 0;
   serial_high_water_ = 0;
   visit_mark_ = 0;
+  all_watchers_.clear();
 }
 
 Status Engine::LoadState(std::string_view state) {
@@ -210,7 +219,9 @@ Status Engine::ReadState(std::string_view state) {
     return MakeError(ErrorCode::kBadRequest, "engine state is corrupt: " + std::string(what));
   };
   ByteReader r(state);
-  if (r.Str() != kMagic) return corrupt("not an engine state of this version");
+  const std::string_view magic = r.Str();
+  const bool v1 = magic == kMagicV1;
+  if (magic != kMagic && !v1) return corrupt("not an engine state of this version");
   now_ = std::max(now_, r.I64());
   serial_high_water_ = r.U64();
   visit_mark_ = r.U64();
@@ -250,6 +261,10 @@ Status Engine::ReadState(std::string_view state) {
     c->in_grace = r.U8() != 0;
     c->grace_timer = static_cast<TimerQueue::TimerId>(r.U64());
     c->idle_timer = static_cast<TimerQueue::TimerId>(r.U64());
+    if (!v1) {
+      c->manual = static_cast<Presence>(Enum(r, Presence::kOffline));
+      c->hidden_seen = r.I64();
+    }
     if (!c->key.empty() && !keys_.emplace(c->key, c.get()).second) return corrupt("resume key");
     connections_[slot] = std::move(c);
     ++connection_count_;
@@ -391,6 +406,14 @@ Status Engine::ReadState(std::string_view state) {
       User* u = FindUser(r.Str());
       if (u == nullptr) return corrupt("watch");
       c->watching.push_back(u);
+    }
+  }
+  if (!v1) {
+    for (uint64_t n = r.Count(8); n > 0 && r.ok(); --n) {
+      Connection* c = Find(r.U64());
+      if (c == nullptr || c->watches_all) return corrupt("watcher of every user");
+      c->watches_all = true;
+      all_watchers_.push_back(c);
     }
   }
 

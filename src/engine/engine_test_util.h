@@ -35,6 +35,10 @@ struct RecordedStatus {
   std::optional<TimeMs> last_seen;
   std::optional<std::string> active_device;
   std::vector<ConnectionHandle> recipients;
+  // The device whose own status was set (pushes to the user's own connections only).
+  std::optional<std::string> device_connection_id;
+  std::optional<Presence> device_status;
+  bool device_manual = false;
 };
 
 struct RecordedConnectivity {
@@ -62,15 +66,19 @@ class RecordingSink : public EventSink {
     events.push_back(Record(e, to));
   }
   void OnStatus(const StatusChange& c, std::span<const ConnectionHandle> to) override {
-    RecordedStatus s{std::string(c.status.client_id),
-                     c.status.status,
-                     c.previous,
-                     std::nullopt,
-                     c.status.last_seen,
-                     std::nullopt,
-                     {to.begin(), to.end()}};
+    RecordedStatus s;
+    s.client_id = std::string(c.status.client_id);
+    s.status = c.status.status;
+    s.previous = c.previous;
+    s.last_seen = c.status.last_seen;
+    s.recipients.assign(to.begin(), to.end());
     if (c.status.text) s.text = std::string(*c.status.text);
     if (c.status.active_device) s.active_device = std::string(*c.status.active_device);
+    if (c.device) {
+      s.device_connection_id = std::string(c.device->connection_id);
+      s.device_status = c.device->status;
+      s.device_manual = c.device->manual;
+    }
     statuses.push_back(std::move(s));
   }
   void OnUserConnectivity(std::string_view id, bool online, TimeMs at) override {

@@ -79,10 +79,29 @@ struct StatusView {
   std::optional<std::string_view> active_device;
 };
 
-// A status push: `previous` is the status others saw before this change.
+struct DeviceView {
+  std::string_view connection_id;
+  std::string_view device;
+  // The device's effective status: set by hand (away/dnd/offline), else its own
+  // online/away/offline from its idle time.
+  Presence status = Presence::kOffline;
+  TimeMs last_seen = 0;
+  bool active = false;
+  bool manual = false;  // `status` was set by hand (device.status.set)
+};
+
+// A status push: `previous` is the status others saw before this change. `device`: the device
+// whose own status was just set (pushes to the user's own connections only).
 struct StatusChange {
   StatusView status;
   Presence previous = Presence::kOffline;
+  std::optional<DeviceView> device;
+};
+
+// What device.status.set answers: the device after the change, and its user's status.
+struct DeviceChange {
+  DeviceView device;
+  StatusView status;
 };
 
 struct ActivityRecord {
@@ -91,14 +110,6 @@ struct ActivityRecord {
   JsonText data;
   TimeMs timestamp = 0;
   std::string connection_id;
-};
-
-struct DeviceView {
-  std::string_view connection_id;
-  std::string_view device;
-  Presence status = Presence::kOffline;  // this device's own online/away/offline from its idle time
-  TimeMs last_seen = 0;
-  bool active = false;
 };
 
 struct Occupancy {

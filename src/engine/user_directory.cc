@@ -20,7 +20,7 @@ using detail::UnknownConnection;
 // ----- Devices and user status ----------------------------------------------------------------
 
 void Engine::Activity(Connection& c) {
-  const Presence before = DeviceStatus(c);
+  const Presence before = IdleStatus(c);
   c.last_active = now_;  // the user's lastSeen is derived from it (LastSeen), not copied
   if (before != Presence::kOnline) {
     // The armed idle timer (if any) points at a later threshold than the new away time.
@@ -34,6 +34,14 @@ void Engine::Activity(Connection& c) {
 }
 
 Presence Engine::DeviceStatus(const Connection& c) const {
+  return c.manual != Presence::kOnline ? c.manual : IdleStatus(c);
+}
+
+TimeMs Engine::SeenOf(const Connection& c) {
+  return c.manual == Presence::kOffline ? c.hidden_seen : c.last_active;
+}
+
+Presence Engine::IdleStatus(const Connection& c) const {
   const TimeMs idle = now_ - c.last_active;
   if (idle >= config_.offline_after_ms) return Presence::kOffline;
   if (idle >= config_.away_after_ms) return Presence::kAway;
@@ -93,15 +101,47 @@ void Engine::UpdatePin(User& user) {
 
 TimeMs Engine::LastSeen(const User& user) const {
   TimeMs last = std::max(user.last_activity, user.last_disconnect);
-  for (const Connection* c : user.connections) last = std::max(last, c->last_active);
+  for (const Connection* c : user.connections) last = std::max(last, SeenOf(*c));
   return last;
+}
+
+namespace {
+
+// How available a status says the user is, most available first: the user's status is the most
+// available of its devices' (docs/protocol.md, "Per-device status").
+int Availability(Presence p) {
+  switch (p) {
+    case Presence::kOnline:
+      return 0;
+    case Presence::kDnd:
+      return 1;
+    case Presence::kAway:
+      return 2;
+    case Presence::kOffline:
+      break;
+  }
+  return 3;
+}
+
+}  // namespace
+
+const Engine::Connection* Engine::ActiveConnection(const User& user) const {
+  const Connection* active = nullptr;
+  for (const Connection* c : user.connections) {
+    if (c->manual == Presence::kOffline) continue;
+    if (active == nullptr || c->last_active >= active->last_active) active = c;
+  }
+  return active;
 }
 
 Presence Engine::EffectiveStatus(const User& user) const {
   if (user.connections.empty()) return Presence::kOffline;
   if (user.manual != Presence::kOnline) return user.manual;
   Presence best = Presence::kOffline;
-  for (const Connection* c : user.connections) best = std::min(best, DeviceStatus(*c));
+  for (const Connection* c : user.connections) {
+    const Presence p = DeviceStatus(*c);
+    if (Availability(p) < Availability(best)) best = p;
+  }
   return best;
 }
 
@@ -114,29 +154,43 @@ StatusView Engine::ViewOf(const User& user) const {
       user.manual == Presence::kOffline ? user.frozen_last_seen : LastSeen(user);
   if (last_seen != 0) v.last_seen = last_seen;
   if (v.status != Presence::kOffline) {
-    const Connection* active = nullptr;
-    for (const Connection* c : user.connections) {
-      if (active == nullptr || c->last_active >= active->last_active) active = c;
-    }
-    if (active != nullptr) v.active_device = active->identity->device;
+    if (const Connection* active = ActiveConnection(user))
+      v.active_device = active->identity->device;
   }
   return v;
 }
 
-void Engine::RefreshUser(User& user, bool text_changed) {
+void Engine::RefreshUser(User& user, bool text_changed, const Connection* device) {
   const Presence now_status = EffectiveStatus(user);
-  if (now_status == user.published && !text_changed) return;
-  StatusChange change{ViewOf(user), user.published};
-  user.published = now_status;
-  user.published_at = now_;
+  const bool changed = now_status != user.published || text_changed;
+  if (!changed && device == nullptr) return;
+  StatusChange change{ViewOf(user), user.published, std::nullopt};
+  if (changed) {
+    user.published = now_status;
+    user.published_at = now_;
+  }
   recipients_.clear();
   for (Connection* c : user.connections) {
     if (c->in_grace) continue;
     recipients_.push_back(c->handle);
     c->last_synced = now_;
   }
+  if (device != nullptr) {
+    // The user's own devices hear which device changed (even when the user's status did not);
+    // watchers get the plain push, and only for a change of the user's status.
+    StatusChange own = change;
+    own.device = DeviceViewOf(*device, ActiveConnection(user));
+    if (!recipients_.empty()) sink_.OnStatus(own, recipients_);
+    if (!changed) return;
+    recipients_.clear();
+  }
   for (const Connection* c : user.watchers) {
-    if (!c->in_grace && c->user != &user) recipients_.push_back(c->handle);
+    if (!c->in_grace && c->user != &user && !c->watches_all) recipients_.push_back(c->handle);
+  }
+  if (user.client_id != kObserverClientId) {
+    for (const Connection* c : all_watchers_) {
+      if (!c->in_grace && c->user != &user) recipients_.push_back(c->handle);
+    }
   }
   sink_.OnStatus(change, recipients_);
 }
@@ -273,11 +327,8 @@ Status Engine::Unwatch(ConnectionHandle handle, std::span<const std::string> cli
   return Status::Ok();
 }
 
-Status Engine::RecordActivity(ConnectionHandle handle, std::string_view kind,
-                              std::string_view channel, JsonText data) {
-  Begin();
-  Connection* c = Find(handle);
-  if (c == nullptr) return UnknownConnection();
+Status Engine::ValidateActivity(std::string_view kind, std::string_view channel,
+                                const JsonText& data) const {
   if (kind.empty()) return MakeError(ErrorCode::kBadRequest, "kind must not be empty");
   if (kind.size() > config_.limits.max_id_bytes) {
     return MakeError(ErrorCode::kTooLarge, "kind too long");
@@ -285,18 +336,48 @@ Status Engine::RecordActivity(ConnectionHandle handle, std::string_view kind,
   if (!channel.empty()) {
     if (Status s = ValidateChannel(channel); !s) return s;
   }
-  if (Status s = ValidateData(data); !s) return s;
-  Activity(*c);
-  User& user = *c->user;
+  return ValidateData(data);
+}
+
+const ActivityRecord& Engine::AddActivity(User& user, std::string_view kind,
+                                          std::string_view channel, JsonText data,
+                                          std::string_view connection_id) {
   user.activities.push_back(ActivityRecord{std::string(kind), std::string(channel), std::move(data),
-                                           now_, c->identity->connection_id});
+                                           now_, std::string(connection_id)});
   if (user.activities.size() > config_.activities_per_user) {
     user.activities.erase(
         user.activities.begin(),
         user.activities.end() - static_cast<std::ptrdiff_t>(config_.activities_per_user));
   }
   sink_.OnActivity(user.client_id, user.activities.back());
+  return user.activities.back();
+}
+
+Status Engine::RecordActivity(ConnectionHandle handle, std::string_view kind,
+                              std::string_view channel, JsonText data) {
+  Begin();
+  Connection* c = Find(handle);
+  if (c == nullptr) return UnknownConnection();
+  if (Status s = ValidateActivity(kind, channel, data); !s) return s;
+  Activity(*c);
+  (void)AddActivity(*c->user, kind, channel, std::move(data), c->identity->connection_id);
   return Status::Ok();
+}
+
+Result<ActivityRecord> Engine::RecordActivityOf(std::string_view client_id, std::string_view kind,
+                                                std::string_view channel, JsonText data) {
+  Begin();
+  if (client_id.empty()) return MakeError(ErrorCode::kBadRequest, "clientId must not be empty");
+  if (client_id.size() > config_.limits.max_id_bytes) {
+    return MakeError(ErrorCode::kTooLarge, "clientId too long");
+  }
+  if (Status s = ValidateActivity(kind, channel, data); !s) return s.error();
+  User& user = GetOrCreateUser(client_id);
+  // The user was active (lastSeen), though on no device of ours: no device's idle time moves.
+  user.last_activity = std::max(user.last_activity, now_);
+  ActivityRecord out = AddActivity(user, kind, channel, std::move(data), "");
+  UpdatePin(user);  // never evicts the user just listed (max_idle_users >= 1)
+  return out;
 }
 
 std::vector<ActivityRecord> Engine::GetActivities(std::string_view client_id, size_t limit,
@@ -315,6 +396,23 @@ std::vector<ActivityRecord> Engine::GetActivities(std::string_view client_id, si
 
 SyncReport Engine::SyncStatus(std::string_view client_id) {
   Begin();
+  User* user = FindUser(client_id);
+  if (user != nullptr) {
+    recipients_.clear();
+    for (Connection* c : user->connections) {
+      if (c->in_grace) continue;
+      recipients_.push_back(c->handle);
+      c->last_synced = now_;
+    }
+    // The same status again: `previous` equals `status`, which tells clients it is a resync.
+    if (!recipients_.empty())
+      sink_.OnStatus(StatusChange{ViewOf(*user), user->published, std::nullopt}, recipients_);
+  }
+  return SyncState(client_id);
+}
+
+SyncReport Engine::SyncState(std::string_view client_id) {
+  Begin();
   SyncReport report;
   User* user = FindUser(client_id);
   if (user == nullptr) {
@@ -322,15 +420,6 @@ SyncReport Engine::SyncStatus(std::string_view client_id) {
     return report;
   }
   report.status = ViewOf(*user);
-  recipients_.clear();
-  for (Connection* c : user->connections) {
-    if (c->in_grace) continue;
-    recipients_.push_back(c->handle);
-    c->last_synced = now_;
-  }
-  // The same status again: `previous` equals `status`, which tells clients it is a resync.
-  if (!recipients_.empty())
-    sink_.OnStatus(StatusChange{report.status, user->published}, recipients_);
   for (const Connection* c : user->connections) {
     SyncedDevice d;
     d.connection_id = c->identity->connection_id;
@@ -347,17 +436,91 @@ std::vector<DeviceView> Engine::Devices(std::string_view client_id, std::string_
   std::vector<DeviceView> out;
   User* user = FindUser(client_id);
   if (user == nullptr) return out;
-  if (user->manual == Presence::kOffline && viewer != user->client_id) return out;
-  const Connection* active = nullptr;
+  const bool self = viewer == user->client_id;
+  if (user->manual == Presence::kOffline && !self) return out;
+  const Connection* active = ActiveConnection(*user);
   for (const Connection* c : user->connections) {
-    if (active == nullptr || c->last_active >= active->last_active) active = c;
-  }
-  for (const Connection* c : user->connections) {
-    out.push_back(DeviceView{c->identity->connection_id, c->identity->device, DeviceStatus(*c),
-                             c->in_grace ? std::max(c->last_active, c->dropped_at) : c->last_active,
-                             c == active});
+    if (c->manual == Presence::kOffline && !self) continue;  // this device appears offline
+    out.push_back(DeviceViewOf(*c, active));
   }
   return out;
+}
+
+DeviceView Engine::DeviceViewOf(const Connection& c, const Connection* active) const {
+  DeviceView d;
+  d.connection_id = c.identity->connection_id;
+  d.device = c.identity->device;
+  d.status = DeviceStatus(c);
+  d.last_seen = c.in_grace ? std::max(c.last_active, c.dropped_at) : c.last_active;
+  d.active = &c == active;
+  d.manual = c.manual != Presence::kOnline;
+  return d;
+}
+
+Result<DeviceChange> Engine::ApplyDeviceStatus(Connection& target, Presence status) {
+  User& user = *target.user;
+  if (status == Presence::kOffline && target.manual != Presence::kOffline) {
+    target.hidden_seen = target.last_active;  // what others saw of it, frozen from now on
+  }
+  target.manual = status;
+  RefreshUser(user, false, &target);
+  return DeviceChange{DeviceViewOf(target, ActiveConnection(user)), ViewOf(user)};
+}
+
+Result<DeviceChange> Engine::SetDeviceStatus(ConnectionHandle handle,
+                                             std::optional<std::string_view> connection_id,
+                                             Presence status) {
+  Begin();
+  Connection* caller = Find(handle);
+  if (caller == nullptr) return UnknownConnection();
+  Connection* target = caller;
+  if (connection_id && *connection_id != caller->identity->connection_id) {
+    target = nullptr;
+    for (Connection* c : caller->user->connections) {
+      if (c->identity->connection_id == *connection_id) target = c;
+    }
+    if (target == nullptr) {
+      return MakeError(ErrorCode::kNotFound, "no live connection " + std::string(*connection_id) +
+                                                 " of " + caller->user->client_id);
+    }
+  }
+  Activity(*caller);
+  return ApplyDeviceStatus(*target, status);
+}
+
+Result<DeviceChange> Engine::SetDeviceStatusOf(std::string_view client_id,
+                                               std::string_view connection_id, Presence status) {
+  Begin();
+  User* user = FindUser(client_id);
+  if (user != nullptr) {
+    for (Connection* c : user->connections) {
+      if (c->identity->connection_id == connection_id) return ApplyDeviceStatus(*c, status);
+    }
+  }
+  return MakeError(ErrorCode::kNotFound, "no live connection " + std::string(connection_id) +
+                                             " of " + std::string(client_id));
+}
+
+Result<std::vector<StatusView>> Engine::WatchAll(ConnectionHandle handle) {
+  Begin();
+  Connection* c = Find(handle);
+  if (c == nullptr) return UnknownConnection();
+  if (!c->watches_all) {
+    c->watches_all = true;
+    all_watchers_.push_back(c);
+  }
+  return Who(std::nullopt);
+}
+
+Status Engine::UnwatchAll(ConnectionHandle handle) {
+  Begin();
+  Connection* c = Find(handle);
+  if (c == nullptr) return UnknownConnection();
+  if (c->watches_all) {
+    c->watches_all = false;
+    std::erase(all_watchers_, c);
+  }
+  return Status::Ok();
 }
 
 void Engine::RestoreUser(std::string_view client_id, UserSettings settings, TimeMs last_seen) {
@@ -387,11 +550,14 @@ std::vector<std::pair<std::string, TimeMs>> Engine::LastSeenCheckpoint() {
     if (user->manual == Presence::kOffline) {
       last_seen = user->frozen_last_seen;
     } else if (std::any_of(user->connections.begin(), user->connections.end(),
-                           [](const Connection* c) { return !c->in_grace; })) {
-      last_seen = now_;  // a live connection: seen now
+                           [](const Connection* c) {
+                             return !c->in_grace && c->manual != Presence::kOffline;
+                           })) {
+      last_seen = now_;  // a live connection others see: seen now
     } else {
-      // Every connection is in its grace period: if none returns, lastSeen will be when the drop
-      // was noticed, so that is what a crash must leave behind (not a later "now").
+      // Every connection is in its grace period or hidden: if none returns, lastSeen will be
+      // when the drop was noticed (or the hidden devices' frozen activity), so that is what a
+      // crash must leave behind (not a later "now").
       last_seen = LastSeen(*user);
     }
     if (last_seen == 0) continue;  // never seen: nothing to store (0 would read as null)

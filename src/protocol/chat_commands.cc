@@ -169,20 +169,42 @@ std::string DevicesCommand(OpCall& c, TimeMs now) {
     const auto& d = devices[i];
     if (i) text += ", ";
     text += std::string(d.device) + " (" + (d.active ? "active, " : "") +
-            std::string(PresenceName(d.status)) + ", last seen " + Ago(d.last_seen, now) + ")";
+            std::string(PresenceName(d.status)) + (d.manual ? " (set)" : "") + ", last seen " +
+            Ago(d.last_seen, now) + ")";
   }
+  return CommandFields(text, data);
+}
+
+std::string DeviceCommand(OpCall& c, const Command& cmd) {
+  engine::Engine& e = c.core.engine;
+  Result<engine::DeviceChange> d = MakeError(ErrorCode::kInternal, "unset");
+  if (c.caller.handle != 0) {
+    d = e.SetDeviceStatus(c.caller.handle, cmd.connection_id, cmd.status);
+  } else if (!cmd.connection_id) {
+    d = MakeError(ErrorCode::kBadRequest, "name the device: /presence device STATUS connectionId");
+  } else {
+    d = e.SetDeviceStatusOf(c.caller.client_id, *cmd.connection_id, cmd.status);
+  }
+  if (!d.ok()) {
+    return CommandFields("Sorry, " + d.error().message + ".",
+                         CommandErrorData(ErrorCodeName(d.error().code), d.error().message));
+  }
+  std::string data = R"({"device":)";
+  AppendDevice(data, d->device);
+  data += R"(,"status":)";
+  AppendStatus(data, d->status);
+  data += '}';
+  std::string text = std::string(d->device.device) + " is now " +
+                     std::string(PresenceName(d->device.status)) +
+                     (d->device.manual ? "" : " (automatic)") + "; you are " +
+                     std::string(PresenceName(d->status.status)) + ".";
   return CommandFields(text, data);
 }
 
 std::string SyncCommand(OpCall& c, TimeMs now) {
   const engine::SyncReport report = c.core.engine.SyncStatus(c.caller.client_id);
-  size_t in_sync = 0;
-  std::optional<TimeMs> last;
-  for (const auto& d : report.devices) {
-    if (d.in_sync) ++in_sync;
-    if (d.last_synced_at) last = std::max(last.value_or(0), *d.last_synced_at);
-  }
-  const std::string data = SyncReportData(report, in_sync, last);
+  const auto [in_sync, last] = Summarize(report);
+  const std::string data = SyncReportData(report);
   if (report.devices.empty()) {
     return CommandFields("Nothing to sync: none of your devices is connected.", data);
   }
@@ -223,6 +245,8 @@ void RunCommand(OpCall& c, std::string_view line, Responder respond) {
       return SetStatusCommand(c, cmd, std::move(respond));
     case CommandKind::kDevices:
       return respond(DevicesCommand(c, now));
+    case CommandKind::kDevice:
+      return respond(DeviceCommand(c, cmd));
     case CommandKind::kSync:
       return respond(SyncCommand(c, now));
   }

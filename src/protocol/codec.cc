@@ -104,6 +104,8 @@ void AppendDevice(std::string& out, const engine::DeviceView& d) {
   AppendInt(out, d.last_seen);
   out += R"(,"active":)";
   AppendBool(out, d.active);
+  out += R"(,"manual":)";
+  AppendBool(out, d.manual);
   out.push_back('}');
 }
 
@@ -121,8 +123,9 @@ void AppendActivity(std::string& out, const storage::StoredActivity& a) {
   out += a.data.text();
   out += R"(,"timestamp":)";
   AppendInt(out, a.timestamp);
-  out += R"(,"connectionId":)";
-  AppendQuoted(out, a.connection_id);
+  out += R"(,"connectionId":)";  // null: recorded by a backend (REST), on no connection
+  AppendOptional(out, a.connection_id.empty() ? std::nullopt
+                                              : std::optional<std::string_view>(a.connection_id));
   out.push_back('}');
 }
 
@@ -142,6 +145,10 @@ std::string StatusFrame(const engine::StatusChange& change) {
   out += engine::PresenceName(change.previous);
   out += "\",";
   AppendStatusFields(out, change.status);
+  if (change.device) {
+    out += R"(,"device":)";
+    AppendDevice(out, *change.device);
+  }
   out.push_back('}');
   return out;
 }
@@ -391,8 +398,17 @@ std::string CommandListJson() {
   return out + "]";
 }
 
-std::string SyncReportData(const engine::SyncReport& report, size_t in_sync,
-                           std::optional<TimeMs> last_synced) {
+SyncSummary Summarize(const engine::SyncReport& report) {
+  SyncSummary s;
+  for (const auto& d : report.devices) {
+    if (d.in_sync) ++s.in_sync;
+    if (d.last_synced_at) s.last_synced = std::max(s.last_synced.value_or(0), *d.last_synced_at);
+  }
+  return s;
+}
+
+std::string SyncReportData(const engine::SyncReport& report) {
+  const auto [in_sync, last_synced] = Summarize(report);
   std::string per = "[";
   for (const auto& d : report.devices) {
     if (per.size() > 1) per += ',';

@@ -85,8 +85,13 @@ std::string CommandFields(std::string_view text, std::string_view data);
 std::string CommandErrorData(std::string_view code, std::string_view message);
 // [{"usage":..,"description":..},...]
 std::string CommandListJson();
-// The `data` of `/presence sync`.
-std::string SyncReportData(const engine::SyncReport& report, size_t in_sync,
-                           std::optional<TimeMs> last_synced);
+// How many of a user's devices hold its current status, and when the latest push reached one.
+struct SyncSummary {
+  size_t in_sync = 0;
+  std::optional<TimeMs> last_synced;
+};
+SyncSummary Summarize(const engine::SyncReport& report);
+// The `data` of `/presence sync` (and of the sync REST routes).
+std::string SyncReportData(const engine::SyncReport& report);
 
 }  // namespace presenced::protocol

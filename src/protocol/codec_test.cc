@@ -50,6 +50,16 @@ TEST(CodecTest, StatusPushHasPreviousAndTheStatusFields) {
   EXPECT_EQ(v["text"], "busy");
   EXPECT_EQ(v["lastSeen"], 10);
   EXPECT_TRUE(v["activeDevice"].is_null());
+  EXPECT_FALSE(v.contains("device"));
+  // A push after a device's own status was set names the device.
+  c.device = engine::DeviceView{"c2", "phone", engine::Presence::kDnd, 9, false, true};
+  auto d = boost::json::parse(StatusFrame(c)).as_object();
+  EXPECT_EQ(d["status"], "dnd");
+  const auto& device = d["device"].as_object();
+  EXPECT_EQ(device.at("connectionId"), "c2");
+  EXPECT_EQ(device.at("status"), "dnd");
+  EXPECT_EQ(device.at("manual"), true);
+  EXPECT_EQ(device.at("active"), false);
 }
 
 TEST(CodecTest, DevicesAndActivities) {
@@ -60,6 +70,8 @@ TEST(CodecTest, DevicesAndActivities) {
   EXPECT_EQ(dv["device"], "phone");
   EXPECT_EQ(dv["status"], "away");
   EXPECT_EQ(dv["active"], true);
+  EXPECT_EQ(dv["manual"], false);
+  EXPECT_EQ(dv.size(), 6u);
   storage::StoredActivity a{"typing", "", JsonText::FromSerialized("[1]"), 7, "c1"};
   out.clear();
   AppendActivities(out, std::span<const storage::StoredActivity>(&a, 1));

@@ -113,6 +113,19 @@ Command ParseCommand(std::string_view line) {
   }
   if (word == "activity") return no_more(CommandKind::kActivity);
   if (word == "devices") return no_more(CommandKind::kDevices);
+  if (word == "device") {
+    const std::string status = Lower(NextWord(rest));
+    auto parsed = engine::ParsePresence(status);
+    if (!parsed) {
+      return Invalid("/presence device takes online, away, dnd or offline, then a connectionId");
+    }
+    const std::string_view connection = NextWord(rest);
+    if (!Trim(rest).empty()) return Invalid("/presence device takes a status and a connectionId");
+    c.kind = CommandKind::kDevice;
+    c.status = *parsed;
+    if (!connection.empty()) c.connection_id = std::string(connection);
+    return c;
+  }
   if (word == "sync") return no_more(CommandKind::kSync);
   if (word == "help") return no_more(CommandKind::kHelp);
   if (auto status = engine::ParsePresence(word)) {
@@ -137,6 +150,8 @@ const std::vector<CommandHelp>& CommandHelpList() {
        "set your status (online = automatic; offline = appear offline)"},
       {"/presence status \"text\"", "set your status text (/presence status clear removes it)"},
       {"/presence devices", "your devices and which one is active"},
+      {"/presence device online|away|dnd|offline [connectionId]",
+       "set this device's own status (or that device's; online = automatic)"},
       {"/presence sync", "push your status to all your devices and report which hold it"},
       {"/presence help", "this list"},
   };

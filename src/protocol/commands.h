@@ -19,6 +19,7 @@ enum class CommandKind {
   kSetStatus,  // /presence online|away|dnd|offline
   kSetText,    // /presence status "text" | /presence status clear
   kDevices,    // /presence devices
+  kDevice,     // /presence device online|away|dnd|offline [connectionId]
   kSync,       // /presence sync
   kHelp,       // /presence help
   kInvalid,    // anything else: `problem` says what, the reply carries the help
@@ -26,10 +27,11 @@ enum class CommandKind {
 
 struct Command {
   CommandKind kind = CommandKind::kInvalid;
-  std::optional<std::string> channel;  // kWho
-  engine::Presence status{};           // kSetStatus
-  std::optional<std::string> text;     // kSetText: nullopt clears
-  std::string problem;                 // kInvalid
+  std::optional<std::string> channel;        // kWho
+  engine::Presence status{};                 // kSetStatus, kDevice
+  std::optional<std::string> connection_id;  // kDevice: absent = the calling connection
+  std::optional<std::string> text;           // kSetText: nullopt clears
+  std::string problem;                       // kInvalid
 };
 
 Command ParseCommand(std::string_view line);

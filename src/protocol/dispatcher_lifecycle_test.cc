@@ -62,6 +62,38 @@ TEST_F(DispatcherLifecycleTest, RemainPresentForIsClampedAndZeroIsAllowed) {
   EXPECT_EQ(Int(zero.connected, "remainPresentForMs"), 0);
 }
 
+TEST_F(DispatcherLifecycleTest, ClientHeartbeatIsClampedIntoTheServersBounds) {
+  // Without heartbeatMs the server's setting (here 20000) applies, even outside the bounds.
+  EXPECT_EQ(Int(Connect("alice", Heartbeat{20000}).connected, "heartbeatMs"), 20000);
+  EXPECT_EQ(Int(Connect("alice", Heartbeat{200}).connected, "heartbeatMs"), 200);
+  EXPECT_EQ(Int(Connect("alice", AskHeartbeat{"2500"}).connected, "heartbeatMs"), 2500);
+  EXPECT_EQ(Int(Connect("alice", AskHeartbeat{"1000"}).connected, "heartbeatMs"), 1000);
+  EXPECT_EQ(Int(Connect("alice", AskHeartbeat{"999"}).connected, "heartbeatMs"), 1000);
+  EXPECT_EQ(Int(Connect("alice", AskHeartbeat{"0"}).connected, "heartbeatMs"), 1000);
+  EXPECT_EQ(Int(Connect("alice", AskHeartbeat{"120000"}).connected, "heartbeatMs"), 120000);
+  EXPECT_EQ(Int(Connect("alice", AskHeartbeat{"99999999999"}).connected, "heartbeatMs"), 120000);
+  // The session runs what the `connected` frame says.
+  auto asked = Upgrade("alice", AskHeartbeat{"5000"});
+  ASSERT_TRUE(asked.ok());
+  EXPECT_EQ(asked->heartbeat_ms, 5000);
+  for (std::string bad : {"-1", "1.5", "x", "", "1e3", "99999999999999999999"}) {
+    auto r = Upgrade("alice", AskHeartbeat{bad});
+    ASSERT_FALSE(r.ok()) << bad;
+    EXPECT_EQ(r.error().code, ErrorCode::kBadRequest) << bad;
+    EXPECT_EQ(r.error().message, "heartbeatMs must be a non-negative integer");
+  }
+}
+
+TEST_F(DispatcherLifecycleTest, ClientHeartbeatBoundsAreSettings) {
+  DispatcherOptions o = DefaultOptions();
+  o.min_heartbeat_ms = 50;
+  o.max_heartbeat_ms = 3000;
+  Restart(o);
+  EXPECT_EQ(Int(Connect("alice", AskHeartbeat{"60"}).connected, "heartbeatMs"), 60);
+  EXPECT_EQ(Int(Connect("alice", AskHeartbeat{"10"}).connected, "heartbeatMs"), 50);
+  EXPECT_EQ(Int(Connect("alice", AskHeartbeat{"5000"}).connected, "heartbeatMs"), 3000);
+}
+
 TEST_F(DispatcherLifecycleTest, UpgradeRefusesBadTokensAndParameters) {
   auto bad_remain = Upgrade("alice", RemainPresentFor{"-5"});
   ASSERT_FALSE(bad_remain.ok());

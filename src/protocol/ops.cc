@@ -202,18 +202,60 @@ Status StatusGet(OpCall& c, ClientIdsRequest& r, Responder respond) {
   return Status::Ok();
 }
 
-Result<std::string> StatusWatch(OpCall& c, ClientIdsRequest& r) {
+Status CheckWatchesAll(const OpCall& c) {
+  if (c.caller.client_id == engine::kObserverClientId) return Status::Ok();
+  return MakeError(ErrorCode::kForbidden, "only an observer (the API key) may watch every user");
+}
+
+Result<std::string> StatusWatch(OpCall& c, WatchRequest& r) {
+  if (r.all) {
+    if (Status st = CheckWatchesAll(c); !st) return st.error();
+    auto w = c.core.engine.WatchAll(c.caller.handle);
+    if (!w.ok()) return w.error();
+    return Field("statuses", AppendStatuses, *w);
+  }
   auto w = c.core.engine.Watch(c.caller.handle, r.client_ids);
   if (!w.ok()) return w.error();
   return Field("statuses", AppendStatuses, *w);
 }
 
-Result<std::string> StatusUnwatch(OpCall& c, ClientIdsRequest& r) {
+Result<std::string> StatusUnwatch(OpCall& c, WatchRequest& r) {
+  if (r.all) {
+    if (Status st = CheckWatchesAll(c); !st) return st.error();
+    if (Status st = c.core.engine.UnwatchAll(c.caller.handle); !st) return st.error();
+    return std::string();
+  }
   if (Status st = c.core.engine.Unwatch(c.caller.handle, r.client_ids); !st) return st.error();
   return std::string();
 }
 
+// device.status.set, and its REST route (on behalf of the user in the path).
+Result<std::string> DeviceStatusSet(OpCall& c, DeviceStatusRequest& r) {
+  engine::Engine& e = c.core.engine;
+  Result<engine::DeviceChange> d = MakeError(ErrorCode::kInternal, "unset");
+  if (c.caller.handle != 0) {
+    d = e.SetDeviceStatus(c.caller.handle, r.connection_id, r.status);
+  } else {
+    if (!r.connection_id) return BadRequest("missing field connectionId");
+    d = e.SetDeviceStatusOf(c.caller.client_id, *r.connection_id, r.status);
+  }
+  if (!d.ok()) return d.error();
+  std::string out = Field("device", AppendDevice, d->device);
+  out += ',';
+  out += Field("status", AppendStatus, d->status);
+  return out;
+}
+
 Result<std::string> RecordActivity(OpCall& c, ActivityRequest& r) {
+  if (c.caller.handle == 0) {
+    // POST /v1/users/{clientId}/activity: a backend records it for the user.
+    auto a = c.core.engine.RecordActivityOf(c.caller.client_id, r.kind, r.channel.value_or(""),
+                                            std::move(r.data));
+    if (!a.ok()) return a.error();
+    c.core.store.LastSeenDue(c.caller.client_id);
+    return Field("activity", AppendActivity,
+                 storage::StoredActivity{a->kind, a->channel, a->data, a->timestamp, ""});
+  }
   Status st = c.core.engine.RecordActivity(c.caller.handle, r.kind, r.channel.value_or(""),
                                            std::move(r.data));
   if (!st) return st.error();
@@ -239,6 +281,21 @@ Result<std::string> Devices(OpCall& c, DevicesRequest& r) {
 
 Result<std::string> Who(OpCall& c, WhoRequest& r) {
   return Field("users", AppendStatuses, c.core.engine.Who(r.channel));
+}
+
+// POST /v1/users/{clientId}/sync (pushes the current status to each live device) and GET (only
+// reports).
+std::string SyncFields(const engine::SyncReport& report) {
+  std::string data = SyncReportData(report);
+  return data.substr(1, data.size() - 2);  // the object's fields
+}
+
+Result<std::string> SyncOp(OpCall& c, NoFields&) {
+  return SyncFields(c.core.engine.SyncStatus(c.caller.client_id));
+}
+
+Result<std::string> SyncGetOp(OpCall& c, NoFields&) {
+  return SyncFields(c.core.engine.SyncState(c.caller.client_id));
 }
 
 Status Command(OpCall& c, CommandRequest& r, Responder respond) {
@@ -382,8 +439,9 @@ constexpr std::array kOps = {
     Async<HistoryRequest, History, kChannelOp | kTouch | kObserverOk>("history"),
     Async<StatusSetRequest, StatusSet>("status.set"),
     Async<ClientIdsRequest, StatusGet, kTouch | kObserverOk>("status.get"),
-    Sync<ClientIdsRequest, StatusWatch, kObserverOk>("status.watch"),
-    Sync<ClientIdsRequest, StatusUnwatch, kObserverOk>("status.unwatch"),
+    Sync<WatchRequest, StatusWatch, kObserverOk>("status.watch"),
+    Sync<WatchRequest, StatusUnwatch, kObserverOk>("status.unwatch"),
+    Sync<DeviceStatusRequest, DeviceStatusSet>("device.status.set"),
     Sync<ActivityRequest, RecordActivity, kChannelOp>("activity"),
     Async<ActivityGetRequest, ActivityGet, kTouch | kObserverOk>("activity.get"),
     Sync<DevicesRequest, Devices, kTouch | kObserverOk>("devices"),
@@ -391,6 +449,8 @@ constexpr std::array kOps = {
     Async<CommandRequest, Command, kTouch>("command"),
     Sync<ChannelListRequest, ListChannels, kRestOnly>("channels"),
     Sync<TokenRequest, MintTokenOp, kRestOnly>("tokens"),
+    Sync<NoFields, SyncOp, kRestOnly>("sync"),
+    Sync<NoFields, SyncGetOp, kRestOnly>("sync.get"),
     Sync<SessionStartRequest, SessionStart, kConversationOp>("session.start"),
     Sync<SessionStartRequest, SessionEnsure, kConversationOp>("session.ensure"),
     Sync<ConversationRequest, SessionGet, kConversationOp | kTouch | kObserverOk>("session.get"),

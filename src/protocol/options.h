@@ -17,6 +17,10 @@ struct DispatcherOptions {
   // remainPresentFor when the upgrade does not ask (`remainPresentForMs`), and its upper bound.
   TimeMs default_remain_present_for_ms = 15000;
   TimeMs max_remain_present_for_ms = 300000;
+  // The bounds of a client's own ping interval (`heartbeatMs` on the upgrade); without it the
+  // server's heartbeat_ms (a network setting) applies.
+  TimeMs min_heartbeat_ms = 1000;
+  TimeMs max_heartbeat_ms = 120000;
   double rate_per_second = 2000;           // sustained requests per connection
   double rate_burst = 5000;                // bucket size
   std::string epoch;                       // identifies this run of the server (set at start)

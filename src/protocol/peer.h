@@ -26,7 +26,8 @@ struct ConnectRequest {
   std::string device;
   std::optional<std::string> resume_key;
   std::optional<TimeMs> remain_present_for_ms;
-  bool batch = false;       // `batch=1`: several messages may share one frame (protocol-ext §1)
+  bool batch = false;  // `batch=1`: several messages may share one frame (protocol-ext §1)
+  std::optional<TimeMs> requested_heartbeat_ms;  // `heartbeatMs` of the upgrade (HeartbeatFor)
   TimeMs heartbeat_ms = 0;  // the session's ping interval, as the network layer runs it
 };
 

@@ -139,6 +139,29 @@ Result<ClientIdsRequest> ClientIdsRequest::Parse(const Args& a) {
   return r;
 }
 
+Result<WatchRequest> WatchRequest::Parse(const Args& a) {
+  WatchRequest r;
+  PRESENCED_FIELD(r.all, a.OptBool("all", false));
+  if (r.all) {
+    if (a.Has("clientIds")) return BadRequest("give clientIds or all, not both");
+    return r;
+  }
+  PRESENCED_FIELD(r.client_ids, a.StringArray("clientIds"));
+  return r;
+}
+
+Result<DeviceStatusRequest> DeviceStatusRequest::Parse(const Args& a) {
+  DeviceStatusRequest r;
+  const json::value* st = a.Get("status");
+  if (st == nullptr) return BadRequest("missing field status");
+  if (!st->is_string()) return BadRequest("status must be a string");
+  auto status = engine::ParsePresence(st->as_string());
+  if (!status) return BadRequest("status must be online, away, dnd or offline");
+  r.status = *status;
+  PRESENCED_FIELD(r.connection_id, a.OptString("connectionId"));
+  return r;
+}
+
 Result<ActivityRequest> ActivityRequest::Parse(const Args& a) {
   ActivityRequest r;
   PRESENCED_FIELD(r.kind, a.String("kind"));

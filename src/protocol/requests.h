@@ -86,6 +86,20 @@ struct ClientIdsRequest {
   static Result<ClientIdsRequest> Parse(const Args& a);
 };
 
+// status.watch / status.unwatch: `clientIds`, or `all` (observers: every user).
+struct WatchRequest {
+  std::vector<std::string> client_ids;
+  bool all = false;
+  static Result<WatchRequest> Parse(const Args& a);
+};
+
+// device.status.set, and PUT /v1/users/{clientId}/devices/{connectionId}/status.
+struct DeviceStatusRequest {
+  engine::Presence status = engine::Presence::kOnline;
+  std::optional<std::string_view> connection_id;  // absent: the calling connection
+  static Result<DeviceStatusRequest> Parse(const Args& a);
+};
+
 struct ActivityRequest {
   std::string_view kind;
   std::optional<std::string_view> channel;

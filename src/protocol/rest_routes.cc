@@ -32,7 +32,7 @@ enum class Shape : uint8_t {
 
 struct Route {
   std::string_view method;
-  std::array<std::string_view, 5> path;  // "{channel}", "{clientId}"... take that segment
+  std::array<std::string_view, 6> path;  // "{channel}", "{clientId}"... take that segment
   std::string_view op;
   Fields fields = Fields::kQuery;
   ActsFor acts_for = ActsFor::kNobody;
@@ -45,7 +45,7 @@ constexpr std::string_view kClient = "{clientId}";
 constexpr std::string_view kConversation = "{conversationId}";
 constexpr std::string_view kConnection = "{connectionId}";
 
-constexpr std::array<Route, 20> kRoutes = {{
+constexpr std::array<Route, 24> kRoutes = {{
     {"GET", {"v1", "channels"}, "channels"},
     {"GET", {"v1", "channels", kChannel, "presence"}, "get"},
     {"GET", {"v1", "channels", kChannel, "occupancy"}, "occupancy"},
@@ -65,6 +65,14 @@ constexpr std::array<Route, 20> kRoutes = {{
      Shape::kFieldOf},
     {"GET", {"v1", "users", kClient, "devices"}, "devices", Fields::kQuery, ActsFor::kPath},
     {"GET", {"v1", "users", kClient, "activity"}, "activity.get", Fields::kQuery, ActsFor::kPath},
+    {"POST", {"v1", "users", kClient, "activity"}, "activity", Fields::kBody, ActsFor::kPath},
+    {"PUT",
+     {"v1", "users", kClient, "devices", kConnection, "status"},
+     "device.status.set",
+     Fields::kBody,
+     ActsFor::kPath},
+    {"GET", {"v1", "users", kClient, "sync"}, "sync.get", Fields::kQuery, ActsFor::kPath},
+    {"POST", {"v1", "users", kClient, "sync"}, "sync", Fields::kQuery, ActsFor::kPath},
     {"GET", {"v1", "who"}, "who"},
     {"POST", {"v1", "commands"}, "command", Fields::kBody, ActsFor::kBody},
     {"POST", {"v1", "tokens"}, "tokens", Fields::kBody, ActsFor::kBody},

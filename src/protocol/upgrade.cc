@@ -1,6 +1,7 @@
 // The upgrade query and its token (upgrade.h); pure, on I/O threads.
 #include "protocol/upgrade.h"
 
+#include <algorithm>
 #include <boost/url/parse.hpp>
 #include <boost/url/url_view.hpp>
 #include <charconv>
@@ -10,6 +11,18 @@
 #include "protocol/auth.h"
 
 namespace presenced::protocol {
+
+namespace {
+
+// A query value that is a whole non-negative decimal number, or nothing.
+std::optional<int64_t> NonNegative(std::string_view text) {
+  int64_t v = 0;
+  auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), v);
+  if (ec != std::errc() || end != text.data() + text.size() || v < 0) return std::nullopt;
+  return v;
+}
+
+}  // namespace
 
 Result<ConnectRequest> ParseUpgrade(std::string_view target, std::string_view secret, TimeMs now,
                                     size_t max_id_bytes) {
@@ -26,13 +39,13 @@ Result<ConnectRequest> ParseUpgrade(std::string_view target, std::string_view se
     } else if (p.key == "resume") {
       req.resume_key = std::string(p.value);
     } else if (p.key == "remainPresentForMs") {
-      int64_t v = 0;
-      std::string s(p.value);
-      auto [end, ec] = std::from_chars(s.data(), s.data() + s.size(), v);
-      if (ec != std::errc() || end != s.data() + s.size() || v < 0) {
-        return BadRequest("remainPresentForMs must be a non-negative integer");
-      }
-      req.remain_present_for_ms = v;
+      auto v = NonNegative(p.value);
+      if (!v) return BadRequest("remainPresentForMs must be a non-negative integer");
+      req.remain_present_for_ms = *v;
+    } else if (p.key == "heartbeatMs") {
+      auto v = NonNegative(p.value);
+      if (!v) return BadRequest("heartbeatMs must be a non-negative integer");
+      req.requested_heartbeat_ms = *v;
     } else if (p.key == "batch") {
       // protocol-ext §1: opt-in batched frames.
       if (p.value == "1" || p.value == "true") {
@@ -51,6 +64,13 @@ Result<ConnectRequest> ParseUpgrade(std::string_view target, std::string_view se
   }
   if (Status st = ApplyToken(req, *token, secret, now, max_id_bytes); !st) return st.error();
   return req;
+}
+
+TimeMs HeartbeatFor(const ConnectRequest& request, TimeMs server_default,
+                    const DispatcherOptions& options) {
+  if (!request.requested_heartbeat_ms) return server_default;
+  return std::clamp(*request.requested_heartbeat_ms, options.min_heartbeat_ms,
+                    options.max_heartbeat_ms);
 }
 
 void MakeObserver(ConnectRequest& req) {

@@ -1,4 +1,4 @@
-// The WebSocket upgrade's query (`/v1/ws?token=...&device=...&resume=...&remainPresentForMs=`),
+// The WebSocket upgrade's query (`/v1/ws?token=&device=&resume=&remainPresentForMs=&heartbeatMs=`),
 // read and its token verified: pure and thread-safe, so the network layer's I/O thread runs it
 // before a connection reaches the Dispatcher.
 #pragma once
@@ -8,6 +8,7 @@
 
 #include "common/clock.h"
 #include "common/error.h"
+#include "protocol/options.h"
 #include "protocol/peer.h"
 
 namespace presenced::protocol {
@@ -19,6 +20,11 @@ inline constexpr TimeMs kAuthTimeoutMs = 5000;
 // parameter the request is `awaiting_auth` (the token comes in the first frame).
 Result<ConnectRequest> ParseUpgrade(std::string_view target, std::string_view secret, TimeMs now,
                                     size_t max_id_bytes);
+
+// The session's ping interval: the client's `heartbeatMs` clamped into the server's bounds
+// (min_heartbeat_ms..max_heartbeat_ms), or `server_default` when it asked for none.
+TimeMs HeartbeatFor(const ConnectRequest& request, TimeMs server_default,
+                    const DispatcherOptions& options);
 
 // Makes the request an observer's (the API key was shown): no token, every channel, reads only.
 void MakeObserver(ConnectRequest& request);

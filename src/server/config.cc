@@ -219,6 +219,10 @@ const std::vector<Setting>& Table() {
         Int(FIELD(protocol.sessions.abandon_after_ms), "session_abandon_ms", 1, kYear));
     add("heartbeat_ms", "ping interval; silent for two intervals = abrupt drop",
         Int(FIELD(net.heartbeat_ms), "heartbeat_ms", 10, kHour));
+    add("min_heartbeat_ms", "lowest ping interval a client may ask for (heartbeatMs)",
+        Int(FIELD(protocol.min_heartbeat_ms), "min_heartbeat_ms", 10, kHour));
+    add("max_heartbeat_ms", "highest ping interval a client may ask for (heartbeatMs)",
+        Int(FIELD(protocol.max_heartbeat_ms), "max_heartbeat_ms", 10, kHour));
     add("remain_present_for_ms", "default grace after an abrupt drop",
         Int(FIELD(protocol.default_remain_present_for_ms), "remain_present_for_ms", 0, kDay));
     add("max_remain_present_for_ms", "upper bound for a client's own grace",
@@ -458,6 +462,11 @@ std::vector<std::string> Reconcile(Config& c) {
     notes.push_back("remain_present_for_ms lowered to max_remain_present_for_ms (" +
                     std::to_string(p.max_remain_present_for_ms) + ")");
     p.default_remain_present_for_ms = p.max_remain_present_for_ms;
+  }
+  if (p.min_heartbeat_ms > p.max_heartbeat_ms) {
+    notes.push_back("max_heartbeat_ms raised to min_heartbeat_ms (" +
+                    std::to_string(p.min_heartbeat_ms) + ")");
+    p.max_heartbeat_ms = p.min_heartbeat_ms;
   }
   if (p.engine.away_after_ms > p.engine.offline_after_ms) {
     notes.push_back("offline_after_ms raised to away_after_ms (" +

@@ -52,7 +52,8 @@ Result<net::Upgrade> Service::AuthorizeUpgrade(const HttpRequest& req) {
     }
     protocol::MakeObserver(*request);
   }
-  request->heartbeat_ms = config_.net.heartbeat_ms;
+  request->heartbeat_ms =
+      protocol::HeartbeatFor(*request, config_.net.heartbeat_ms, config_.protocol);
   net::Upgrade upgrade;
   upgrade.heartbeat_ms = request->heartbeat_ms;
   // The dispatcher's `connected` frame carries the 101, unless the client sends its token first.

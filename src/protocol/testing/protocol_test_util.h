@@ -42,6 +42,7 @@
 #include "protocol/dispatcher.h"
 #include "protocol/metrics.h"
 #include "protocol/peer.h"
+#include "protocol/upgrade.h"
 #include "storage/memory_store.h"
 
 namespace presenced::protocol::testing {
@@ -186,6 +187,7 @@ struct ConnectOptions {
   std::string device;                                // `device=` (none when empty)
   std::optional<std::string> resume;                 // `resume=`
   std::optional<std::string> remain_present_for_ms;  // `remainPresentForMs=`, as sent
+  std::optional<std::string> heartbeat_query;        // `heartbeatMs=`, as sent
   int64_t token_ttl_s = 3600;
   TimeMs heartbeat_ms = kTestHeartbeatMs;
   bool batch = false;   // `batch=1`
@@ -206,6 +208,9 @@ struct Resume {
 struct RemainPresentFor {
   std::string ms;  // as sent in the query, so bad values can be tried
 };
+struct AskHeartbeat {
+  std::string ms;  // the client's `heartbeatMs=`, as sent
+};
 struct TokenTtl {
   int64_t seconds;
 };
@@ -219,6 +224,7 @@ inline void ApplyOption(ConnectOptions& o, Resume v) { o.resume = std::move(v.ke
 inline void ApplyOption(ConnectOptions& o, RemainPresentFor v) {
   o.remain_present_for_ms = std::move(v.ms);
 }
+inline void ApplyOption(ConnectOptions& o, AskHeartbeat v) { o.heartbeat_query = std::move(v.ms); }
 inline void ApplyOption(ConnectOptions& o, TokenTtl v) { o.token_ttl_s = v.seconds; }
 inline void ApplyOption(ConnectOptions& o, Heartbeat v) { o.heartbeat_ms = v.ms; }
 inline void ApplyOption(ConnectOptions& o, Batch) { o.batch = true; }
@@ -278,7 +284,8 @@ class ProtocolHarness {
     return token.ok() ? *token : std::string();
   }
 
-  // The upgrade as the server runs it (ParseUpgrade with the server's secret and heartbeat),
+  // The upgrade as the server runs it (ParseUpgrade with the server's secret, HeartbeatFor with
+  // `heartbeat_ms` as the server's setting),
   // without opening a session. The error is what the HTTP refusal would carry.
   template <typename... Opts>
   Result<ConnectRequest> Upgrade(std::string_view client_id, Opts... opts) {
@@ -289,6 +296,7 @@ class ProtocolHarness {
     if (!o.device.empty()) target += "&device=" + o.device;
     if (o.resume) target += "&resume=" + *o.resume;
     if (o.remain_present_for_ms) target += "&remainPresentForMs=" + *o.remain_present_for_ms;
+    if (o.heartbeat_query) target += "&heartbeatMs=" + *o.heartbeat_query;
     if (o.batch) target += "&batch=1";
     return UpgradeTarget(target, o.heartbeat_ms);
   }
@@ -297,7 +305,7 @@ class ProtocolHarness {
     auto request = ParseUpgrade(target, kTestSecret, clock.NowMs(),
                                 dispatcher_->engine().config().limits.max_id_bytes);
     if (!request.ok()) return request;
-    request->heartbeat_ms = heartbeat_ms;
+    request->heartbeat_ms = HeartbeatFor(*request, heartbeat_ms, options_);
     return request;
   }
 
@@ -329,6 +337,14 @@ class ProtocolHarness {
       c.connection_key = Str(c.connected, "connectionKey");
     }
     return c;
+  }
+
+  // An observer (the API key on the upgrade, as `Authorization: Bearer`), connected.
+  TestConn ConnectObserver(std::string_view device = "monitor") {
+    auto request = UpgradeTarget("/v1/ws?device=" + std::string(device));
+    EXPECT_TRUE(request.ok());
+    MakeObserver(*request);
+    return Open(std::move(request).value());
   }
 
   // One WebSocket message, then one loop round. Returns the reply to the message's `id` (the
