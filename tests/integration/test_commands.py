@@ -98,7 +98,8 @@ class CommandTest(ServerTest):
         a = await self.connect()
         r = await self.command(a, "/presence help")
         self.assertIn("/presence who [channel]", r["text"])
-        self.assertEqual(len(r["data"]["commands"]), 8)
+        self.assertEqual(len(r["data"]["commands"]), 9)
+        self.assertIn("/presence device STATUS", r["text"])
         for text, problem in [("/presence dance", "unknown command /presence dance"),
                               ('/presence status "open', "closing quote"),
                               ("hello", "is not a presence command"),
