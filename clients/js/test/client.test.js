@@ -250,19 +250,6 @@ test("TTL presence: value() drops expired entries, onChange fires, validate appl
   await pa.leave();
 });
 
-test("the README example runs and shows who is here", async () => {
-  const { execFile } = await import("node:child_process");
-  const { fileURLToPath } = await import("node:url");
-  const script = fileURLToPath(new URL("../../../examples/who-is-here.mjs", import.meta.url));
-  const out = await new Promise((resolve, reject) => {
-    execFile(process.execPath, [script], {
-      env: { ...process.env, PRESENCED_URL: server.url, PRESENCED_TOKEN: server.token("example-user"), PRESENCED_CHANNEL: unique(), EXIT_AFTER_MS: "300" },
-      timeout: 10000,
-    }, (err, stdout) => (err ? reject(err) : resolve(stdout)));
-  });
-  assert.match(out, /example-user online on 1 device\(s\), active: laptop/);
-});
-
 test("a bad URL is reported as an error event, never thrown", async () => {
   const errors = [];
   const c = new PresenceClient({ url: "not a url", token: "x", reconnectBaseMs: 10000 });
@@ -324,39 +311,6 @@ test("agent sessions: ensure, a worker's assignment, ready, events, stop", async
   assert.equal(await user.sessions.stop(conv), false);
   // Only workers serve.
   await assert.rejects(user.sessions.serve({}, () => {}), (e) => e instanceof PresenceError && e.code === "forbidden");
-});
-
-test("the agent worker example runs an agent per conversation until the session stops", async () => {
-  const { spawn } = await import("node:child_process");
-  const { fileURLToPath } = await import("node:url");
-  const script = fileURLToPath(new URL("../../../examples/agent-worker.mjs", import.meta.url));
-  const conv = unique("conv");
-  const proc = spawn(process.execPath, [script], {
-    env: { ...process.env, PRESENCED_URL: server.url, PRESENCED_TOKEN: server.token(unique("worker"), undefined, ["worker"]) },
-    stdio: ["ignore", "pipe", "inherit"],
-  });
-  let out = "";
-  proc.stdout.on("data", (c) => (out += c));
-  try {
-    await waitFor(() => out.includes("serving agent sessions"), 8000, "the worker to serve");
-    const user = connect(unique("user"));
-    const ch = user.channel("conversation:" + conv).presence;
-    await ch.subscribe(() => {}); // keeps the local member set
-    await ch.enter({ name: "Ada" });
-    const events = [];
-    user.on("session", (e) => events.push(e));
-    await user.sessions.ensure(conv, { request: { topic: "demo" } });
-    await waitFor(() => events.some((e) => e.action === "running"), 8000, "running");
-    await waitFor(() => ch.members().some((m) => m.clientId === "agent-" + conv), 8000, "the agent member");
-    await ch.update({ name: "Ada", say: "hi agent" });
-    await waitFor(() => out.includes("hi agent"), 8000, "the agent to hear");
-    const replies = async () => (await user.activity.list({ clientId: user.info.clientId })).length;
-    assert.equal(await replies(), 0); // the agent records under its worker, not the user
-    await user.sessions.stop(conv);
-    await waitFor(() => out.includes(`[${conv}] stopped: stopped`), 8000, "the agent to stop");
-  } finally {
-    proc.kill("SIGTERM");
-  }
 });
 
 test("the token travels in the first frame, not the URL; refreshToken replaces the patterns", async () => {
