@@ -117,10 +117,11 @@ test("per-device status: phone dnd while the laptop is online, laptop away by ha
   assert.deepEqual([byName.laptop.status, byName.laptop.manual], ["online", false]);
 
   // The laptop goes away by hand: no device online, so dnd (the phone's) wins over away.
+  const changesBefore = phoneChanges.length; // (coming online may have been one, by connect order)
   const r2 = await laptop.setDeviceStatus("away");
   assert.deepEqual([r2.device.status, r2.device.manual, r2.status.status], ["away", true, "dnd"]);
   await waitFor(() => phoneChanges.some((c) => c[2] === "dnd"), 8000, "the phone hears the user is dnd");
-  assert.deepEqual(phoneChanges, [[uid, "online", "dnd"]]);
+  assert.deepEqual(phoneChanges.slice(changesBefore), [[uid, "online", "dnd"]]);
   // A watcher gets the usual push, without the device, only when the user's status changed.
   await waitFor(() => watched.some((p) => p.status === "dnd"), 8000, "the watcher's push");
   assert.ok(watched.every((p) => p.device === undefined), JSON.stringify(watched));
@@ -419,7 +420,7 @@ test("heartbeatMs: liveness uses the client's interval (a silent short-interval 
     const elapsed = leave.at - start;
     // Two 500 ms intervals of silence, grace 0; never before the first interval has passed twice
     // (allowing the timer wheel's tick), and long before the server's one-minute interval.
-    assert.ok(elapsed >= 900 && elapsed < 3000, "dropped after " + elapsed + " ms");
+    assert.ok(elapsed >= 900 && elapsed < 5000, "dropped after " + elapsed + " ms");
     assert.deepEqual(watcher.channel(ch).presence.members().map((m) => m.clientId), ["long"]);
   } finally {
     for (const c of opened) await c.close();
