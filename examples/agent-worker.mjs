@@ -6,7 +6,9 @@
 // Run against a server:
 //   PRESENCED_TOKEN=$(presenced token worker-1 --roles worker) node examples/agent-worker.mjs
 // then, from any client, `session.ensure` a conversation (or `presencectl sessions start c1`).
-import { PresenceClient } from "../clients/js/dist/index.js";
+// EXIT_AFTER_SESSIONS=N makes it close and exit 0 once N sessions have stopped (the examples' test
+// runs it so); EXIT_AFTER_MS=N after N ms. Otherwise it serves until SIGINT/SIGTERM.
+import { PresenceClient } from "@presenced/client";
 
 const client = new PresenceClient({
   url: process.env.PRESENCED_URL ?? "ws://127.0.0.1:7070",
@@ -15,6 +17,8 @@ const client = new PresenceClient({
 });
 const capacity = Number(process.env.CAPACITY ?? 10);
 const running = new Map(); // conversationId -> stop function
+const exitAfterSessions = Number(process.env.EXIT_AFTER_SESSIONS ?? 0);
+let sessionsDone = 0;
 
 async function runAgent(assignment) {
   const { conversationId, agentId } = assignment.session;
@@ -39,6 +43,10 @@ async function runAgent(assignment) {
   running.delete(conversationId);
   await unsubscribe().catch(() => {});
   console.log(`[${conversationId}] stopped: ${reason}`);
+  if (exitAfterSessions && ++sessionsDone >= exitAfterSessions) {
+    await client.close();
+    process.exit(0);
+  }
 }
 
 await client.sessions.serve({ capacity }, (assignment) => {

@@ -1,6 +1,8 @@
 // Who is here, on which device, with what status: the @presenced/client README example.
 // Run against a server: PRESENCED_TOKEN=$(presenced token alice) node examples/who-is-here.mjs
-import { PresenceClient } from "../clients/js/dist/index.js";
+// (in the channel "room" of the README's quick start; PRESENCED_CHANNEL for another, and
+// EXIT_AFTER_MS to stop after that long).
+import { PresenceClient } from "@presenced/client";
 
 const client = new PresenceClient({
   url: process.env.PRESENCED_URL ?? "ws://127.0.0.1:7070",
@@ -8,7 +10,7 @@ const client = new PresenceClient({
   device: process.env.PRESENCED_DEVICE ?? "laptop",
 });
 
-const room = client.channel(process.env.PRESENCED_CHANNEL ?? "room-1").presence;
+const room = client.channel(process.env.PRESENCED_CHANNEL ?? "room").presence;
 
 async function render() {
   const users = new Map();

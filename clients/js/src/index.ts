@@ -4,120 +4,443 @@
 // backoff, resumes within the server's grace period (no leave/enter noise), and after a longer
 // outage re-enters every channel it had entered and re-subscribes from the last serial it saw, so
 // listeners see every change exactly once and in order.
+//
+// Every exported name carries a TSDoc comment with an example: `npm run docs` builds the API
+// reference from them (typedoc, with undocumented members as errors).
 
+/**
+ * @packageDocumentation
+ * The JavaScript/TypeScript client for presenced: channel presence, TTL presence, user and
+ * per-device status, agent sessions, reconnect and resume.
+ *
+ * @example
+ * ```ts
+ * import { PresenceClient } from "@presenced/client";
+ *
+ * const client = new PresenceClient({ url: "ws://127.0.0.1:7070", token, device: "laptop" });
+ * const room = client.channel("room").presence;
+ * await room.subscribe((e) => console.log(e.action, e.member.clientId));
+ * await room.enter({ name: "Alice" });
+ * ```
+ */
+
+/**
+ * What happened to a member: it entered, changed its data, or left.
+ *
+ * @example
+ * ```ts
+ * const actions: Action[] = ["enter", "leave"]; // subscribe to joins and leaves only
+ * await client.channel("room").presence.subscribe(actions, (e) => console.log(e.action));
+ * ```
+ */
 export type Action = "enter" | "update" | "leave";
+
+/**
+ * Why a member left: `left` (it called `leave`), `disconnected` (its connection closed cleanly),
+ * `timeout` (its connection dropped and did not come back within `remainPresentForMs`), or
+ * `expired` (its TTL ran out without a heartbeat).
+ *
+ * @example
+ * ```ts
+ * room.subscribe(["leave"], (e) => {
+ *   if (e.reason === "expired") console.log(e.member.clientId, "stopped sending heartbeats");
+ * });
+ * ```
+ */
 export type LeaveReason = "left" | "disconnected" | "timeout" | "expired";
+
+/**
+ * A user's or a device's status.
+ *
+ * @example
+ * ```ts
+ * const s: StatusValue = "dnd";
+ * await client.status.set(s, "Focus time");
+ * ```
+ */
 export type StatusValue = "online" | "away" | "dnd" | "offline";
+
+/**
+ * The client's connection state (`client.state`, and the `state` event).
+ *
+ * @example
+ * ```ts
+ * client.on("state", (s: ConnectionState) => console.log("connection", s));
+ * ```
+ */
 export type ConnectionState = "connecting" | "connected" | "disconnected" | "closed";
 
+/**
+ * One member of a channel: one connection of one client that entered it.
+ *
+ * @example
+ * ```ts
+ * const members: Member<{ name: string }>[] = await client.channel("room").presence.get();
+ * for (const m of members) console.log(m.clientId, m.connectionId, m.data.name);
+ * ```
+ */
 export interface Member<T = unknown> {
+  /** The user (the token's `sub`). */
   clientId: string;
+  /** The connection (device) that entered; one user may be a member several times. */
   connectionId: string;
+  /** The member's data, as given to `enter` or `update`. */
   data: T;
+  /** Time of the member's last change (ms since the epoch). */
   timestamp: number;
+  /** When a TTL member expires unless refreshed (ms since the epoch); null without a TTL. */
   expiresAt: number | null;
 }
 
+/**
+ * One change of a channel's presence, with its serial (strictly increasing per channel).
+ *
+ * @example
+ * ```ts
+ * await room.subscribe((e: PresenceEvent) => console.log(e.serial, e.action, e.member.clientId, e.reason ?? ""));
+ * ```
+ */
 export interface PresenceEvent<T = unknown> {
+  /** Always `"presence"`. */
   type: "presence";
+  /** The channel's name. */
   channel: string;
+  /** Enter, update or leave. */
   action: Action;
+  /** The member after the change (on a leave: as it was). */
   member: Member<T>;
+  /** The channel's serial of this event: gapless and increasing for a subscriber. */
   serial: number;
+  /** On a leave: why the member left. */
   reason?: LeaveReason;
 }
 
+/**
+ * A user's status, as the server derives it from the user's devices and manual status.
+ *
+ * @example
+ * ```ts
+ * const [s]: UserStatus[] = await client.status.get(["alice"]);
+ * console.log(s.status, s.text, s.lastSeen, s.activeDevice);
+ * ```
+ */
 export interface UserStatus {
+  /** The user. */
   clientId: string;
+  /** The user's status: set by hand, else derived from the devices (docs/protocol.md). */
   status: StatusValue;
+  /** The custom status text, or null. */
   text: string | null;
+  /** The user's last activity (ms since the epoch), or null when never seen. */
   lastSeen: number | null;
+  /** The connectionId of the device used last, or null. */
   activeDevice: string | null;
 }
 
+/**
+ * A status push: sent to watchers of a user when the user's status changes, and to all the
+ * user's own connections; after a device's status was set it carries that `device` (and then
+ * reaches the user's connections even when the user's status did not change).
+ *
+ * @example
+ * ```ts
+ * client.on("status", (p: StatusPush) => {
+ *   if (p.device) console.log(`device ${p.device.device} is now ${p.device.status}`);
+ *   console.log(`${p.clientId}: ${p.previous} -> ${p.status}`);
+ * });
+ * ```
+ */
 export interface StatusPush extends UserStatus {
+  /** Always `"status"`. */
   type: "status";
+  /** The user's status before this push (equal to `status` when only a device changed). */
   previous: StatusValue;
+  /** The device whose status was set, on pushes to the user's own connections after `setDeviceStatus`. */
+  device?: Device;
 }
 
+/**
+ * One live connection (device) of a user, with its own status.
+ *
+ * @example
+ * ```ts
+ * for (const d of await client.devices()) {
+ *   console.log(d.device, d.status, d.manual ? "(set)" : "", d.active ? "active" : "");
+ * }
+ * ```
+ */
 export interface Device {
+  /** The connection's id. */
   connectionId: string;
+  /** The device name given on connect (`device` option), `"unknown"` by default. */
   device: string;
+  /** The device's effective status: set by hand, else from its idle time. */
   status: StatusValue;
+  /** True when the status was set by hand (`setDeviceStatus`), false when automatic. */
+  manual: boolean;
+  /** The device's last activity (ms since the epoch). */
   lastSeen: number;
+  /** True for the user's active device (the one used last). */
   active: boolean;
 }
 
-export interface Activity {
-  kind: string;
-  channel: string | null;
-  data: unknown;
-  timestamp: number;
-  connectionId: string;
+/**
+ * What `setDeviceStatus` resolves with: the device after the change and the user's status.
+ *
+ * @example
+ * ```ts
+ * const { device, status }: DeviceStatusResult = await phone.setDeviceStatus("dnd");
+ * console.log(device.status, device.manual, status.status);
+ * ```
+ */
+export interface DeviceStatusResult {
+  /** The device whose status was set. */
+  device: Device;
+  /** The user's status that follows from all the user's devices (and a manual user status). */
+  status: UserStatus;
 }
 
+/**
+ * One activity record of a user (`client.activity.record`).
+ *
+ * @example
+ * ```ts
+ * const [last]: Activity[] = await client.activity.list({ limit: 1 });
+ * console.log(last.kind, last.channel, last.data, new Date(last.timestamp));
+ * ```
+ */
+export interface Activity {
+  /** What the user did, e.g. `"message"`. */
+  kind: string;
+  /** The channel it happened in, or null. */
+  channel: string | null;
+  /** Any JSON given with the record. */
+  data: unknown;
+  /** When it was recorded (ms since the epoch, the server's clock). */
+  timestamp: number;
+  /** The connection that recorded it (null for a record made over REST on a user's behalf). */
+  connectionId: string | null;
+}
+
+/**
+ * Which page of a channel's history to read (`ChannelPresence.history`).
+ *
+ * @example
+ * ```ts
+ * const page = await room.history({ direction: "forwards", limit: 50, start: Date.now() - 3600_000 });
+ * ```
+ */
 export interface HistoryOptions {
+  /** Earliest event time (ms since the epoch). */
   start?: number;
+  /** Latest event time (ms since the epoch). */
   end?: number;
+  /** Events per page. */
   limit?: number;
+  /** Newest first (`backwards`, the default) or oldest first. */
   direction?: "backwards" | "forwards";
+  /** The `next` of the previous page. */
   cursor?: number;
 }
 
+/**
+ * One page of history; `next` is the cursor of the following page, absent on the last.
+ *
+ * @example
+ * ```ts
+ * let page: HistoryPage = await room.history({ limit: 100 });
+ * while (page.next !== undefined) page = await room.history({ limit: 100, cursor: page.next });
+ * ```
+ */
 export interface HistoryPage {
+  /** The events of this page, in the requested direction. */
   events: PresenceEvent[];
+  /** Cursor for the next page; absent when there is none. */
   next?: number;
 }
 
-/** A request the server refused, or one that could not complete. `code` is the protocol's. */
 // ----- Agent sessions (protocol-ext §3) ---------------------------------------------------------
 
+/**
+ * An agent session's state: `starting` (assigned to a worker, not ready yet) or `running`.
+ *
+ * @example
+ * ```ts
+ * const s = await client.sessions.get("c1");
+ * if (s?.state === "running") console.log("the agent is up");
+ * ```
+ */
 export type SessionState = "starting" | "running";
+
+/**
+ * Why an agent session stopped.
+ *
+ * @example
+ * ```ts
+ * const reason: SessionStopReason = await assignment.stopped;
+ * ```
+ */
 export type SessionStopReason = "stopped" | "idle" | "abandoned" | "failed" | "worker_lost";
 
-/** One agent session per conversation, cluster-wide (SESSION on the wire). */
+/**
+ * One agent session per conversation, cluster-wide (SESSION on the wire).
+ *
+ * @example
+ * ```ts
+ * const { session }: { session: AgentSession } = await client.sessions.ensure("c1");
+ * console.log(session.agentId, session.state, session.workerConnectionId);
+ * ```
+ */
 export interface AgentSession {
+  /** The conversation the session belongs to. */
   conversationId: string;
+  /** The agent's clientId, `agent-{conversationId}`. */
   agentId: string;
+  /** Starting or running. */
   state: SessionState;
+  /** The worker connection running it, or null while unassigned. */
   workerConnectionId: string | null;
+  /** When the session started (ms since the epoch). */
   startedAt: number;
+  /** The conversation's last activity (ms since the epoch). */
   lastActivityAt: number;
+  /** Idle time after which the session stops (reason `idle`). */
   inactivityTimeoutMs: number;
+  /** Time without any member after which the session stops (reason `abandoned`). */
   abandonAfterMs: number;
 }
 
+/**
+ * A change of an agent session (`client.on("session")`, for conversations this client ensured).
+ *
+ * @example
+ * ```ts
+ * client.on("session", (e: SessionEvent) => console.log(e.action, e.session.conversationId, e.reason ?? ""));
+ * ```
+ */
 export interface SessionEvent {
+  /** What happened to the session. */
   action: "started" | "running" | "reassigned" | "stopped";
+  /** The session after the change. */
   session: AgentSession;
+  /** On `stopped`: why. */
   reason?: SessionStopReason;
   /** What the worker's `fail` said, on `stopped` with reason `failed`. */
   error?: string;
 }
 
+/**
+ * What `sessions.start` and `sessions.ensure` resolve with.
+ *
+ * @example
+ * ```ts
+ * const { session, created }: SessionResult = await client.sessions.start("c1");
+ * if (!created) console.log("already running on", session.workerConnectionId);
+ * ```
+ */
+export interface SessionResult {
+  /** The conversation's session (new or the one that existed). */
+  session: AgentSession;
+  /** False when the session existed already. */
+  created: boolean;
+}
+
+/**
+ * Options of `sessions.start` and `sessions.ensure`.
+ *
+ * @example
+ * ```ts
+ * await client.sessions.ensure("c1", { request: { prompt: "hi" }, inactivityTimeoutMs: 600_000 });
+ * ```
+ */
 export interface SessionStartOptions {
   /** Any JSON, handed verbatim to the worker that runs the agent. */
   request?: unknown;
+  /** Idle time after which the session stops (the server's default when absent). */
   inactivityTimeoutMs?: number;
+  /** Time without members after which the session stops (the server's default when absent). */
   abandonAfterMs?: number;
 }
 
-/** A session assigned to this worker (`client.sessions.serve`). */
+/**
+ * A session assigned to this worker (`client.sessions.serve`).
+ *
+ * @example
+ * ```ts
+ * await worker.sessions.serve({ capacity: 4 }, async (a: SessionAssignment) => {
+ *   await a.ready();
+ *   console.log("stopped:", await a.stopped);
+ * });
+ * ```
+ */
 export interface SessionAssignment {
+  /** The session assigned. */
   session: AgentSession;
+  /** The `request` given to `start`/`ensure` (null when none). */
   request: unknown;
-  /** The agent is running: the server enters it in `conversation:{id}`. */
+  /**
+   * The agent is running: the server enters it in `conversation:{id}`.
+   *
+   * @example
+   * ```ts
+   * await assignment.ready();
+   * ```
+   */
   ready(): Promise<void>;
-  /** The agent could not start: the session stops with reason `failed`. */
+  /**
+   * The agent could not start: the session stops with reason `failed`.
+   *
+   * @example
+   * ```ts
+   * await assignment.fail("model unavailable");
+   * ```
+   */
   fail(error?: string): Promise<void>;
-  /** Activity that keeps the session from idling. */
+  /**
+   * Activity that keeps the session from idling.
+   *
+   * @example
+   * ```ts
+   * await assignment.touch();
+   * ```
+   */
   touch(): Promise<void>;
   /** Resolves when the server stops this session (or hands it away). */
   readonly stopped: Promise<SessionStopReason>;
 }
 
+/**
+ * A request the server refused, or one that could not complete. `code` is the protocol's
+ * (`not_present`, `forbidden`, `not_found`, `rate_limited`, ...) or the client's own (`timeout`,
+ * `disconnected`, `closed`).
+ *
+ * @example
+ * ```ts
+ * try {
+ *   await room.update({ typing: true });
+ * } catch (e) {
+ *   if (e instanceof PresenceError && e.code === "not_present") await room.enter({ typing: true });
+ * }
+ * ```
+ */
 export class PresenceError extends Error {
+  /**
+   * @param code - the protocol's error code
+   * @param message - a human-readable explanation
+   * @example
+   * ```ts
+   * throw new PresenceError("bad_request", "a token is required");
+   * ```
+   */
   constructor(
+    /**
+     * The protocol's error code (or `timeout`, `disconnected`, `closed`).
+     *
+     * @example
+     * ```ts
+     * await room.update(1).catch((e: PresenceError) => console.log(e.code)); // "not_present"
+     * ```
+     */
     public readonly code: string,
     message: string,
   ) {
@@ -126,42 +449,189 @@ export class PresenceError extends Error {
   }
 }
 
-/** The subset of the WebSocket API the client uses (browser WebSocket and `ws` both fit). */
-interface SocketLike {
+/**
+ * The subset of the WebSocket API the client uses (browser WebSocket and `ws` both fit).
+ *
+ * @example
+ * ```ts
+ * const socket: SocketLike = new WebSocket("ws://127.0.0.1:7070/v1/ws");
+ * ```
+ */
+export interface SocketLike {
+  /** 0 connecting, 1 open, 2 closing, 3 closed. */
   readyState: number;
+  /**
+   * Sends a text frame.
+   *
+   * @example
+   * ```ts
+   * socket.send(JSON.stringify({ op: "ping", id: 1 }));
+   * ```
+   */
   send(data: string): void;
+  /**
+   * Closes with a close frame.
+   *
+   * @example
+   * ```ts
+   * socket.close(1000, "bye");
+   * ```
+   */
   close(code?: number, reason?: string): void;
+  /** Called when open. */
   onopen: ((ev: unknown) => void) | null;
+  /** Called when closed, with the close code. */
   onclose: ((ev: { code: number; reason: string }) => void) | null;
+  /** Called on an error (a close follows). */
   onerror: ((ev: unknown) => void) | null;
+  /** Called with each message. */
   onmessage: ((ev: { data: unknown }) => void) | null;
+  /** Cuts the connection without a close frame (`ws` only; used by `dropConnection`). */
   terminate?: () => void;
 }
-type SocketFactory = new (url: string) => SocketLike;
 
+/**
+ * A WebSocket constructor (`ClientOptions.WebSocket`).
+ *
+ * @example
+ * ```ts
+ * import WebSocket from "ws";
+ * const client = new PresenceClient({ url, token, WebSocket: WebSocket as unknown as SocketFactory });
+ * ```
+ */
+export type SocketFactory = new (url: string) => SocketLike;
+
+/**
+ * How to connect: the server, the credentials, and the connection's parameters.
+ *
+ * @example
+ * ```ts
+ * const options: ClientOptions = {
+ *   url: "ws://127.0.0.1:7070",
+ *   authCallback: () => fetch("/presence-token").then((r) => r.text()),
+ *   device: "laptop",
+ *   heartbeatMs: 5000,
+ * };
+ * const client = new PresenceClient(options);
+ * ```
+ */
 export interface ClientOptions {
-  /** Server address, e.g. "ws://127.0.0.1:7070" (the path /v1/ws is added when absent). */
+  /**
+   * Server address, e.g. "ws://127.0.0.1:7070" (the path /v1/ws is added when absent).
+   *
+   * @example
+   * ```ts
+   * new PresenceClient({ url: "wss://presence.example.com", token });
+   * ```
+   */
   url: string;
-  /** A token, or a callback that returns a fresh one before every (re)connect. */
+  /**
+   * A client token (a JWT signed with the server's secret; `presenced token alice` mints one).
+   *
+   * @example
+   * ```ts
+   * new PresenceClient({ url, token: process.env.PRESENCED_TOKEN });
+   * ```
+   */
   token?: string;
+  /**
+   * A callback that returns a fresh token before every (re)connect (instead of `token`).
+   *
+   * @example
+   * ```ts
+   * new PresenceClient({ url, authCallback: async () => (await fetch("/token")).text() });
+   * ```
+   */
   authCallback?: () => Promise<string> | string;
+  /**
+   * This connection's device name, shown in `devices` (default `"unknown"`).
+   *
+   * @example
+   * ```ts
+   * new PresenceClient({ url, token, device: "phone" });
+   * ```
+   */
   device?: string;
+  /**
+   * How long the server keeps this connection's members after an abrupt drop, so that a quick
+   * reconnect resumes without leave/enter (clamped by the server; 0 = leave at once).
+   *
+   * @example
+   * ```ts
+   * new PresenceClient({ url, token, remainPresentForMs: 30_000 });
+   * ```
+   */
   remainPresentForMs?: number;
-  /** WebSocket constructor; defaults to the global one, else the `ws` package (Node). */
+  /**
+   * The heartbeat interval this connection asks for (`heartbeatMs` on the upgrade): the server
+   * pings every `heartbeatMs` and treats the connection as dropped after two silent intervals, so
+   * a short interval notices a dead device sooner. The server clamps it into its bounds
+   * (`PRESENCED_MIN_HEARTBEAT_MS`, default 1000, to `PRESENCED_MAX_HEARTBEAT_MS`, default
+   * 120000); absent = the server's `PRESENCED_HEARTBEAT_MS`. The effective value is
+   * `client.info.heartbeatMs`. A non-negative integer, else the constructor throws `bad_request`.
+   *
+   * @example
+   * ```ts
+   * const client = new PresenceClient({ url, token, heartbeatMs: 5000 });
+   * const { heartbeatMs } = await client.waitForConnected(); // 5000, or the server's bound
+   * ```
+   */
+  heartbeatMs?: number;
+  /**
+   * WebSocket constructor; defaults to the global one, else the `ws` package (Node).
+   *
+   * @example
+   * ```ts
+   * import WebSocket from "ws";
+   * new PresenceClient({ url, token, WebSocket: WebSocket as unknown as SocketFactory });
+   * ```
+   */
   WebSocket?: SocketFactory;
-  /** Reconnect backoff: first delay and cap, in ms (jittered by ±50 %). */
+  /**
+   * Reconnect backoff: the first delay in ms (doubling per attempt, jittered by ±50 %). Default 250.
+   *
+   * @example
+   * ```ts
+   * new PresenceClient({ url, token, reconnectBaseMs: 100, reconnectMaxMs: 5000 });
+   * ```
+   */
   reconnectBaseMs?: number;
+  /**
+   * Reconnect backoff: the longest delay in ms. Default 10000.
+   *
+   * @example
+   * ```ts
+   * new PresenceClient({ url, token, reconnectMaxMs: 30_000 });
+   * ```
+   */
   reconnectMaxMs?: number;
-  /** How long a request waits for its reply. */
+  /**
+   * How long a request waits for its reply before it rejects with `timeout`. Default 10000.
+   *
+   * @example
+   * ```ts
+   * new PresenceClient({ url, token, requestTimeoutMs: 3000 });
+   * ```
+   */
   requestTimeoutMs?: number;
   /**
    * Let the server pack several messages into one frame (`batch=1`, protocol-ext §1): fewer
    * frames in large rooms. Default true; the client unpacks them transparently.
+   *
+   * @example
+   * ```ts
+   * new PresenceClient({ url, token, batch: false });
+   * ```
    */
   batch?: boolean;
   /**
    * Put the token in the URL (`?token=`) instead of sending it as the first frame
    * (`{"op":"auth","token":...}`). Default false: URLs end up in proxy logs and browser history.
+   *
+   * @example
+   * ```ts
+   * new PresenceClient({ url, token, tokenInUrl: true });
+   * ```
    */
   tokenInUrl?: boolean;
   /**
@@ -169,32 +639,201 @@ export interface ClientOptions {
    * dashboard, a monitor). An observer subscribes and reads any channel and watches any user, but
    * is nobody: it is not online, not in `who`, and may not enter or set a status. Never give the
    * API key to a browser you do not control.
+   *
+   * @example
+   * ```ts
+   * const observer = new PresenceClient({ url, apiKey: process.env.PRESENCED_API_KEY });
+   * ```
    */
   apiKey?: string;
 }
 
+/**
+ * The server's `connected` frame: who this connection is and its effective parameters.
+ *
+ * @example
+ * ```ts
+ * const info: ConnectedInfo = await client.waitForConnected();
+ * console.log(info.connectionId, info.resumed, info.heartbeatMs);
+ * ```
+ */
 export interface ConnectedInfo {
+  /** This connection's id (kept across a resume). */
   connectionId: string;
+  /** The user (the token's `sub`; `presenced:observer` for an observer). */
   clientId: string;
+  /** The server run's id; it changes on every restart. */
   epoch: string;
+  /** True when this connection resumed the previous one (same connectionId, nothing lost). */
   resumed: boolean;
+  /** The effective heartbeat interval (the `heartbeatMs` option clamped, or the server's). */
   heartbeatMs: number;
+  /** The effective grace period after an abrupt drop. */
   remainPresentForMs: number;
 }
 
-type Listener<A extends unknown[]> = (...args: A) => void;
-
-interface ClientEvents {
+/**
+ * The client's events and their listeners' arguments (`client.on(name, listener)`).
+ *
+ * @example
+ * ```ts
+ * client.on("statusChange", (clientId, from, to) => console.log(clientId, from, "->", to));
+ * client.on("error", (e) => console.error(e.code, e.message));
+ * ```
+ */
+export interface ClientEvents {
+  /** The connection state changed. */
   state: [ConnectionState];
+  /** Connected (or resumed), with the server's `connected` frame. */
   connected: [ConnectedInfo];
+  /** A watched user's (or this user's) status changed: clientId, previous, now. */
   statusChange: [string, StatusValue, StatusValue];
+  /** A watched user came online (from offline). */
   online: [string];
+  /** A watched user went offline. */
   offline: [string];
+  /** Every status push, including device-only pushes (with `device`). */
   status: [StatusPush];
   /** Agent session events of conversations this client `ensure`d. */
   session: [SessionEvent];
+  /** Something failed outside a request (authentication, a reconnect, a listener of `serve`). */
   error: [PresenceError];
 }
+
+/**
+ * Agent sessions (protocol-ext §3), `client.sessions`: one per conversation, cluster-wide.
+ * `start` and `ensure` are idempotent (`created` is false when one exists).
+ *
+ * @example
+ * ```ts
+ * const { session, created } = await client.sessions.ensure("c1", { request: { topic: "demo" } });
+ * ```
+ */
+export interface SessionsApi {
+  /**
+   * Starts the conversation's session unless one exists.
+   *
+   * @example
+   * ```ts
+   * const { created } = await client.sessions.start("c1");
+   * ```
+   */
+  start(conversationId: string, opts?: SessionStartOptions): Promise<SessionResult>;
+  /**
+   * Like `start`, and delivers the conversation's session events to `on("session")` (also after
+   * a reconnect, while the session lives).
+   *
+   * @example
+   * ```ts
+   * client.on("session", (e) => console.log(e.action));
+   * await client.sessions.ensure("c1");
+   * ```
+   */
+  ensure(conversationId: string, opts?: SessionStartOptions): Promise<SessionResult>;
+  /**
+   * The conversation's session, or null.
+   *
+   * @example
+   * ```ts
+   * const session = await client.sessions.get("c1");
+   * ```
+   */
+  get(conversationId: string): Promise<AgentSession | null>;
+  /**
+   * Stops the session; resolves with false when there was none.
+   *
+   * @example
+   * ```ts
+   * await client.sessions.stop("c1");
+   * ```
+   */
+  stop(conversationId: string): Promise<boolean>;
+  /**
+   * Serves sessions (a token with `"roles":["worker"]`): `onAssign` is called with each session
+   * assigned to this worker.
+   *
+   * @example
+   * ```ts
+   * await worker.sessions.serve({ capacity: 10 }, async (a) => {
+   *   await a.ready();
+   * });
+   * ```
+   */
+  serve(opts: { capacity?: number }, onAssign: (a: SessionAssignment) => void | Promise<void>): Promise<void>;
+}
+
+/**
+ * The user's status, `client.status`: set this user's, read and watch anyone's.
+ *
+ * @example
+ * ```ts
+ * await client.status.set("away", "Lunch");
+ * const stop = await client.status.watch(["bob"], (p) => console.log(p.status));
+ * ```
+ */
+export interface StatusApi {
+  /**
+   * Sets this user's status by hand (a user-level status wins over the devices' statuses;
+   * `online` returns to automatic) and/or its custom text (null clears it).
+   *
+   * @example
+   * ```ts
+   * await client.status.set("dnd", "In a meeting");
+   * await client.status.set(undefined, null); // clear the text, keep the status
+   * ```
+   */
+  set(status?: StatusValue, text?: string | null): Promise<UserStatus>;
+  /**
+   * The statuses of these users.
+   *
+   * @example
+   * ```ts
+   * const [alice, bob] = await client.status.get(["alice", "bob"]);
+   * ```
+   */
+  get(clientIds: string[]): Promise<UserStatus[]>;
+  /**
+   * Calls `listener` with every status push of these users; resolves with a function that stops.
+   *
+   * @example
+   * ```ts
+   * const stop = await client.status.watch(["bob"], (p) => console.log(p.previous, "->", p.status));
+   * await stop();
+   * ```
+   */
+  watch(clientIds: string[], listener: (s: StatusPush) => void): Promise<() => Promise<void>>;
+}
+
+/**
+ * Activity records, `client.activity`: what users did, which moves their `lastSeen`.
+ *
+ * @example
+ * ```ts
+ * await client.activity.record("message", { channel: "room", data: { length: 12 } });
+ * ```
+ */
+export interface ActivityApi {
+  /**
+   * Records an activity of this user (it counts as activity for status and `lastSeen`).
+   *
+   * @example
+   * ```ts
+   * await client.activity.record("typing", { channel: "room" });
+   * ```
+   */
+  record(kind: string, opts?: { channel?: string; data?: unknown }): Promise<void>;
+  /**
+   * This user's (or `clientId`'s) recent activity, newest first.
+   *
+   * @example
+   * ```ts
+   * const recent = await client.activity.list({ clientId: "bob", limit: 10 });
+   * ```
+   */
+  list(opts?: { clientId?: string; limit?: number; since?: number }): Promise<Activity[]>;
+}
+
+type Listener<A extends unknown[]> = (...args: A) => void;
 
 interface Pending {
   resolve: (reply: Record<string, unknown>) => void;
@@ -206,8 +845,41 @@ function jitter(ms: number): number {
   return Math.round(ms * (0.5 + Math.random()));
 }
 
+/**
+ * One connection (one device) to presenced. It connects at once, reconnects by itself with
+ * jittered backoff, resumes within the grace period (no leave/enter for anyone), and after a
+ * longer outage re-enters the channels it had entered, re-subscribes from the last serial it saw
+ * and re-watches its users, so listeners see every change once, in order.
+ *
+ * @example
+ * ```ts
+ * const client = new PresenceClient({ url: "ws://127.0.0.1:7070", token, device: "laptop" });
+ * const room = client.channel("room").presence;
+ * await room.subscribe(() => console.log(room.members().map((m) => m.clientId)));
+ * await room.enter({ name: "Alice" });
+ * await client.setDeviceStatus("dnd"); // this device on do-not-disturb
+ * await client.close();
+ * ```
+ */
 export class PresenceClient {
+  /**
+   * The connection's state now (the `state` event tells each change).
+   *
+   * @example
+   * ```ts
+   * if (client.state === "connected") console.log("live");
+   * ```
+   */
   state: ConnectionState = "connecting";
+  /**
+   * The last `connected` frame (null before the first connect).
+   *
+   * @example
+   * ```ts
+   * await client.waitForConnected();
+   * console.log(client.info!.connectionId, client.info!.heartbeatMs);
+   * ```
+   */
   info: ConnectedInfo | null = null;
 
   private readonly opts: Required<
@@ -235,40 +907,52 @@ export class PresenceClient {
    * Agent sessions (protocol-ext §3): one per conversation, cluster-wide. `start` and `ensure` are
    * idempotent (`created` is false when one exists); `ensure` also delivers the conversation's
    * session events to `on("session")`. A token with `"roles":["worker"]` may `serve`.
+   *
+   * @example
+   * ```ts
+   * client.on("session", (e) => console.log(e.action));
+   * await client.sessions.ensure("c1", { request: { prompt: "hello" } });
+   * ```
    */
-  readonly sessions = {
-    start: (conversationId: string, opts: SessionStartOptions = {}): Promise<{ session: AgentSession; created: boolean }> =>
+  readonly sessions: SessionsApi = {
+    start: (conversationId, opts = {}) =>
       this.request("session.start", { conversationId, ...opts }).then((r) => ({
         session: r.session as AgentSession,
         created: r.created as boolean,
       })),
-    ensure: async (conversationId: string, opts: SessionStartOptions = {}): Promise<{ session: AgentSession; created: boolean }> => {
+    ensure: async (conversationId, opts = {}) => {
       const r = await this.request("session.ensure", { conversationId, ...opts });
       this.ensured.add(conversationId);
       return { session: r.session as AgentSession, created: r.created as boolean };
     },
-    get: (conversationId: string): Promise<AgentSession | null> =>
+    get: (conversationId) =>
       this.request("session.get", { conversationId }).then((r) => (r.session as AgentSession | null) ?? null),
-    stop: (conversationId: string): Promise<boolean> =>
-      this.request("session.stop", { conversationId }).then((r) => r.stopped as boolean),
-    /** Serves sessions: `onAssign` is called with each session assigned to this worker. */
-    serve: async (opts: { capacity?: number }, onAssign: (a: SessionAssignment) => void | Promise<void>): Promise<void> => {
+    stop: (conversationId) => this.request("session.stop", { conversationId }).then((r) => r.stopped as boolean),
+    serve: async (opts, onAssign) => {
       this.serving = { capacity: opts.capacity, onAssign };
       await this.request("session.serve", opts.capacity === undefined ? {} : { capacity: opts.capacity });
     },
   };
 
-  readonly status = {
-    set: (status?: StatusValue, text?: string | null): Promise<UserStatus> => {
+  /**
+   * The user's status: `set` this user's, `get` and `watch` anyone's. For one device's status
+   * see {@link PresenceClient.setDeviceStatus}.
+   *
+   * @example
+   * ```ts
+   * await client.status.set("away", "Back at 2");
+   * const [bob] = await client.status.get(["bob"]);
+   * ```
+   */
+  readonly status: StatusApi = {
+    set: (status, text) => {
       const fields: Record<string, unknown> = {};
       if (status !== undefined) fields.status = status;
       if (text !== undefined) fields.text = text;
       return this.request("status.set", fields).then((r) => r.status as UserStatus);
     },
-    get: (clientIds: string[]): Promise<UserStatus[]> =>
-      this.request("status.get", { clientIds }).then((r) => r.statuses as UserStatus[]),
-    /** Calls `listener` with every status push of these users; returns a function that stops. */
-    watch: async (clientIds: string[], listener: (s: StatusPush) => void): Promise<() => Promise<void>> => {
+    get: (clientIds) => this.request("status.get", { clientIds }).then((r) => r.statuses as UserStatus[]),
+    watch: async (clientIds, listener) => {
       for (const id of clientIds) {
         let set = this.watched.get(id);
         if (!set) this.watched.set(id, (set = new Set()));
@@ -290,16 +974,37 @@ export class PresenceClient {
     },
   };
 
-  readonly activity = {
-    record: (kind: string, opts: { channel?: string; data?: unknown } = {}): Promise<void> =>
-      this.request("activity", { kind, ...opts }).then(() => undefined),
-    list: (opts: { clientId?: string; limit?: number; since?: number } = {}): Promise<Activity[]> =>
-      this.request("activity.get", { ...opts }).then((r) => r.activities as Activity[]),
+  /**
+   * Activity records: `record` this user's, `list` this user's or another's.
+   *
+   * @example
+   * ```ts
+   * await client.activity.record("message", { channel: "room" });
+   * const recent = await client.activity.list({ limit: 5 });
+   * ```
+   */
+  readonly activity: ActivityApi = {
+    record: (kind, opts = {}) => this.request("activity", { kind, ...opts }).then(() => undefined),
+    list: (opts = {}) => this.request("activity.get", { ...opts }).then((r) => r.activities as Activity[]),
   };
 
+  /**
+   * Starts connecting at once (no `await` needed: requests wait for the connection).
+   *
+   * @throws PresenceError `bad_request` without a token, an authCallback or an apiKey, or with a
+   *   `heartbeatMs` that is not a non-negative integer.
+   * @example
+   * ```ts
+   * const client = new PresenceClient({ url: "ws://127.0.0.1:7070", token, heartbeatMs: 5000 });
+   * ```
+   */
   constructor(options: ClientOptions) {
     if (!options.token && !options.authCallback && !options.apiKey) {
       throw new PresenceError("bad_request", "a token, an authCallback or an apiKey is required");
+    }
+    const hb = options.heartbeatMs;
+    if (hb !== undefined && !(Number.isInteger(hb) && hb >= 0)) {
+      throw new PresenceError("bad_request", "heartbeatMs must be a non-negative integer");
     }
     this.opts = {
       reconnectBaseMs: 250,
@@ -318,14 +1023,33 @@ export class PresenceClient {
 
   // ----- Events --------------------------------------------------------------------------------
 
-  on<K extends keyof ClientEvents>(event: K, fn: Listener<ClientEvents[K]>): () => void {
+  /**
+   * Calls `fn` on each `event` (see {@link ClientEvents}); returns a function that stops.
+   *
+   * @example
+   * ```ts
+   * const stop = client.on("offline", (clientId) => console.log(clientId, "went offline"));
+   * stop();
+   * ```
+   */
+  on<K extends keyof ClientEvents>(event: K, fn: (...args: ClientEvents[K]) => void): () => void {
     let set = this.listeners.get(event);
     if (!set) this.listeners.set(event, (set = new Set()));
     set.add(fn as unknown as Listener<never[]>);
     return () => this.off(event, fn);
   }
 
-  off<K extends keyof ClientEvents>(event: K, fn: Listener<ClientEvents[K]>): void {
+  /**
+   * Removes a listener added with `on`.
+   *
+   * @example
+   * ```ts
+   * const log = (s: ConnectionState) => console.log(s);
+   * client.on("state", log);
+   * client.off("state", log);
+   * ```
+   */
+  off<K extends keyof ClientEvents>(event: K, fn: (...args: ClientEvents[K]) => void): void {
     this.listeners.get(event)?.delete(fn as unknown as Listener<never[]>);
   }
 
@@ -341,7 +1065,15 @@ export class PresenceClient {
 
   // ----- Connection ----------------------------------------------------------------------------
 
-  /** Resolves when connected (at once if connected now). */
+  /**
+   * Resolves with the connection's info when connected (at once if connected now); rejects after
+   * `timeoutMs`, or when the client is closed.
+   *
+   * @example
+   * ```ts
+   * const { connectionId, heartbeatMs } = await client.waitForConnected(5000);
+   * ```
+   */
   waitForConnected(timeoutMs = 10000): Promise<ConnectedInfo> {
     if (this.state === "connected" && this.info) return Promise.resolve(this.info);
     if (this.state === "closed") return Promise.reject(new PresenceError("closed", "client is closed"));
@@ -359,7 +1091,14 @@ export class PresenceClient {
     });
   }
 
-  /** Closes cleanly: members leave at once (reason disconnected). No reconnect. */
+  /**
+   * Closes cleanly: this connection's members leave at once (reason `disconnected`). No reconnect.
+   *
+   * @example
+   * ```ts
+   * process.on("SIGTERM", () => void client.close().then(() => process.exit(0)));
+   * ```
+   */
   async close(): Promise<void> {
     this.closing = true;
     if (this.reconnectTimer) clearTimeout(this.reconnectTimer);
@@ -377,7 +1116,16 @@ export class PresenceClient {
     }
   }
 
-  /** For tests and chaos drills: cut the socket without a close frame (an abrupt drop). */
+  /**
+   * For tests and chaos drills: cuts the socket without a close frame (an abrupt drop); the
+   * client reconnects and resumes.
+   *
+   * @example
+   * ```ts
+   * client.dropConnection();
+   * const { resumed } = await client.waitForConnected(); // true within remainPresentForMs
+   * ```
+   */
   dropConnection(): void {
     const s = this.socket;
     if (!s) return;
@@ -419,6 +1167,7 @@ export class PresenceClient {
     if (this.opts.remainPresentForMs !== undefined) {
       url.searchParams.set("remainPresentForMs", String(this.opts.remainPresentForMs));
     }
+    if (this.opts.heartbeatMs !== undefined) url.searchParams.set("heartbeatMs", String(this.opts.heartbeatMs));
     if (this.connectionKey) url.searchParams.set("resume", this.connectionKey);
     if (this.opts.batch) url.searchParams.set("batch", "1");
     const Ctor = await this.socketFactory();
@@ -609,6 +1358,13 @@ export class PresenceClient {
   /**
    * Replaces this connection's token before it expires (`auth`): the new token's channel
    * patterns apply from now on, and later reconnects use it. Resolves with its expiry (ms).
+   * Without an argument it asks `authCallback` (or sends the `token` option again).
+   *
+   * @example
+   * ```ts
+   * const expiresAt = await client.refreshToken(await fetchToken());
+   * setTimeout(() => void client.refreshToken(), expiresAt - Date.now() - 60_000);
+   * ```
    */
   async refreshToken(token?: string): Promise<number> {
     const fresh = token ?? (this.opts.authCallback ? await this.opts.authCallback() : this.opts.token!);
@@ -617,7 +1373,16 @@ export class PresenceClient {
     return r.expiresAt as number;
   }
 
-  /** Sends one protocol request and resolves with its reply (the raw object). */
+  /**
+   * Sends one protocol request (docs/protocol.md) and resolves with its reply (the raw object);
+   * rejects with a {@link PresenceError} carrying the protocol's code. Waits for the connection.
+   *
+   * @example
+   * ```ts
+   * const reply = await client.request("ping");
+   * console.log(reply.ok); // true
+   * ```
+   */
   async request(op: string, fields: Record<string, unknown> = {}): Promise<Record<string, unknown>> {
     if (this.state !== "connected") await this.waitForConnected(this.opts.requestTimeoutMs);
     const socket = this.socket;
@@ -641,60 +1406,211 @@ export class PresenceClient {
 
   // ----- Channels, users -----------------------------------------------------------------------
 
+  /**
+   * The channel named `name` (one object per name and client).
+   *
+   * @example
+   * ```ts
+   * const room = client.channel("room").presence;
+   * await room.enter({ name: "Alice" });
+   * ```
+   */
   channel(name: string): Channel {
     let ch = this.channels.get(name);
     if (!ch) this.channels.set(name, (ch = new Channel(this, name)));
     return ch;
   }
 
-  /** Heartbeat-style presence with TTLs (entries expire unless refreshed). */
+  /**
+   * Heartbeat-style presence with TTLs in channel `name` (entries expire unless refreshed).
+   * `validate` parses each member's data (a zod or Effect Schema decoder fits); entries whose
+   * data it rejects (throws) are left out.
+   *
+   * @example
+   * ```ts
+   * const cursors = client.presence<{ x: number; y: number }>("cursors", { validate: (d) => Cursor.parse(d) });
+   * await cursors.heartbeat({ x: 1, y: 2 }, 5000);
+   * ```
+   */
   presence<T = unknown>(name: string, opts: { validate?: (data: unknown) => T } = {}): TtlPresence<T> {
     return new TtlPresence<T>(this.channel(name), opts.validate);
   }
 
+  /**
+   * The live connections (devices) of this user, or of `clientId`, each with its status and
+   * whether it was set by hand. Another user's list leaves out the devices set `offline`.
+   *
+   * @example
+   * ```ts
+   * for (const d of await client.devices()) console.log(d.device, d.status, d.manual);
+   * ```
+   */
   devices(clientId?: string): Promise<Device[]> {
     return this.request("devices", clientId ? { clientId } : {}).then((r) => r.devices as Device[]);
   }
 
+  /**
+   * Sets one device's status (`device.status.set`): this connection's, or another live connection
+   * of the same user (`connectionId`; else `not_found`). `away`, `dnd` and `offline` are set by
+   * hand (`offline`: this device appears offline); `online` returns the device to automatic
+   * (online, then away and offline as it idles). The user's status follows from all devices (any
+   * online device makes the user online, else dnd, else away), unless the user set one by hand
+   * with `status.set`. Every connection of the user gets a status push with `device`.
+   *
+   * @example
+   * ```ts
+   * const phone = new PresenceClient({ url, token, device: "phone" });
+   * const { device, status } = await phone.setDeviceStatus("dnd");
+   * // device.status === "dnd", device.manual === true; status.status is "online" while the laptop is
+   * await phone.setDeviceStatus("online"); // back to automatic
+   * ```
+   */
+  setDeviceStatus(status: StatusValue, connectionId?: string): Promise<DeviceStatusResult> {
+    const fields: Record<string, unknown> = { status };
+    if (connectionId !== undefined) fields.connectionId = connectionId;
+    return this.request("device.status.set", fields).then((r) => ({ device: r.device as Device, status: r.status as UserStatus }));
+  }
+
+  /**
+   * The users who are not offline (in `channel`, or anywhere), with their statuses.
+   *
+   * @example
+   * ```ts
+   * const here = await client.who("room");
+   * console.log(here.map((u) => `${u.clientId} ${u.status}`));
+   * ```
+   */
   who(channel?: string): Promise<UserStatus[]> {
     return this.request("who", channel ? { channel } : {}).then((r) => r.users as UserStatus[]);
   }
 }
 
+/**
+ * A channel of one client (`client.channel(name)`): its presence lives in `presence`.
+ *
+ * @example
+ * ```ts
+ * const room: Channel = client.channel("room");
+ * await room.presence.enter({ name: "Alice" });
+ * ```
+ */
 export class Channel {
+  /**
+   * This channel's presence: enter, update, leave, get, subscribe, history.
+   *
+   * @example
+   * ```ts
+   * const members = await client.channel("room").presence.get();
+   * ```
+   */
   readonly presence: ChannelPresence;
+  /** @internal Use `client.channel(name)`. */
   constructor(
+    /**
+     * The client this channel belongs to.
+     *
+     * @example
+     * ```ts
+     * client.channel("room").client === client; // true
+     * ```
+     */
     readonly client: PresenceClient,
+    /**
+     * The channel's name.
+     *
+     * @example
+     * ```ts
+     * client.channel("room").name; // "room"
+     * ```
+     */
     readonly name: string,
   ) {
     this.presence = new ChannelPresence(this);
   }
 }
 
-type EventListener = (e: PresenceEvent) => void;
+/**
+ * A listener of channel events (`ChannelPresence.subscribe`).
+ *
+ * @example
+ * ```ts
+ * const log: PresenceEventListener = (e) => console.log(e.serial, e.action, e.member.clientId);
+ * await client.channel("room").presence.subscribe(log);
+ * ```
+ */
+export type PresenceEventListener = (e: PresenceEvent) => void;
 
-/** Presence in one channel, kept locally in serial order while subscribed. */
+/**
+ * A channel's occupancy (`ChannelPresence.occupancy`).
+ *
+ * @example
+ * ```ts
+ * const { members, clients }: Occupancy = await room.occupancy();
+ * ```
+ */
+export interface Occupancy {
+  /** Members: one per connection that entered. */
+  members: number;
+  /** Distinct clientIds among them. */
+  clients: number;
+}
+
+/**
+ * Presence in one channel (`client.channel(name).presence`): this connection's membership
+ * (`enter`, `update`, `leave`), reads (`get`, `occupancy`, `history`), and a local set kept in
+ * serial order while subscribed (`subscribe`, `members`).
+ *
+ * @example
+ * ```ts
+ * const room = client.channel("room").presence;
+ * const stop = await room.subscribe((e) => console.log(e.serial, e.action, e.member.clientId));
+ * await room.enter({ name: "Alice" });
+ * await room.update({ typing: true }, { merge: true }); // data is now { name: "Alice", typing: true }
+ * await room.leave();
+ * await stop();
+ * ```
+ */
 export class ChannelPresence {
   private readonly set = new Map<string, Member>(); // by connectionId
   private serial: number | null = null;
   private epoch: string | null = null;
   private buffered: PresenceEvent[] = [];
-  private readonly listeners = new Set<{ actions: Set<Action>; fn: EventListener }>();
+  private readonly listeners = new Set<{ actions: Set<Action>; fn: PresenceEventListener }>();
   private subscribed: Promise<void> | null = null;
   private entered: { data: unknown; ttlMs?: number } | null = null;
 
+  /** @internal Use `client.channel(name).presence`. */
   constructor(private readonly channel: Channel) {}
 
   private get client(): PresenceClient {
     return this.channel.client;
   }
 
+  /**
+   * Enters the channel as this connection with `data` (entering again replaces the data). With
+   * `ttlMs` the member expires unless refreshed (see {@link TtlPresence}).
+   *
+   * @example
+   * ```ts
+   * const me = await room.enter({ name: "Alice" });
+   * console.log(me.connectionId);
+   * ```
+   */
   async enter(data?: unknown, opts: { ttlMs?: number } = {}): Promise<Member> {
     const r = await this.client.request("enter", { channel: this.channel.name, data, ...opts });
     this.entered = { data: data ?? null, ttlMs: opts.ttlMs };
     return r.member as Member;
   }
 
+  /**
+   * Changes this connection's data: replaced, or with `merge` shallow-merged into the old object.
+   * Others see one `update` event (not a leave and an enter). `not_present` when not entered.
+   *
+   * @example
+   * ```ts
+   * await room.update({ typing: true }, { merge: true });
+   * ```
+   */
   async update(data: unknown, opts: { merge?: boolean; ttlMs?: number } = {}): Promise<Member> {
     const r = await this.client.request("update", { channel: this.channel.name, data, ...opts });
     const m = r.member as Member;
@@ -702,27 +1618,67 @@ export class ChannelPresence {
     return m;
   }
 
+  /**
+   * Leaves the channel (others see a leave with reason `left`; `data`, when given, is the
+   * member's data in that event).
+   *
+   * @example
+   * ```ts
+   * await room.leave({ bye: true });
+   * ```
+   */
   async leave(data?: unknown): Promise<void> {
     this.entered = null;
     await this.client.request("leave", data === undefined ? { channel: this.channel.name } : { channel: this.channel.name, data });
   }
 
+  /**
+   * The channel's members now, from the server (optionally one client's or one connection's).
+   *
+   * @example
+   * ```ts
+   * const alices = await room.get({ clientId: "alice" });
+   * ```
+   */
   async get(filter: { clientId?: string; connectionId?: string } = {}): Promise<Member[]> {
     const r = await this.client.request("get", { channel: this.channel.name, ...filter });
     return r.members as Member[];
   }
 
+  /**
+   * A page of the channel's past events (see {@link HistoryOptions}).
+   *
+   * @example
+   * ```ts
+   * const { events, next } = await room.history({ direction: "forwards", limit: 100 });
+   * ```
+   */
   async history(opts: HistoryOptions = {}): Promise<HistoryPage> {
     const r = await this.client.request("history", { channel: this.channel.name, ...opts });
     return { events: r.events as PresenceEvent[], ...(r.next !== undefined ? { next: r.next as number } : {}) };
   }
 
-  async occupancy(): Promise<{ members: number; clients: number }> {
+  /**
+   * How many members (connections) and distinct clients are in the channel.
+   *
+   * @example
+   * ```ts
+   * const { members, clients } = await room.occupancy();
+   * ```
+   */
+  async occupancy(): Promise<Occupancy> {
     const r = await this.client.request("occupancy", { channel: this.channel.name });
     return { members: r.members as number, clients: r.clients as number };
   }
 
-  /** The local presence set (empty until the first subscription has its snapshot). */
+  /**
+   * The local presence set (empty until the first subscription has its snapshot).
+   *
+   * @example
+   * ```ts
+   * await room.subscribe(() => render(room.members()));
+   * ```
+   */
   members(): Member[] {
     return [...this.set.values()];
   }
@@ -730,10 +1686,16 @@ export class ChannelPresence {
   /**
    * Calls `listener` for each event (optionally only `actions`), in serial order, once each.
    * Resolves when the snapshot is in; returns a function that unsubscribes.
+   *
+   * @example
+   * ```ts
+   * const stop = await room.subscribe(["enter", "leave"], (e) => console.log(e.action, e.member.clientId));
+   * await stop();
+   * ```
    */
-  async subscribe(actionsOrListener: Action[] | EventListener, maybeListener?: EventListener): Promise<() => Promise<void>> {
+  async subscribe(actionsOrListener: Action[] | PresenceEventListener, maybeListener?: PresenceEventListener): Promise<() => Promise<void>> {
     const actions = Array.isArray(actionsOrListener) ? actionsOrListener : ["enter", "update", "leave"];
-    const fn = (Array.isArray(actionsOrListener) ? maybeListener : actionsOrListener) as EventListener;
+    const fn = (Array.isArray(actionsOrListener) ? maybeListener : actionsOrListener) as PresenceEventListener;
     const entry = { actions: new Set<Action>(actions as Action[]), fn };
     this.listeners.add(entry);
     if (!this.subscribed) {
@@ -774,7 +1736,7 @@ export class ChannelPresence {
     }
   }
 
-  /** After a new (not resumed) connection: enter again, and catch up from the last serial. */
+  /** @internal After a new (not resumed) connection: enter again, and catch up from the last serial. */
   async restore(previousEpoch: string): Promise<void> {
     if (this.entered) {
       await this.client.request("enter", {
@@ -790,7 +1752,7 @@ export class ChannelPresence {
     }
   }
 
-  /** A full snapshot: replaces the set; with `diff`, listeners hear the changes it implies. */
+  /** @internal A full snapshot: replaces the set; with `diff`, listeners hear the changes it implies. */
   onSnapshot(members: Member[], serial: number, diff: boolean): void {
     const next = new Map(members.map((m) => [m.connectionId, m]));
     if (diff) {
@@ -812,6 +1774,7 @@ export class ChannelPresence {
     this.drain();
   }
 
+  /** @internal One event from the server. */
   onEvent(e: PresenceEvent): void {
     if (!this.subscribed && this.listeners.size === 0) return;
     if (this.serial === null) {
@@ -850,32 +1813,80 @@ export class ChannelPresence {
   }
 }
 
+/**
+ * One live entry of {@link TtlPresence.value}.
+ *
+ * @example
+ * ```ts
+ * for (const [clientId, entry] of cursors.value()) console.log(clientId, entry.data, entry.expiresAtMs - Date.now());
+ * ```
+ */
 export interface TtlEntry<T> {
+  /** The entry's data (after `validate`). */
   data: T;
+  /** When it expires unless refreshed (ms since the epoch). */
   expiresAtMs: number;
 }
 
-/** Heartbeat-style presence: entries live until their TTL unless refreshed. */
+/**
+ * Heartbeat-style presence (`client.presence(name, {validate})`): entries live until their TTL
+ * unless refreshed; `value()` holds the live ones by clientId. The server ends an entry whose TTL
+ * ran out (a leave with reason `expired`), and a dropped connection's entries stay through a
+ * resume.
+ *
+ * @example
+ * ```ts
+ * const room = client.presence("room-123");
+ * await room.heartbeat({ status: "online" }, 30_000);
+ * room.onChange((entries) => console.log([...entries.keys()]));
+ * setInterval(() => void room.heartbeat({ status: "online" }, 30_000), 10_000);
+ * ```
+ */
 export class TtlPresence<T = unknown> {
   private readonly changeListeners = new Set<(value: Map<string, TtlEntry<T>>) => void>();
   private unsubscribe: Promise<() => Promise<void>> | null = null;
   private expiryTimer: ReturnType<typeof setTimeout> | null = null;
 
+  /** @internal Use `client.presence(name, {validate})`. */
   constructor(
     private readonly channel: Channel,
     private readonly validate?: (data: unknown) => T,
   ) {}
 
-  /** Enters or refreshes this connection's entry for `ttlMs`. */
+  /**
+   * Enters or refreshes this connection's entry with `data` for `ttlMs`.
+   *
+   * @example
+   * ```ts
+   * await cursors.heartbeat({ x: 120, y: 340 }, 5000);
+   * ```
+   */
   heartbeat(data: T, ttlMs: number): Promise<Member> {
     return this.channel.presence.enter(data, { ttlMs });
   }
 
+  /**
+   * Removes this connection's entry at once.
+   *
+   * @example
+   * ```ts
+   * await cursors.leave();
+   * ```
+   */
   leave(): Promise<void> {
     return this.channel.presence.leave();
   }
 
-  /** Live entries by clientId (expired ones are left out even before the server's leave). */
+  /**
+   * Live entries by clientId (expired ones are left out even before the server's leave; entries
+   * whose data `validate` rejects too). Filled while `onChange` has a listener.
+   *
+   * @example
+   * ```ts
+   * const live = cursors.value();
+   * console.log(live.size, "cursors");
+   * ```
+   */
   value(now = Date.now()): Map<string, TtlEntry<T>> {
     const out = new Map<string, TtlEntry<T>>();
     for (const m of this.channel.presence.members()) {
@@ -893,7 +1904,17 @@ export class TtlPresence<T = unknown> {
     return out;
   }
 
-  /** Calls `fn` with value() on every change; returns a function that stops. */
+  /**
+   * Calls `fn` with `value()` on every change (and when an entry expires locally); returns a
+   * function that stops.
+   *
+   * @example
+   * ```ts
+   * const stop = cursors.onChange((entries) => {
+   *   for (const [clientId, e] of entries) renderCursor(clientId, e.data.x, e.data.y);
+   * });
+   * ```
+   */
   onChange(fn: (value: Map<string, TtlEntry<T>>) => void): () => void {
     this.changeListeners.add(fn);
     if (!this.unsubscribe) {

@@ -1,5 +1,6 @@
 import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
+import WebSocket from "ws";
 import { PresenceClient, PresenceError } from "../dist/index.js";
 import { startServer, unique, waitFor } from "./helpers.js";
 
@@ -85,6 +86,60 @@ test("multi-device: one user, two members, status synced to both devices", async
   assert.deepEqual(seen[0], [uid, "online", "dnd"]);
   const devices = await laptop.devices();
   assert.deepEqual(devices.map((d) => d.device).sort(), ["laptop", "phone"]);
+});
+
+test("per-device status: phone dnd while the laptop is online, laptop away by hand, pushes with device, devices()", async () => {
+  const uid = unique("dev");
+  const laptop = connect(uid, { device: "laptop" });
+  const phone = connect(uid, { device: "phone" });
+  const watcher = connect(unique("w"));
+  const laptopPushes = [];
+  const phoneChanges = [];
+  const watched = [];
+  laptop.on("status", (p) => laptopPushes.push(p));
+  phone.on("statusChange", (id, from, to) => phoneChanges.push([id, from, to]));
+  await Promise.all([laptop.waitForConnected(), phone.waitForConnected()]);
+  await watcher.status.watch([uid], (p) => watched.push(p));
+  const phoneId = phone.info.connectionId;
+  const laptopId = laptop.info.connectionId;
+
+  // The phone on dnd while the laptop is online: the user stays online.
+  const r = await phone.setDeviceStatus("dnd");
+  assert.deepEqual([r.device.connectionId, r.device.device, r.device.status, r.device.manual], [phoneId, "phone", "dnd", true]);
+  assert.equal(r.status.clientId, uid);
+  assert.equal(r.status.status, "online");
+  // The user's other connection hears of it, with the device, though the user's status did not change.
+  const pushed = await waitFor(() => laptopPushes.find((p) => p.device?.connectionId === phoneId), 8000, "the device push");
+  assert.deepEqual([pushed.previous, pushed.status, pushed.device.status, pushed.device.manual], ["online", "online", "dnd", true]);
+  const devices = await laptop.devices();
+  const byName = Object.fromEntries(devices.map((d) => [d.device, d]));
+  assert.deepEqual([byName.phone.status, byName.phone.manual], ["dnd", true]);
+  assert.deepEqual([byName.laptop.status, byName.laptop.manual], ["online", false]);
+
+  // The laptop goes away by hand: no device online, so dnd (the phone's) wins over away.
+  const changesBefore = phoneChanges.length; // (coming online may have been one, by connect order)
+  const r2 = await laptop.setDeviceStatus("away");
+  assert.deepEqual([r2.device.status, r2.device.manual, r2.status.status], ["away", true, "dnd"]);
+  await waitFor(() => phoneChanges.some((c) => c[2] === "dnd"), 8000, "the phone hears the user is dnd");
+  assert.deepEqual(phoneChanges.slice(changesBefore), [[uid, "online", "dnd"]]);
+  // A watcher gets the usual push, without the device, only when the user's status changed.
+  await waitFor(() => watched.some((p) => p.status === "dnd"), 8000, "the watcher's push");
+  assert.ok(watched.every((p) => p.device === undefined), JSON.stringify(watched));
+  assert.deepEqual(watched.map((p) => [p.previous, p.status]), [["online", "dnd"]]);
+
+  // Another device of the same user, by its connectionId: online returns it to automatic.
+  const r3 = await laptop.setDeviceStatus("online", phoneId);
+  assert.deepEqual([r3.device.connectionId, r3.device.status, r3.device.manual, r3.status.status], [phoneId, "online", false, "online"]);
+  await assert.rejects(laptop.setDeviceStatus("away", "no-such-connection"), (e) => e instanceof PresenceError && e.code === "not_found");
+  await assert.rejects(laptop.setDeviceStatus("busy"), (e) => e instanceof PresenceError && e.code === "bad_request");
+
+  // A device set offline by hand is hidden from others, shown to the user.
+  await laptop.setDeviceStatus("offline");
+  const own = await phone.devices();
+  assert.deepEqual(own.find((d) => d.connectionId === laptopId).status, "offline");
+  assert.equal(own.find((d) => d.connectionId === laptopId).manual, true);
+  const seen = await watcher.devices(uid);
+  assert.deepEqual(seen.map((d) => d.connectionId), [phoneId]);
 });
 
 test("status, watch, online/offline, activity, who", async () => {
@@ -196,19 +251,6 @@ test("TTL presence: value() drops expired entries, onChange fires, validate appl
   await pa.leave();
 });
 
-test("the README example runs and shows who is here", async () => {
-  const { execFile } = await import("node:child_process");
-  const { fileURLToPath } = await import("node:url");
-  const script = fileURLToPath(new URL("../../../examples/who-is-here.mjs", import.meta.url));
-  const out = await new Promise((resolve, reject) => {
-    execFile(process.execPath, [script], {
-      env: { ...process.env, PRESENCED_URL: server.url, PRESENCED_TOKEN: server.token("example-user"), PRESENCED_CHANNEL: unique(), EXIT_AFTER_MS: "300" },
-      timeout: 10000,
-    }, (err, stdout) => (err ? reject(err) : resolve(stdout)));
-  });
-  assert.match(out, /example-user online on 1 device\(s\), active: laptop/);
-});
-
 test("a bad URL is reported as an error event, never thrown", async () => {
   const errors = [];
   const c = new PresenceClient({ url: "not a url", token: "x", reconnectBaseMs: 10000 });
@@ -272,39 +314,6 @@ test("agent sessions: ensure, a worker's assignment, ready, events, stop", async
   await assert.rejects(user.sessions.serve({}, () => {}), (e) => e instanceof PresenceError && e.code === "forbidden");
 });
 
-test("the agent worker example runs an agent per conversation until the session stops", async () => {
-  const { spawn } = await import("node:child_process");
-  const { fileURLToPath } = await import("node:url");
-  const script = fileURLToPath(new URL("../../../examples/agent-worker.mjs", import.meta.url));
-  const conv = unique("conv");
-  const proc = spawn(process.execPath, [script], {
-    env: { ...process.env, PRESENCED_URL: server.url, PRESENCED_TOKEN: server.token(unique("worker"), undefined, ["worker"]) },
-    stdio: ["ignore", "pipe", "inherit"],
-  });
-  let out = "";
-  proc.stdout.on("data", (c) => (out += c));
-  try {
-    await waitFor(() => out.includes("serving agent sessions"), 8000, "the worker to serve");
-    const user = connect(unique("user"));
-    const ch = user.channel("conversation:" + conv).presence;
-    await ch.subscribe(() => {}); // keeps the local member set
-    await ch.enter({ name: "Ada" });
-    const events = [];
-    user.on("session", (e) => events.push(e));
-    await user.sessions.ensure(conv, { request: { topic: "demo" } });
-    await waitFor(() => events.some((e) => e.action === "running"), 8000, "running");
-    await waitFor(() => ch.members().some((m) => m.clientId === "agent-" + conv), 8000, "the agent member");
-    await ch.update({ name: "Ada", say: "hi agent" });
-    await waitFor(() => out.includes("hi agent"), 8000, "the agent to hear");
-    const replies = async () => (await user.activity.list({ clientId: user.info.clientId })).length;
-    assert.equal(await replies(), 0); // the agent records under its worker, not the user
-    await user.sessions.stop(conv);
-    await waitFor(() => out.includes(`[${conv}] stopped: stopped`), 8000, "the agent to stop");
-  } finally {
-    proc.kill("SIGTERM");
-  }
-});
-
 test("the token travels in the first frame, not the URL; refreshToken replaces the patterns", async () => {
   const urls = [];
   const { default: WS } = await import("ws");
@@ -344,4 +353,77 @@ test("an observer (apiKey) subscribes and is told of changes, but is nobody", as
   await assert.rejects(observer.channel(ch).presence.enter(), (e) => e instanceof PresenceError && e.code === "forbidden");
   const users = await observer.who();
   assert.ok(users.every((u) => u.clientId !== "presenced:observer"), JSON.stringify(users));
+});
+
+// A connection that never answers the server's pings (and sends nothing after entering): silent.
+class SilentSocket extends WebSocket {
+  constructor(url) {
+    super(url, { autoPong: false });
+  }
+}
+
+test("heartbeatMs: sent on the upgrade, the effective value in info, clamped into the server's bounds", async () => {
+  const hb = await startServer({ heartbeat_ms: 60000, min_heartbeat_ms: 500, max_heartbeat_ms: 30000 });
+  const urls = [];
+  class Recording extends WebSocket {
+    constructor(url) {
+      urls.push(url);
+      super(url);
+    }
+  }
+  const opened = [];
+  const open = (opts) => {
+    const c = new PresenceClient({ url: hb.url, token: hb.token(unique("hb")), WebSocket: Recording, ...opts });
+    opened.push(c);
+    return c.waitForConnected();
+  };
+  try {
+    assert.equal((await open({ heartbeatMs: 2000 })).heartbeatMs, 2000);
+    assert.equal(new URL(urls.at(-1)).searchParams.get("heartbeatMs"), "2000");
+    assert.equal((await open({ heartbeatMs: 10 })).heartbeatMs, 500); // the minimum
+    assert.equal((await open({ heartbeatMs: 0 })).heartbeatMs, 500);
+    assert.equal((await open({ heartbeatMs: 10_000_000 })).heartbeatMs, 30000); // the maximum
+    assert.equal((await open({})).heartbeatMs, 60000); // the server's own
+    assert.equal(new URL(urls.at(-1)).searchParams.has("heartbeatMs"), false);
+    for (const bad of [-1, 1.5, Number.NaN]) {
+      assert.throws(() => new PresenceClient({ url: hb.url, token: "t", heartbeatMs: bad }), (e) => e instanceof PresenceError && e.code === "bad_request");
+    }
+  } finally {
+    for (const c of opened) await c.close();
+    await hb.stop();
+  }
+});
+
+test("heartbeatMs: liveness uses the client's interval (a silent short-interval client is dropped within two of them)", async () => {
+  // The server's own interval is a minute: a silent connection on it would stay two minutes.
+  const hb = await startServer({ heartbeat_ms: 60000, min_heartbeat_ms: 500 });
+  const ch = unique();
+  const opened = [];
+  const make = (clientId, opts) => {
+    const c = new PresenceClient({ url: hb.url, token: hb.token(clientId), reconnectBaseMs: 60000, ...opts });
+    opened.push(c);
+    return c;
+  };
+  try {
+    const watcher = make("watcher", {});
+    const events = [];
+    await watcher.channel(ch).presence.subscribe((e) => events.push({ at: Date.now(), ...e }));
+    // Both silent; only "short" asked for a short interval.
+    const long = make("long", { WebSocket: SilentSocket, remainPresentForMs: 0 });
+    await long.channel(ch).presence.enter("long");
+    const short = make("short", { WebSocket: SilentSocket, remainPresentForMs: 0, heartbeatMs: 500 });
+    assert.equal((await short.waitForConnected()).heartbeatMs, 500);
+    const start = Date.now(); // before the last frame "short" sends
+    await short.channel(ch).presence.enter("short");
+    const leave = await waitFor(() => events.find((e) => e.action === "leave" && e.member.clientId === "short"), 8000, "the silent client's leave");
+    assert.equal(leave.reason, "timeout");
+    const elapsed = leave.at - start;
+    // Two 500 ms intervals of silence, grace 0; never before the first interval has passed twice
+    // (allowing the timer wheel's tick), and long before the server's one-minute interval.
+    assert.ok(elapsed >= 900 && elapsed < 5000, "dropped after " + elapsed + " ms");
+    assert.deepEqual(watcher.channel(ch).presence.members().map((m) => m.clientId), ["long"]);
+  } finally {
+    for (const c of opened) await c.close();
+    await hb.stop();
+  }
 });
