@@ -4,9 +4,43 @@
 // backoff, resumes within the server's grace period (no leave/enter noise), and after a longer
 // outage re-enters every channel it had entered and re-subscribes from the last serial it saw, so
 // listeners see every change exactly once and in order.
+//
+// Every exported name carries a TSDoc comment with an example: `npm run docs` builds the API
+// reference from them (typedoc, with undocumented members as errors).
+/**
+ * A request the server refused, or one that could not complete. `code` is the protocol's
+ * (`not_present`, `forbidden`, `not_found`, `rate_limited`, ...) or the client's own (`timeout`,
+ * `disconnected`, `closed`).
+ *
+ * @example
+ * ```ts
+ * try {
+ *   await room.update({ typing: true });
+ * } catch (e) {
+ *   if (e instanceof PresenceError && e.code === "not_present") await room.enter({ typing: true });
+ * }
+ * ```
+ */
 export class PresenceError extends Error {
     code;
-    constructor(code, message) {
+    /**
+     * @param code - the protocol's error code
+     * @param message - a human-readable explanation
+     * @example
+     * ```ts
+     * throw new PresenceError("bad_request", "a token is required");
+     * ```
+     */
+    constructor(
+    /**
+     * The protocol's error code (or `timeout`, `disconnected`, `closed`).
+     *
+     * @example
+     * ```ts
+     * await room.update(1).catch((e: PresenceError) => console.log(e.code)); // "not_present"
+     * ```
+     */
+    code, message) {
         super(message);
         this.code = code;
         this.name = "PresenceError";
@@ -15,8 +49,41 @@ export class PresenceError extends Error {
 function jitter(ms) {
     return Math.round(ms * (0.5 + Math.random()));
 }
+/**
+ * One connection (one device) to presenced. It connects at once, reconnects by itself with
+ * jittered backoff, resumes within the grace period (no leave/enter for anyone), and after a
+ * longer outage re-enters the channels it had entered, re-subscribes from the last serial it saw
+ * and re-watches its users, so listeners see every change once, in order.
+ *
+ * @example
+ * ```ts
+ * const client = new PresenceClient({ url: "ws://127.0.0.1:7070", token, device: "laptop" });
+ * const room = client.channel("room").presence;
+ * await room.subscribe(() => console.log(room.members().map((m) => m.clientId)));
+ * await room.enter({ name: "Alice" });
+ * await client.setDeviceStatus("dnd"); // this device on do-not-disturb
+ * await client.close();
+ * ```
+ */
 export class PresenceClient {
+    /**
+     * The connection's state now (the `state` event tells each change).
+     *
+     * @example
+     * ```ts
+     * if (client.state === "connected") console.log("live");
+     * ```
+     */
     state = "connecting";
+    /**
+     * The last `connected` frame (null before the first connect).
+     *
+     * @example
+     * ```ts
+     * await client.waitForConnected();
+     * console.log(client.info!.connectionId, client.info!.heartbeatMs);
+     * ```
+     */
     info = null;
     opts;
     socket = null;
@@ -39,6 +106,12 @@ export class PresenceClient {
      * Agent sessions (protocol-ext §3): one per conversation, cluster-wide. `start` and `ensure` are
      * idempotent (`created` is false when one exists); `ensure` also delivers the conversation's
      * session events to `on("session")`. A token with `"roles":["worker"]` may `serve`.
+     *
+     * @example
+     * ```ts
+     * client.on("session", (e) => console.log(e.action));
+     * await client.sessions.ensure("c1", { request: { prompt: "hello" } });
+     * ```
      */
     sessions = {
         start: (conversationId, opts = {}) => this.request("session.start", { conversationId, ...opts }).then((r) => ({
@@ -52,12 +125,21 @@ export class PresenceClient {
         },
         get: (conversationId) => this.request("session.get", { conversationId }).then((r) => r.session ?? null),
         stop: (conversationId) => this.request("session.stop", { conversationId }).then((r) => r.stopped),
-        /** Serves sessions: `onAssign` is called with each session assigned to this worker. */
         serve: async (opts, onAssign) => {
             this.serving = { capacity: opts.capacity, onAssign };
             await this.request("session.serve", opts.capacity === undefined ? {} : { capacity: opts.capacity });
         },
     };
+    /**
+     * The user's status: `set` this user's, `get` and `watch` anyone's. For one device's status
+     * see {@link PresenceClient.setDeviceStatus}.
+     *
+     * @example
+     * ```ts
+     * await client.status.set("away", "Back at 2");
+     * const [bob] = await client.status.get(["bob"]);
+     * ```
+     */
     status = {
         set: (status, text) => {
             const fields = {};
@@ -68,7 +150,6 @@ export class PresenceClient {
             return this.request("status.set", fields).then((r) => r.status);
         },
         get: (clientIds) => this.request("status.get", { clientIds }).then((r) => r.statuses),
-        /** Calls `listener` with every status push of these users; returns a function that stops. */
         watch: async (clientIds, listener) => {
             for (const id of clientIds) {
                 let set = this.watched.get(id);
@@ -92,13 +173,36 @@ export class PresenceClient {
             };
         },
     };
+    /**
+     * Activity records: `record` this user's, `list` this user's or another's.
+     *
+     * @example
+     * ```ts
+     * await client.activity.record("message", { channel: "room" });
+     * const recent = await client.activity.list({ limit: 5 });
+     * ```
+     */
     activity = {
         record: (kind, opts = {}) => this.request("activity", { kind, ...opts }).then(() => undefined),
         list: (opts = {}) => this.request("activity.get", { ...opts }).then((r) => r.activities),
     };
+    /**
+     * Starts connecting at once (no `await` needed: requests wait for the connection).
+     *
+     * @throws PresenceError `bad_request` without a token, an authCallback or an apiKey, or with a
+     *   `heartbeatMs` that is not a non-negative integer.
+     * @example
+     * ```ts
+     * const client = new PresenceClient({ url: "ws://127.0.0.1:7070", token, heartbeatMs: 5000 });
+     * ```
+     */
     constructor(options) {
         if (!options.token && !options.authCallback && !options.apiKey) {
             throw new PresenceError("bad_request", "a token, an authCallback or an apiKey is required");
+        }
+        const hb = options.heartbeatMs;
+        if (hb !== undefined && !(Number.isInteger(hb) && hb >= 0)) {
+            throw new PresenceError("bad_request", "heartbeatMs must be a non-negative integer");
         }
         this.opts = {
             reconnectBaseMs: 250,
@@ -114,6 +218,15 @@ export class PresenceClient {
         this.scheduleReconnect();
     }
     // ----- Events --------------------------------------------------------------------------------
+    /**
+     * Calls `fn` on each `event` (see {@link ClientEvents}); returns a function that stops.
+     *
+     * @example
+     * ```ts
+     * const stop = client.on("offline", (clientId) => console.log(clientId, "went offline"));
+     * stop();
+     * ```
+     */
     on(event, fn) {
         let set = this.listeners.get(event);
         if (!set)
@@ -121,6 +234,16 @@ export class PresenceClient {
         set.add(fn);
         return () => this.off(event, fn);
     }
+    /**
+     * Removes a listener added with `on`.
+     *
+     * @example
+     * ```ts
+     * const log = (s: ConnectionState) => console.log(s);
+     * client.on("state", log);
+     * client.off("state", log);
+     * ```
+     */
     off(event, fn) {
         this.listeners.get(event)?.delete(fn);
     }
@@ -135,7 +258,15 @@ export class PresenceClient {
         }
     }
     // ----- Connection ----------------------------------------------------------------------------
-    /** Resolves when connected (at once if connected now). */
+    /**
+     * Resolves with the connection's info when connected (at once if connected now); rejects after
+     * `timeoutMs`, or when the client is closed.
+     *
+     * @example
+     * ```ts
+     * const { connectionId, heartbeatMs } = await client.waitForConnected(5000);
+     * ```
+     */
     waitForConnected(timeoutMs = 10000) {
         if (this.state === "connected" && this.info)
             return Promise.resolve(this.info);
@@ -154,7 +285,14 @@ export class PresenceClient {
             };
         });
     }
-    /** Closes cleanly: members leave at once (reason disconnected). No reconnect. */
+    /**
+     * Closes cleanly: this connection's members leave at once (reason `disconnected`). No reconnect.
+     *
+     * @example
+     * ```ts
+     * process.on("SIGTERM", () => void client.close().then(() => process.exit(0)));
+     * ```
+     */
     async close() {
         this.closing = true;
         if (this.reconnectTimer)
@@ -173,7 +311,16 @@ export class PresenceClient {
             });
         }
     }
-    /** For tests and chaos drills: cut the socket without a close frame (an abrupt drop). */
+    /**
+     * For tests and chaos drills: cuts the socket without a close frame (an abrupt drop); the
+     * client reconnects and resumes.
+     *
+     * @example
+     * ```ts
+     * client.dropConnection();
+     * const { resumed } = await client.waitForConnected(); // true within remainPresentForMs
+     * ```
+     */
     dropConnection() {
         const s = this.socket;
         if (!s)
@@ -222,6 +369,8 @@ export class PresenceClient {
         if (this.opts.remainPresentForMs !== undefined) {
             url.searchParams.set("remainPresentForMs", String(this.opts.remainPresentForMs));
         }
+        if (this.opts.heartbeatMs !== undefined)
+            url.searchParams.set("heartbeatMs", String(this.opts.heartbeatMs));
         if (this.connectionKey)
             url.searchParams.set("resume", this.connectionKey);
         if (this.opts.batch)
@@ -430,6 +579,13 @@ export class PresenceClient {
     /**
      * Replaces this connection's token before it expires (`auth`): the new token's channel
      * patterns apply from now on, and later reconnects use it. Resolves with its expiry (ms).
+     * Without an argument it asks `authCallback` (or sends the `token` option again).
+     *
+     * @example
+     * ```ts
+     * const expiresAt = await client.refreshToken(await fetchToken());
+     * setTimeout(() => void client.refreshToken(), expiresAt - Date.now() - 60_000);
+     * ```
      */
     async refreshToken(token) {
         const fresh = token ?? (this.opts.authCallback ? await this.opts.authCallback() : this.opts.token);
@@ -438,7 +594,16 @@ export class PresenceClient {
             this.opts.token = token;
         return r.expiresAt;
     }
-    /** Sends one protocol request and resolves with its reply (the raw object). */
+    /**
+     * Sends one protocol request (docs/protocol.md) and resolves with its reply (the raw object);
+     * rejects with a {@link PresenceError} carrying the protocol's code. Waits for the connection.
+     *
+     * @example
+     * ```ts
+     * const reply = await client.request("ping");
+     * console.log(reply.ok); // true
+     * ```
+     */
     async request(op, fields = {}) {
         if (this.state !== "connected")
             await this.waitForConnected(this.opts.requestTimeoutMs);
@@ -463,34 +628,143 @@ export class PresenceClient {
         });
     }
     // ----- Channels, users -----------------------------------------------------------------------
+    /**
+     * The channel named `name` (one object per name and client).
+     *
+     * @example
+     * ```ts
+     * const room = client.channel("room").presence;
+     * await room.enter({ name: "Alice" });
+     * ```
+     */
     channel(name) {
         let ch = this.channels.get(name);
         if (!ch)
             this.channels.set(name, (ch = new Channel(this, name)));
         return ch;
     }
-    /** Heartbeat-style presence with TTLs (entries expire unless refreshed). */
+    /**
+     * Heartbeat-style presence with TTLs in channel `name` (entries expire unless refreshed).
+     * `validate` parses each member's data (a zod or Effect Schema decoder fits); entries whose
+     * data it rejects (throws) are left out.
+     *
+     * @example
+     * ```ts
+     * const cursors = client.presence<{ x: number; y: number }>("cursors", { validate: (d) => Cursor.parse(d) });
+     * await cursors.heartbeat({ x: 1, y: 2 }, 5000);
+     * ```
+     */
     presence(name, opts = {}) {
         return new TtlPresence(this.channel(name), opts.validate);
     }
+    /**
+     * The live connections (devices) of this user, or of `clientId`, each with its status and
+     * whether it was set by hand. Another user's list leaves out the devices set `offline`.
+     *
+     * @example
+     * ```ts
+     * for (const d of await client.devices()) console.log(d.device, d.status, d.manual);
+     * ```
+     */
     devices(clientId) {
         return this.request("devices", clientId ? { clientId } : {}).then((r) => r.devices);
     }
+    /**
+     * Sets one device's status (`device.status.set`): this connection's, or another live connection
+     * of the same user (`connectionId`; else `not_found`). `away`, `dnd` and `offline` are set by
+     * hand (`offline`: this device appears offline); `online` returns the device to automatic
+     * (online, then away and offline as it idles). The user's status follows from all devices (any
+     * online device makes the user online, else dnd, else away), unless the user set one by hand
+     * with `status.set`. Every connection of the user gets a status push with `device`.
+     *
+     * @example
+     * ```ts
+     * const phone = new PresenceClient({ url, token, device: "phone" });
+     * const { device, status } = await phone.setDeviceStatus("dnd");
+     * // device.status === "dnd", device.manual === true; status.status is "online" while the laptop is
+     * await phone.setDeviceStatus("online"); // back to automatic
+     * ```
+     */
+    setDeviceStatus(status, connectionId) {
+        const fields = { status };
+        if (connectionId !== undefined)
+            fields.connectionId = connectionId;
+        return this.request("device.status.set", fields).then((r) => ({ device: r.device, status: r.status }));
+    }
+    /**
+     * The users who are not offline (in `channel`, or anywhere), with their statuses.
+     *
+     * @example
+     * ```ts
+     * const here = await client.who("room");
+     * console.log(here.map((u) => `${u.clientId} ${u.status}`));
+     * ```
+     */
     who(channel) {
         return this.request("who", channel ? { channel } : {}).then((r) => r.users);
     }
 }
+/**
+ * A channel of one client (`client.channel(name)`): its presence lives in `presence`.
+ *
+ * @example
+ * ```ts
+ * const room: Channel = client.channel("room");
+ * await room.presence.enter({ name: "Alice" });
+ * ```
+ */
 export class Channel {
     client;
     name;
+    /**
+     * This channel's presence: enter, update, leave, get, subscribe, history.
+     *
+     * @example
+     * ```ts
+     * const members = await client.channel("room").presence.get();
+     * ```
+     */
     presence;
-    constructor(client, name) {
+    /** @internal Use `client.channel(name)`. */
+    constructor(
+    /**
+     * The client this channel belongs to.
+     *
+     * @example
+     * ```ts
+     * client.channel("room").client === client; // true
+     * ```
+     */
+    client, 
+    /**
+     * The channel's name.
+     *
+     * @example
+     * ```ts
+     * client.channel("room").name; // "room"
+     * ```
+     */
+    name) {
         this.client = client;
         this.name = name;
         this.presence = new ChannelPresence(this);
     }
 }
-/** Presence in one channel, kept locally in serial order while subscribed. */
+/**
+ * Presence in one channel (`client.channel(name).presence`): this connection's membership
+ * (`enter`, `update`, `leave`), reads (`get`, `occupancy`, `history`), and a local set kept in
+ * serial order while subscribed (`subscribe`, `members`).
+ *
+ * @example
+ * ```ts
+ * const room = client.channel("room").presence;
+ * const stop = await room.subscribe((e) => console.log(e.serial, e.action, e.member.clientId));
+ * await room.enter({ name: "Alice" });
+ * await room.update({ typing: true }, { merge: true }); // data is now { name: "Alice", typing: true }
+ * await room.leave();
+ * await stop();
+ * ```
+ */
 export class ChannelPresence {
     channel;
     set = new Map(); // by connectionId
@@ -500,17 +774,37 @@ export class ChannelPresence {
     listeners = new Set();
     subscribed = null;
     entered = null;
+    /** @internal Use `client.channel(name).presence`. */
     constructor(channel) {
         this.channel = channel;
     }
     get client() {
         return this.channel.client;
     }
+    /**
+     * Enters the channel as this connection with `data` (entering again replaces the data). With
+     * `ttlMs` the member expires unless refreshed (see {@link TtlPresence}).
+     *
+     * @example
+     * ```ts
+     * const me = await room.enter({ name: "Alice" });
+     * console.log(me.connectionId);
+     * ```
+     */
     async enter(data, opts = {}) {
         const r = await this.client.request("enter", { channel: this.channel.name, data, ...opts });
         this.entered = { data: data ?? null, ttlMs: opts.ttlMs };
         return r.member;
     }
+    /**
+     * Changes this connection's data: replaced, or with `merge` shallow-merged into the old object.
+     * Others see one `update` event (not a leave and an enter). `not_present` when not entered.
+     *
+     * @example
+     * ```ts
+     * await room.update({ typing: true }, { merge: true });
+     * ```
+     */
     async update(data, opts = {}) {
         const r = await this.client.request("update", { channel: this.channel.name, data, ...opts });
         const m = r.member;
@@ -518,29 +812,75 @@ export class ChannelPresence {
             this.entered = { data: m.data, ttlMs: opts.ttlMs ?? this.entered.ttlMs };
         return m;
     }
+    /**
+     * Leaves the channel (others see a leave with reason `left`; `data`, when given, is the
+     * member's data in that event).
+     *
+     * @example
+     * ```ts
+     * await room.leave({ bye: true });
+     * ```
+     */
     async leave(data) {
         this.entered = null;
         await this.client.request("leave", data === undefined ? { channel: this.channel.name } : { channel: this.channel.name, data });
     }
+    /**
+     * The channel's members now, from the server (optionally one client's or one connection's).
+     *
+     * @example
+     * ```ts
+     * const alices = await room.get({ clientId: "alice" });
+     * ```
+     */
     async get(filter = {}) {
         const r = await this.client.request("get", { channel: this.channel.name, ...filter });
         return r.members;
     }
+    /**
+     * A page of the channel's past events (see {@link HistoryOptions}).
+     *
+     * @example
+     * ```ts
+     * const { events, next } = await room.history({ direction: "forwards", limit: 100 });
+     * ```
+     */
     async history(opts = {}) {
         const r = await this.client.request("history", { channel: this.channel.name, ...opts });
         return { events: r.events, ...(r.next !== undefined ? { next: r.next } : {}) };
     }
+    /**
+     * How many members (connections) and distinct clients are in the channel.
+     *
+     * @example
+     * ```ts
+     * const { members, clients } = await room.occupancy();
+     * ```
+     */
     async occupancy() {
         const r = await this.client.request("occupancy", { channel: this.channel.name });
         return { members: r.members, clients: r.clients };
     }
-    /** The local presence set (empty until the first subscription has its snapshot). */
+    /**
+     * The local presence set (empty until the first subscription has its snapshot).
+     *
+     * @example
+     * ```ts
+     * await room.subscribe(() => render(room.members()));
+     * ```
+     */
     members() {
         return [...this.set.values()];
     }
     /**
      * Calls `listener` for each event (optionally only `actions`), in serial order, once each.
      * Resolves when the snapshot is in; returns a function that unsubscribes.
+     *
+     * @example
+     * ```ts
+     * const stop = await room.subscribe(["enter", "leave"], (e) => console.log(e.action, e.member.clientId));
+     * await stop();
+     * ```
      */
     async subscribe(actionsOrListener, maybeListener) {
         const actions = Array.isArray(actionsOrListener) ? actionsOrListener : ["enter", "update", "leave"];
@@ -587,7 +927,7 @@ export class ChannelPresence {
             this.onSnapshot(r.members, r.serial, since !== undefined);
         }
     }
-    /** After a new (not resumed) connection: enter again, and catch up from the last serial. */
+    /** @internal After a new (not resumed) connection: enter again, and catch up from the last serial. */
     async restore(previousEpoch) {
         if (this.entered) {
             await this.client.request("enter", {
@@ -602,7 +942,7 @@ export class ChannelPresence {
             await this.serverSubscribe(since, this.epoch ?? previousEpoch);
         }
     }
-    /** A full snapshot: replaces the set; with `diff`, listeners hear the changes it implies. */
+    /** @internal A full snapshot: replaces the set; with `diff`, listeners hear the changes it implies. */
     onSnapshot(members, serial, diff) {
         const next = new Map(members.map((m) => [m.connectionId, m]));
         if (diff) {
@@ -626,6 +966,7 @@ export class ChannelPresence {
         this.serial = serial;
         this.drain();
     }
+    /** @internal One event from the server. */
     onEvent(e) {
         if (!this.subscribed && this.listeners.size === 0)
             return;
@@ -666,25 +1007,63 @@ export class ChannelPresence {
         }
     }
 }
-/** Heartbeat-style presence: entries live until their TTL unless refreshed. */
+/**
+ * Heartbeat-style presence (`client.presence(name, {validate})`): entries live until their TTL
+ * unless refreshed; `value()` holds the live ones by clientId. The server ends an entry whose TTL
+ * ran out (a leave with reason `expired`), and a dropped connection's entries stay through a
+ * resume.
+ *
+ * @example
+ * ```ts
+ * const room = client.presence("room-123");
+ * await room.heartbeat({ status: "online" }, 30_000);
+ * room.onChange((entries) => console.log([...entries.keys()]));
+ * setInterval(() => void room.heartbeat({ status: "online" }, 30_000), 10_000);
+ * ```
+ */
 export class TtlPresence {
     channel;
     validate;
     changeListeners = new Set();
     unsubscribe = null;
     expiryTimer = null;
+    /** @internal Use `client.presence(name, {validate})`. */
     constructor(channel, validate) {
         this.channel = channel;
         this.validate = validate;
     }
-    /** Enters or refreshes this connection's entry for `ttlMs`. */
+    /**
+     * Enters or refreshes this connection's entry with `data` for `ttlMs`.
+     *
+     * @example
+     * ```ts
+     * await cursors.heartbeat({ x: 120, y: 340 }, 5000);
+     * ```
+     */
     heartbeat(data, ttlMs) {
         return this.channel.presence.enter(data, { ttlMs });
     }
+    /**
+     * Removes this connection's entry at once.
+     *
+     * @example
+     * ```ts
+     * await cursors.leave();
+     * ```
+     */
     leave() {
         return this.channel.presence.leave();
     }
-    /** Live entries by clientId (expired ones are left out even before the server's leave). */
+    /**
+     * Live entries by clientId (expired ones are left out even before the server's leave; entries
+     * whose data `validate` rejects too). Filled while `onChange` has a listener.
+     *
+     * @example
+     * ```ts
+     * const live = cursors.value();
+     * console.log(live.size, "cursors");
+     * ```
+     */
     value(now = Date.now()) {
         const out = new Map();
         for (const m of this.channel.presence.members()) {
@@ -704,7 +1083,17 @@ export class TtlPresence {
         }
         return out;
     }
-    /** Calls `fn` with value() on every change; returns a function that stops. */
+    /**
+     * Calls `fn` with `value()` on every change (and when an entry expires locally); returns a
+     * function that stops.
+     *
+     * @example
+     * ```ts
+     * const stop = cursors.onChange((entries) => {
+     *   for (const [clientId, e] of entries) renderCursor(clientId, e.data.x, e.data.y);
+     * });
+     * ```
+     */
     onChange(fn) {
         this.changeListeners.add(fn);
         if (!this.unsubscribe) {
