@@ -219,6 +219,40 @@ test("the user page shows status, devices and activity, and follows status pushe
   assert.deepEqual(problems, []);
 });
 
+test("the user page shows each device's own status, and sets it", async (t) => {
+  const laptop = await server.connect("dave", "laptop");
+  const phone = await server.connect("dave", "phone");
+  const row = (c) => `${tid("device-row")}[data-connection-id="${c.info.connectionId}"]`;
+  const { page, problems } = await openPage(t, { hash: "#/user/dave" });
+  await waitLive(page);
+  await waitText(page, `${row(phone)} ${tid("device-status")}`, "online");
+  assert.equal(await page.locator(`${row(phone)} ${tid("device-manual")}`).count(), 0);
+
+  // The operator puts the phone on dnd: the server has it, the laptop keeps the user online.
+  await page.locator(`${row(phone)} ${tid("device-set")}`).selectOption("dnd");
+  await waitText(page, `${row(phone)} ${tid("device-status")}`, "dnd");
+  await page.locator(`${row(phone)} ${tid("device-manual")}`).waitFor({ timeout: WAIT_MS });
+  const { body } = await server.rest("GET", "/v1/users/dave/devices");
+  const mine = body.devices.find((d) => d.connectionId === phone.info.connectionId);
+  assert.deepEqual([mine.status, mine.manual], ["dnd", true]);
+  await waitText(page, tid("user-status"), "online");
+
+  // Set elsewhere (REST): the laptop away, so the phone's dnd is the user's status, live.
+  const put = await server.rest("PUT", `/v1/users/dave/devices/${laptop.info.connectionId}/status`, { status: "away" });
+  assert.equal(put.status, 200);
+  await waitText(page, tid("user-status"), "dnd");
+  await waitText(page, `${row(laptop)} ${tid("device-status")}`, "away");
+  assert.equal(await page.locator(`${row(laptop)} ${tid("device-set")}`).inputValue(), "away");
+
+  // Back to automatic: the phone is online again, and so is the user.
+  await page.locator(`${row(phone)} ${tid("device-set")}`).selectOption("online");
+  await waitText(page, tid("user-status"), "online");
+  await waitText(page, `${row(phone)} ${tid("device-status")}`, "online");
+  assert.equal(await page.locator(`${row(phone)} ${tid("device-manual")}`).count(), 0);
+  await page.screenshot({ path: screenshotPath("user-devices.png") });
+  assert.deepEqual(problems, []);
+});
+
 const plot = (metric) => `${tid("plot")}[data-metric="${metric}"]`;
 
 /** What a plot shows now: its state, current value (raw), points drawn, and the line's path. */

@@ -876,6 +876,8 @@ class UserView {
 
   showDevices(devices) {
     for (const d of devices) this.deviceNames.set(d.connectionId, d.device);
+    // Not while an operator is choosing a device's status: the rows would be rebuilt under the select.
+    if ($("user-devices").contains(document.activeElement) && document.activeElement.tagName === "SELECT") return;
     $("user-devices-empty").hidden = devices.length > 0;
     const rows = devices.map((d) =>
       h(
@@ -883,12 +885,53 @@ class UserView {
         { "data-testid": "device-row", "data-connection-id": d.connectionId },
         h("td", {}, d.device),
         h("td", {}, h("code", {}, d.connectionId)),
-        h("td", {}, h("span", { class: "status " + d.status }, d.status)),
+        h(
+          "td",
+          {},
+          h("span", { class: "status " + d.status, "data-testid": "device-status" }, d.status),
+          d.manual ? h("span", { class: "badge", "data-testid": "device-manual", title: "set for this device by hand" }, "set") : null,
+        ),
         h("td", {}, ago(d.lastSeen)),
         h("td", {}, d.active ? "yes" : ""),
+        h("td", {}, this.deviceControl(d)),
       ),
     );
     $("user-devices").replaceChildren(...rows);
+  }
+
+  /**
+   * A select that sets the device's own status (REST PUT .../devices/{connectionId}/status):
+   * "automatic" is `online` (the device follows its idle time); away, dnd and offline hold.
+   */
+  deviceControl(d) {
+    const choices = [
+      ["online", "automatic"],
+      ["away", "away"],
+      ["dnd", "dnd"],
+      ["offline", "offline (hidden)"],
+    ];
+    const current = d.manual ? d.status : "online";
+    const select = h(
+      "select",
+      { "data-testid": "device-set", "aria-label": `status of ${d.device}` },
+      choices.map(([value, label]) => {
+        const o = h("option", { value }, label);
+        o.selected = value === current;
+        return o;
+      }),
+    );
+    select.addEventListener("change", async () => {
+      select.disabled = true;
+      try {
+        await api(`/v1/users/${enc(this.name)}/devices/${enc(d.connectionId)}/status`, { method: "PUT", body: { status: select.value } });
+        $("user-error").textContent = "";
+      } catch (err) {
+        $("user-error").textContent = `device ${d.device}: ${err.message}`;
+      }
+      select.blur(); // the rows may now be rebuilt (showDevices)
+      if (!this.closed) await this.pollDetails().catch(() => {});
+    });
+    return select;
   }
 
   showActivity(activities) {
