@@ -481,8 +481,32 @@ function userPath(userId: string, rest: string): string {
 }
 
 // status.get takes any number of ids, but a frame is at most PRESENCED_MAX_FRAME_BYTES (64 KiB by
-// default): ask for this many at a time.
-const STATUS_GET_CHUNK = 200;
+// default, and a frame over it closes the connection): ask for at most this many ids, of at most
+// this many bytes, at a time.
+const STATUS_GET_IDS = 200;
+const STATUS_GET_BYTES = 16384;
+
+function statusGetChunks(userIds: string[]): string[][] {
+  const chunks: string[][] = [];
+  let chunk: string[] = [];
+  let bytes = 0;
+  for (const id of userIds) {
+    if (typeof id !== "string" || id === "") {
+      throw new PresenceServiceError("bad_request", "userIds must be non-empty strings", null);
+    }
+    const size = new TextEncoder().encode(JSON.stringify(id)).length + 1;
+    if (size > STATUS_GET_BYTES) throw new PresenceServiceError("too_large", `a userId of ${size} bytes is over the limit`, null);
+    if (chunk.length === STATUS_GET_IDS || bytes + size > STATUS_GET_BYTES) {
+      chunks.push(chunk);
+      chunk = [];
+      bytes = 0;
+    }
+    chunk.push(id);
+    bytes += size;
+  }
+  if (chunk.length) chunks.push(chunk);
+  return chunks;
+}
 
 type Listener = (...args: never[]) => void;
 
@@ -580,7 +604,7 @@ export class PresenceService {
 
   /**
    * Several users' statuses, in the order asked (`status.get` over the observer connection: one
-   * request for up to 200 users).
+   * request for up to 200 users, or 16 KiB of userIds).
    *
    * @example
    * ```ts
@@ -590,8 +614,7 @@ export class PresenceService {
   async getStatuses(userIds: string[]): Promise<ServiceStatus[]> {
     this.checkOpen();
     const out: ServiceStatus[] = [];
-    for (let i = 0; i < userIds.length; i += STATUS_GET_CHUNK) {
-      const clientIds = userIds.slice(i, i + STATUS_GET_CHUNK);
+    for (const clientIds of statusGetChunks(userIds)) {
       let reply: Record<string, unknown>;
       try {
         reply = await this.client.request("status.get", { clientIds });
