@@ -15,6 +15,7 @@ import { apiKey, httpUrl, serverUrl, until } from "./lib/env.mjs";
 const userId = process.env.PRESENCED_USER ?? "alice";
 const channelId = "telegram-123";
 const key = apiKey();
+const wsUrl = serverUrl.replace(/^http/, "ws"); // the devices' WebSocket address
 
 // createPresenceService({ heartbeatIntervalMs, awayAfterMs, storage, redisUrl }) with the server
 // and its key added. awayAfterMs and storage are the server's settings: each is ignored with a
@@ -54,10 +55,10 @@ async function tokenFor(clientId) {
   assert.equal(res.status, 200, await res.clone().text());
   return (await res.json()).token;
 }
-const laptop = new PresenceClient({ url: serverUrl, token: await tokenFor(userId), device: "laptop" });
+const laptop = new PresenceClient({ url: wsUrl, token: await tokenFor(userId), device: "laptop" });
 await laptop.waitForConnected();
 await laptop.channel(channelId).presence.enter({ name: "Alice" });
-const phone = new PresenceClient({ url: serverUrl, token: await tokenFor(userId), device: "phone" });
+const phone = new PresenceClient({ url: wsUrl, token: await tokenFor(userId), device: "phone" });
 await phone.waitForConnected();
 await until(() => events.includes(`${userId} online`), "the online event");
 
