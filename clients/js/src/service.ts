@@ -335,12 +335,12 @@ export interface SyncStatus {
  * ```
  */
 export interface ServiceEvents {
-  /** A user's status changed (not on a custom-status change alone): userId, old, new, status. */
-  statusChange: [string, StatusValue, StatusValue, ServiceStatus];
-  /** A user came online (from offline: any status but offline). */
-  online: [string, ServiceStatus];
+  /** A user's status changed (not on a custom-status change alone). */
+  statusChange: [userId: string, oldStatus: StatusValue, newStatus: StatusValue, status: ServiceStatus];
+  /** A user came online (from offline to any other status). */
+  online: [userId: string, status: ServiceStatus];
   /** A user went offline (no live device left, or appearing offline). */
-  offline: [string, ServiceStatus];
+  offline: [userId: string, status: ServiceStatus];
 }
 
 /**
@@ -486,6 +486,8 @@ function userPath(userId: string, rest: string): string {
 const STATUS_GET_IDS = 200;
 const STATUS_GET_BYTES = 16384;
 
+const utf8 = new TextEncoder();
+
 function statusGetChunks(userIds: string[]): string[][] {
   const chunks: string[][] = [];
   let chunk: string[] = [];
@@ -494,7 +496,7 @@ function statusGetChunks(userIds: string[]): string[][] {
     if (typeof id !== "string" || id === "") {
       throw new PresenceServiceError("bad_request", "userIds must be non-empty strings", null);
     }
-    const size = new TextEncoder().encode(JSON.stringify(id)).length + 1;
+    const size = utf8.encode(JSON.stringify(id)).length + 1;
     if (size > STATUS_GET_BYTES) throw new PresenceServiceError("too_large", `a userId of ${size} bytes is over the limit`, null);
     if (chunk.length === STATUS_GET_IDS || bytes + size > STATUS_GET_BYTES) {
       chunks.push(chunk);
@@ -563,13 +565,17 @@ export class PresenceService {
     const apiKey = options.apiKey ?? env("PRESENCED_API_KEY");
     if (!url) throw new PresenceServiceError("bad_request", "createPresenceService needs url (or PRESENCED_URL): the server's http base", null);
     if (!apiKey) throw new PresenceServiceError("bad_request", "createPresenceService needs apiKey (or PRESENCED_API_KEY): the server's API key", null);
-    const parsed = new URL(url);
-    if (parsed.protocol === "ws:") parsed.protocol = "http:";
-    if (parsed.protocol === "wss:") parsed.protocol = "https:";
-    if (parsed.protocol !== "http:" && parsed.protocol !== "https:") {
+    let parsed: URL | null = null;
+    try {
+      parsed = new URL(url.replace(/^ws/i, "http"));
+    } catch {
+      // reported below
+    }
+    if (!parsed || (parsed.protocol !== "http:" && parsed.protocol !== "https:")) {
       throw new PresenceServiceError("bad_request", "url must be http(s)://host:port, not " + url, null);
     }
-    this.base = parsed.origin;
+    // A path is kept (a server behind a proxy under a prefix); the routes go after it.
+    this.base = parsed.origin + parsed.pathname.replace(/\/+$/, "");
     this.apiKey = apiKey;
     this.timeoutMs = options.requestTimeoutMs ?? 10000;
     this.client = new PresenceClient({

@@ -114,7 +114,9 @@ test("options: url and apiKey (or PRESENCED_URL, PRESENCED_API_KEY), heartbeatIn
       else process.env[k] = v;
     }
   }
-  assert.throws(() => createPresenceService({ url: "ftp://x", apiKey: "k" }), (e) => e instanceof PresenceServiceError && e.code === "bad_request");
+  for (const url of ["ftp://x", "not a url"]) {
+    assert.throws(() => createPresenceService({ url, apiKey: "k" }), (e) => e instanceof PresenceServiceError && e.code === "bad_request", url);
+  }
   assert.throws(() => createPresenceService({ url: httpUrl, apiKey: "k", heartbeatIntervalMs: -1 }), (e) => e instanceof PresenceServiceError && e.code === "bad_request");
 });
 
