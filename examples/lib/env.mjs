@@ -6,10 +6,22 @@
 //                     which the server writes on first start)
 //   PRESENCED_TOKEN   without a secret: one token that every client of the example uses (then
 //                     all of them are the same user, on several connections)
+//   PRESENCED_API_KEY the server's API key, for the examples that act as a backend (REST, an
+//                     observer): default the file PRESENCED_API_KEY_FILE, else presenced-data/api-key
 import { createHmac } from "node:crypto";
 import { existsSync, readFileSync } from "node:fs";
 
 export const serverUrl = process.env.PRESENCED_URL ?? "ws://127.0.0.1:7070";
+/** The same server's HTTP base (for REST): PRESENCED_URL with ws(s):// read as http(s)://. */
+export const httpUrl = new URL(serverUrl.replace(/^ws/, "http")).origin;
+
+/** The server's API key (PRESENCED_API_KEY, else the file the server writes on first start). */
+export function apiKey() {
+  if (process.env.PRESENCED_API_KEY) return process.env.PRESENCED_API_KEY;
+  const file = process.env.PRESENCED_API_KEY_FILE ?? "presenced-data/api-key";
+  if (existsSync(file)) return readFileSync(file, "utf8").trim();
+  throw new Error("set PRESENCED_API_KEY (the server's api-key)");
+}
 
 function secret() {
   if (process.env.PRESENCED_SECRET) return process.env.PRESENCED_SECRET;

@@ -119,6 +119,33 @@ const cases = {
       assert.notEqual(r.code, 0);
       assert.match(r.stderr, /set PRESENCED_SECRET/);
     }),
+
+  "status-service.mjs": () =>
+    withServer({}, async (server) => {
+      // The backend needs only the API key (it mints the devices' tokens over REST), and takes the
+      // server's http:// base.
+      const env = { PRESENCED_URL: `http://127.0.0.1:${server.port}`, PRESENCED_API_KEY: server.apiKey };
+      const r = await runExample("status-service.mjs", env).done;
+      assertExitedOk(r);
+      assert.match(r.stdout, /^Status: online, Custom: null, Last seen: \d{4}-\d\d-\d\dT[\d:.]+Z, Device: (laptop|phone)$/m);
+      assert.match(r.stdout, /^getStatuses: alice=online user-2=offline user-3=offline$/m);
+      assert.match(r.stdout, /^Custom: Trading BTC$/m);
+      assert.match(r.stdout, /^message in telegram-123$/m);
+      assert.match(r.stdout, /^setDeviceStatus: phone dnd \(manual: true\), alice online$/m);
+      assert.match(r.stdout, /^setDeviceStatus: laptop away, alice dnd$/m);
+      assert.match(r.stdout, /^online in telegram-123: alice: online$/m);
+      assert.match(r.stdout, /^Devices synced: 2\/2$/m);
+      assert.match(r.stdout, /^event: alice went offline$/m);
+      assert.match(r.stdout, /^ok: every call of the status service, 9 events$/m);
+      // The design's server-side options: one warning each, naming the setting.
+      assert.match(r.stderr, /option awayAfterMs is a server setting .*PRESENCED_AWAY_AFTER_MS/);
+      assert.match(r.stderr, /option storage is a server setting .*PRESENCED_STORAGE/);
+      assert.doesNotMatch(r.stderr, /redisUrl/);
+      // Without the key it says what to set and fails.
+      const bare = await runExample("status-service.mjs", { PRESENCED_URL: env.PRESENCED_URL }, { cwd: tmpdir() }).done;
+      assert.notEqual(bare.code, 0);
+      assert.match(bare.stderr, /set PRESENCED_API_KEY/);
+    }),
 };
 
 test("every example in examples/ has a case here", () => {

@@ -1,6 +1,7 @@
 // The SDK reference: `npm run docs` (typedoc) builds the HTML API docs into docs-api/, with a page
-// for PresenceClient that lists its methods; every class, method and option has an example; and
-// the settings make an undocumented export fail the build (so CI catches a missing doc).
+// for PresenceClient that lists its methods (and one for the service entry point's PresenceService);
+// every class, method and option has an example; and the settings make an undocumented export
+// fail the build (so CI catches a missing doc).
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import { execFileSync, spawnSync } from "node:child_process";
@@ -46,13 +47,28 @@ test("npm run docs writes a PresenceClient page listing its methods, every one w
   for (const [r, parent] of all) {
     const needs =
       [Kind.Class, Kind.Interface, Kind.TypeAlias].includes(r.kind) ||
-      (r.kind === Kind.Property && parent && (parent.kind === Kind.Class || parent.name === "ClientOptions"));
+      (r.kind === Kind.Property && parent && (parent.kind === Kind.Class || ["ClientOptions", "PresenceServiceOptions"].includes(parent.name)));
     if (needs && !hasExample(r.comment)) missing.push(r.name);
     if ([Kind.Method, Kind.Constructor].includes(r.kind) && !(r.signatures ?? []).some((s) => hasExample(s.comment))) {
       missing.push((parent?.name ?? "") + "." + r.name);
     }
   }
   assert.deepEqual(missing, [], "without an @example: " + missing.join(", "));
+});
+
+test("the service entry point (@presenced/client/service): createPresenceService and a PresenceService page with the design's methods", () => {
+  // The model written by the first test's `npm run docs`.
+  const model = JSON.parse(readFileSync(join(out, "api.json"), "utf8"));
+  const all = [...walk(model)].map(([r]) => r);
+  const service = all.find((r) => r.kind === Kind.Class && r.name === "PresenceService");
+  assert.ok(service, "PresenceService in the model");
+  assert.ok(all.some((r) => r.name === "createPresenceService" && (r.signatures ?? []).some((s) => hasExample(s.comment))));
+  const methods = service.children.filter((c) => c.kind === Kind.Method).map((c) => c.name);
+  const design = ["getStatus", "getStatuses", "setStatus", "setCustomStatus", "clearCustomStatus", "recordActivity", "getActivity", "getDevices", "setDeviceStatus", "getOnlineUsers", "on", "off", "sync", "getSyncStatus", "close"];
+  for (const m of design) assert.ok(methods.includes(m), `${m} among ${methods.join(", ")}`);
+  const html = readFileSync(join(out, "classes", "service.PresenceService.html"), "utf8");
+  for (const m of design) assert.match(html, new RegExp(`id="${m.toLowerCase()}"`), `the page lists ${m}`);
+  assert.ok(existsSync(join(out, "functions", "service.createPresenceService.html")));
 });
 
 test("an undocumented export fails the docs build", () => {

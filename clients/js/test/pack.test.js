@@ -17,7 +17,7 @@ test("npm pack makes a tarball of the built client", () => {
     const [info] = JSON.parse(out.slice(out.indexOf("[")));
     assert.equal(info.name, "@presenced/client");
     const files = info.files.map((f) => f.path).sort();
-    for (const f of ["package.json", "README.md", "dist/index.js", "dist/index.d.ts"]) {
+    for (const f of ["package.json", "README.md", "dist/index.js", "dist/index.d.ts", "dist/service.js", "dist/service.d.ts"]) {
       assert.ok(files.includes(f), f + " in " + files.join(", "));
     }
     assert.ok(files.every((f) => !f.startsWith("test/") && !f.startsWith("src/") && !f.startsWith("node_modules/")), files.join(", "));
