@@ -229,6 +229,7 @@ Result<Resumed> Engine::Resume(std::string_view connection_key, std::string_view
       }
       out.catch_up.push_back(std::move(cu));
     }
+    MissedStatuses(c, out.statuses);
   }
   Activity(c);
   out.connection = Attached{c.handle, c.identity->client_id, c.identity->connection_id, c.key,

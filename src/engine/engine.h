@@ -61,6 +61,10 @@ struct Resumed {
   Attached connection;
   bool was_live = false;  // the old socket still looked alive: the caller must close it
   std::vector<CatchUp> catch_up;
+  // Status pushes missed in the grace period: the current status of the connection's own user and
+  // of each user it watches (every user, for a watcher of all) whose status or text changed after
+  // the drop, oldest change first (ties by clientId); `previous` is that of the latest change.
+  std::vector<StatusChange> statuses;
 };
 
 struct Snapshot {
@@ -291,6 +295,8 @@ class Engine {
   // The user's active device: the most recently active connection not set offline by hand.
   const Connection* ActiveConnection(const User& user) const;
   DeviceView DeviceViewOf(const Connection& connection, const Connection* active) const;
+  // Resume: the status pushes `connection` missed since its drop (Resumed::statuses).
+  void MissedStatuses(Connection& connection, std::vector<StatusChange>& out);
   Result<DeviceChange> ApplyDeviceStatus(Connection& target, Presence status);
   // Ends a connection: members leave with `reason`, subscriptions and watches end.
   void Teardown(Connection& connection, LeaveReason reason);

@@ -261,6 +261,79 @@ TEST_F(DeviceStatusTest, ADeviceKeepsItsStatusThroughGraceAndResume) {
   EXPECT_TRUE(own[0].manual);
 }
 
+// Status pushes are not events of a channel's ring: a connection that resumes gets, once, the
+// current status of every user it would have heard of while it was away (docs/protocol.md,
+// "Resume"), so a watcher never keeps showing a user who went offline meanwhile.
+TEST_F(DeviceStatusTest, AResumedWatcherGetsTheStatusesItMissed) {
+  auto [laptop, laptop_id] = Device("alice", "laptop", 5000);
+  const std::string key = last_key_;
+  auto phone = Connect("alice", "phone");
+  auto bob = Connect("bob");
+  auto carol = Connect("carol");
+  (void)Connect("dave");
+  std::vector<std::string> ids{"bob", "carol"};
+  ASSERT_TRUE(engine_.Watch(laptop, ids).ok());
+  Advance(10);
+  ASSERT_TRUE(engine_.Drop(laptop).ok());
+  Advance(10);
+  ASSERT_TRUE(engine_.SetStatus(carol, Presence::kDnd, std::nullopt).ok());
+  Advance(10);
+  ASSERT_TRUE(engine_.Close(bob).ok());  // offline on all devices
+  Advance(10);
+  ASSERT_TRUE(engine_.SetStatus(phone, Presence::kAway, std::nullopt).ok());  // alice herself
+  (void)Connect("erin");  // not watched
+  Advance(10);
+  auto r = engine_.Resume(key, "alice", 5000);
+  ASSERT_TRUE(r.ok());
+  ASSERT_EQ(r->statuses.size(), 3u);  // oldest change first (then by clientId)
+  EXPECT_EQ(r->statuses[0].status.client_id, "carol");
+  EXPECT_EQ(r->statuses[0].status.status, Presence::kDnd);
+  EXPECT_EQ(r->statuses[0].previous, Presence::kOnline);
+  EXPECT_EQ(r->statuses[1].status.client_id, "bob");
+  EXPECT_EQ(r->statuses[1].status.status, Presence::kOffline);
+  EXPECT_EQ(r->statuses[2].status.client_id, "alice");
+  EXPECT_EQ(r->statuses[2].status.status, Presence::kAway);
+  EXPECT_EQ(r->statuses[2].previous, Presence::kOnline);
+  EXPECT_FALSE(r->statuses[2].device.has_value());
+  // Its own user's push counts for the sync report.
+  SyncReport sync = engine_.SyncState("alice");
+  auto it = std::find_if(sync.devices.begin(), sync.devices.end(),
+                         [&](const auto& d) { return d.connection_id == laptop_id; });
+  ASSERT_NE(it, sync.devices.end());
+  EXPECT_TRUE(it->in_sync);
+  // Nothing changed during a second, quiet gap: nothing to catch up.
+  const std::string key2(r->connection.connection_key);
+  Advance(10);
+  ASSERT_TRUE(engine_.Drop(laptop).ok());
+  Advance(10);
+  auto again = engine_.Resume(key2, "alice", 5000);
+  ASSERT_TRUE(again.ok());
+  EXPECT_TRUE(again->statuses.empty());
+}
+
+TEST_F(DeviceStatusTest, AResumedAllWatcherGetsEveryChangedUser) {
+  auto observer = Connect(std::string(kObserverClientId), "observer", 5000);
+  const std::string key = last_key_;
+  auto alice = Connect("alice");
+  (void)Connect("bob");
+  ASSERT_TRUE(engine_.WatchAll(observer).ok());
+  Advance(10);
+  ASSERT_TRUE(engine_.Drop(observer).ok());
+  Advance(10);
+  ASSERT_TRUE(engine_.Close(alice).ok());
+  Advance(10);
+  (void)Connect("carol");
+  (void)Connect(std::string(kObserverClientId), "observer");  // observers are nobody
+  Advance(10);
+  auto r = engine_.Resume(key, std::string(kObserverClientId), 5000);
+  ASSERT_TRUE(r.ok());
+  ASSERT_EQ(r->statuses.size(), 2u);
+  EXPECT_EQ(r->statuses[0].status.client_id, "alice");
+  EXPECT_EQ(r->statuses[0].status.status, Presence::kOffline);
+  EXPECT_EQ(r->statuses[1].status.client_id, "carol");
+  EXPECT_EQ(r->statuses[1].previous, Presence::kOffline);
+}
+
 TEST_F(DeviceStatusTest, AnAllWatcherHearsEveryUserOnceAndNotItsOwn) {
   auto observer = Connect(std::string(kObserverClientId), "observer");
   auto alice = Connect("alice");

@@ -87,6 +87,7 @@ struct Engine::User {
   TimeMs frozen_last_seen = 0;  // lastSeen while appearing offline
   TimeMs last_checkpoint = 0;   // the latest lastSeen LastSeenCheckpoint handed to the store
   Presence published = Presence::kOffline;
+  Presence published_previous = Presence::kOffline;  // `previous` of the latest push
   TimeMs published_at = 0;               // when `published` or the text last changed
   std::vector<Connection*> connections;  // live or in grace, in attach order
   std::vector<Connection*> watchers;

@@ -99,6 +99,7 @@ std::string Engine::SaveState() {
     w.I64(u->frozen_last_seen);
     w.I64(u->last_checkpoint);
     w.U8(static_cast<uint8_t>(u->published));
+    w.U8(static_cast<uint8_t>(u->published_previous));
     w.I64(u->published_at);
     w.U64(u->visit_mark);
     w.U64(u->connections.size());
@@ -285,6 +286,7 @@ Status Engine::ReadState(std::string_view state) {
     u->frozen_last_seen = r.I64();
     u->last_checkpoint = r.I64();
     u->published = static_cast<Presence>(Enum(r, Presence::kOffline));
+    if (!v1) u->published_previous = static_cast<Presence>(Enum(r, Presence::kOffline));
     u->published_at = r.I64();
     u->visit_mark = r.U64();
     for (uint64_t i = r.Count(8); i > 0 && r.ok(); --i) {

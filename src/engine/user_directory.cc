@@ -166,6 +166,7 @@ void Engine::RefreshUser(User& user, bool text_changed, const Connection* device
   if (!changed && device == nullptr) return;
   StatusChange change{ViewOf(user), user.published, std::nullopt};
   if (changed) {
+    user.published_previous = user.published;
     user.published = now_status;
     user.published_at = now_;
   }
@@ -455,6 +456,32 @@ DeviceView Engine::DeviceViewOf(const Connection& c, const Connection* active) c
   d.active = &c == active;
   d.manual = c.manual != Presence::kOnline;
   return d;
+}
+
+void Engine::MissedStatuses(Connection& c, std::vector<StatusChange>& out) {
+  // A change at the drop's own millisecond may have reached the old socket: sent again, it is
+  // the same state (pushes carry the whole status).
+  auto missed = [&c](const User& u) { return u.published_at != 0 && u.published_at >= c.dropped_at; };
+  std::vector<const User*> users;
+  if (c.user->client_id != kObserverClientId && missed(*c.user)) {
+    users.push_back(c.user);
+    c.last_synced = now_;
+  }
+  if (c.watches_all) {
+    for (const auto& [id, u] : users_) {
+      if (u.get() != c.user && id != kObserverClientId && missed(*u)) users.push_back(u.get());
+    }
+  } else {
+    for (const User* u : c.watching) {
+      if (u != c.user && missed(*u)) users.push_back(u);
+    }
+  }
+  std::sort(users.begin(), users.end(), [](const User* a, const User* b) {
+    return a->published_at != b->published_at ? a->published_at < b->published_at
+                                              : a->client_id < b->client_id;
+  });
+  out.reserve(users.size());
+  for (const User* u : users) out.push_back(StatusChange{ViewOf(*u), u->published_previous, std::nullopt});
 }
 
 Result<DeviceChange> Engine::ApplyDeviceStatus(Connection& target, Presence status) {

@@ -217,6 +217,7 @@ void Dispatcher::AttachSession(SessionId id, ConnectRequest request, std::shared
         for (const engine::PresenceEvent& e : cu.events) Reply(s, EventFrame(e));
       }
     }
+    for (const engine::StatusChange& change : r.resumed->statuses) Reply(s, StatusFrame(change));
   }
 }
 

@@ -99,7 +99,7 @@ class CommandTest(ServerTest):
         r = await self.command(a, "/presence help")
         self.assertIn("/presence who [channel]", r["text"])
         self.assertEqual(len(r["data"]["commands"]), 9)
-        self.assertIn("/presence device STATUS", r["text"])
+        self.assertIn("/presence device online|away|dnd|offline [connectionId]", r["text"])
         for text, problem in [("/presence dance", "unknown command /presence dance"),
                               ('/presence status "open', "closing quote"),
                               ("hello", "is not a presence command"),

@@ -2,6 +2,7 @@
 the upgrade, clamped into the server's bounds, and the liveness that follows it), per-device status
 over WebSocket, chat commands and REST, observers watching every user, and a backend's activity
 and sync routes."""
+import asyncio
 import json
 import time
 import unittest
@@ -196,6 +197,32 @@ class DeviceStatusTest(ServerTest):
         push = await obs.next("status")
         self.assertEqual(push["clientId"], marker)
         await m.close()
+
+    async def test_a_resumed_watcher_gets_the_status_changes_it_missed(self):
+        target = unique("target")
+        t = await self.connect(target)
+        me = unique("watcher")
+        w = await self.connect(me, remainPresentForMs=2000)
+        await w.ok("status.watch", clientIds=[target])
+        w.drop()
+        # Until the server has noticed the drop, a push would go to the old socket: wait until
+        # the sync report shows the device in its grace period (counted, not in sync).
+        deadline = time.monotonic() + TIMEOUT
+        while True:
+            # In a thread: the loop keeps answering the other connections' pings meanwhile.
+            status, report = await asyncio.to_thread(self.server.http, "GET", "/v1/users/%s/sync" % me)
+            if report["inSync"] == 0 or time.monotonic() > deadline:
+                break
+        self.assertEqual((report["devices"], report["inSync"]), (1, 0))
+        await t.ok("status.set", status="dnd", text="focus")
+        await t.close()  # offline on all devices
+        r = await self.connect(me, resume=w.connected["connectionKey"], remainPresentForMs=2000)
+        self.assertTrue(r.connected["resumed"])
+        push = await r.next("status")
+        self.assertEqual((push["clientId"], push["status"], push["previous"]), (target, "offline", "dnd"))
+        self.assertTrue(await r.quiet(0.2))  # once, with the current status only
+        status, report = self.server.http("GET", "/v1/users/%s/sync" % me)
+        self.assertEqual(report["inSync"], 1)
 
     async def test_a_backends_activity_and_sync(self):
         me = unique("act")

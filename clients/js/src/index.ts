@@ -133,7 +133,7 @@ export interface UserStatus {
   text: string | null;
   /** The user's last activity (ms since the epoch), or null when never seen. */
   lastSeen: number | null;
-  /** The connectionId of the device used last, or null. */
+  /** The `device` name of the most recently active connection (the active device), or null when offline. */
   activeDevice: string | null;
 }
 

@@ -544,7 +544,9 @@ export class PresenceService {
   private readonly timeoutMs: number;
   private readonly listeners = new Map<keyof ServiceEvents, Set<Listener>>();
   // Users not offline as the watch last told us: what a new connection's watch reply is compared
-  // with, so that changes missed while disconnected reach the listeners too.
+  // with, so that changes missed while disconnected reach the listeners too. (A resumed connection
+  // is also sent the pushes it missed; comparing still finds those written to the old socket
+  // before the server noticed the drop, and those of a server restart.)
   private readonly known = new Map<string, ServiceStatus>();
   private watching = false;
   private watchRequest: Promise<void> | null = null;
