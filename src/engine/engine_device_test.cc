@@ -281,7 +281,7 @@ TEST_F(DeviceStatusTest, AResumedWatcherGetsTheStatusesItMissed) {
   ASSERT_TRUE(engine_.Close(bob).ok());  // offline on all devices
   Advance(10);
   ASSERT_TRUE(engine_.SetStatus(phone, Presence::kAway, std::nullopt).ok());  // alice herself
-  (void)Connect("erin");  // not watched
+  (void)Connect("erin");                                                      // not watched
   Advance(10);
   auto r = engine_.Resume(key, "alice", 5000);
   ASSERT_TRUE(r.ok());

@@ -88,8 +88,8 @@ struct Engine::User {
   TimeMs last_checkpoint = 0;   // the latest lastSeen LastSeenCheckpoint handed to the store
   Presence published = Presence::kOffline;
   Presence published_previous = Presence::kOffline;  // `previous` of the latest push
-  TimeMs published_at = 0;               // when `published` or the text last changed
-  std::vector<Connection*> connections;  // live or in grace, in attach order
+  TimeMs published_at = 0;                           // when `published` or the text last changed
+  std::vector<Connection*> connections;              // live or in grace, in attach order
   std::vector<Connection*> watchers;
   // Channels where this user has members, with how many (for distinct-client counts).
   std::vector<std::pair<Channel*, uint32_t>> channel_counts;

@@ -461,7 +461,9 @@ DeviceView Engine::DeviceViewOf(const Connection& c, const Connection* active) c
 void Engine::MissedStatuses(Connection& c, std::vector<StatusChange>& out) {
   // A change at the drop's own millisecond may have reached the old socket: sent again, it is
   // the same state (pushes carry the whole status).
-  auto missed = [&c](const User& u) { return u.published_at != 0 && u.published_at >= c.dropped_at; };
+  auto missed = [&c](const User& u) {
+    return u.published_at != 0 && u.published_at >= c.dropped_at;
+  };
   std::vector<const User*> users;
   if (c.user->client_id != kObserverClientId && missed(*c.user)) {
     users.push_back(c.user);
@@ -481,7 +483,8 @@ void Engine::MissedStatuses(Connection& c, std::vector<StatusChange>& out) {
                                               : a->client_id < b->client_id;
   });
   out.reserve(users.size());
-  for (const User* u : users) out.push_back(StatusChange{ViewOf(*u), u->published_previous, std::nullopt});
+  for (const User* u : users)
+    out.push_back(StatusChange{ViewOf(*u), u->published_previous, std::nullopt});
 }
 
 Result<DeviceChange> Engine::ApplyDeviceStatus(Connection& target, Presence status) {
