@@ -229,9 +229,9 @@ Result<Resumed> Engine::Resume(std::string_view connection_key, std::string_view
       }
       out.catch_up.push_back(std::move(cu));
     }
-    MissedStatuses(c, out.statuses);
   }
-  Activity(c);
+  Activity(c);  // may change the user's status: the missed pushes below then carry the new one
+  if (!out.was_live) MissedStatuses(c, out.statuses);
   out.connection = Attached{c.handle, c.identity->client_id, c.identity->connection_id, c.key,
                             c.remain_present_for};
   return out;

@@ -311,6 +311,27 @@ TEST_F(DeviceStatusTest, AResumedWatcherGetsTheStatusesItMissed) {
   EXPECT_TRUE(again->statuses.empty());
 }
 
+// Resuming is activity: an idle device's user comes back online, and the push it gets says so
+// (not the status from before the resume).
+TEST_F(DeviceStatusTest, AResumedIdleDeviceGetsItsUsersStatusAfterTheResume) {
+  auto phone = Connect("alice", "phone", 10000);
+  const std::string key = last_key_;
+  Advance(1500);  // idle: away
+  ASSERT_EQ(StatusOf("alice"), Presence::kAway);
+  ASSERT_TRUE(engine_.Drop(phone).ok());
+  Advance(10);
+  std::optional<std::optional<std::string>> text{std::optional<std::string>("lunch")};
+  ASSERT_TRUE(engine_.SetStatusOf("alice", std::nullopt, text).ok());
+  Advance(10);
+  auto r = engine_.Resume(key, "alice", 10000);
+  ASSERT_TRUE(r.ok());
+  ASSERT_EQ(r->statuses.size(), 1u);
+  EXPECT_EQ(r->statuses[0].status.status, Presence::kOnline);
+  EXPECT_EQ(r->statuses[0].status.text, "lunch");
+  EXPECT_EQ(r->statuses[0].previous, Presence::kAway);
+  EXPECT_EQ(StatusOf("alice"), Presence::kOnline);
+}
+
 TEST_F(DeviceStatusTest, AResumedAllWatcherGetsEveryChangedUser) {
   auto observer = Connect(std::string(kObserverClientId), "observer", 5000);
   const std::string key = last_key_;

@@ -286,7 +286,7 @@ Status Engine::ReadState(std::string_view state) {
     u->frozen_last_seen = r.I64();
     u->last_checkpoint = r.I64();
     u->published = static_cast<Presence>(Enum(r, Presence::kOffline));
-    if (!v1) u->published_previous = static_cast<Presence>(Enum(r, Presence::kOffline));
+    u->published_previous = v1 ? u->published : static_cast<Presence>(Enum(r, Presence::kOffline));
     u->published_at = r.I64();
     u->visit_mark = r.U64();
     for (uint64_t i = r.Count(8); i > 0 && r.ok(); --i) {

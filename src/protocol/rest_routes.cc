@@ -311,8 +311,11 @@ std::optional<std::string> HttpRouteUser(const HttpRequest& req) {
   if (!parsed) return std::nullopt;
   std::vector<std::string> seg;
   for (auto s : parsed->segments()) seg.emplace_back(s);
-  if (req.method == "PUT" && seg.size() == 4 && seg[0] == "v1" && seg[1] == "users" &&
-      seg[3] == "status" && !seg[2].empty() && IsValidUtf8(seg[2])) {
+  // A change under a user's path (status, device status, activity, sync, connections, revoke)
+  // works on the user's stored record, loaded first; so does the sync report, which shows the
+  // user's status.
+  if (seg.size() >= 4 && seg[0] == "v1" && seg[1] == "users" && !seg[2].empty() &&
+      IsValidUtf8(seg[2]) && (req.method != "GET" || (seg.size() == 4 && seg[3] == "sync"))) {
     return seg[2];
   }
   // A server-side member's user, like a connecting one's.

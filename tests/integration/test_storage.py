@@ -32,6 +32,30 @@ class DurabilityTest(unittest.IsolatedAsyncioTestCase):
         self.addCleanup(server.kill)
         return server
 
+    async def test_a_backends_activity_for_a_user_not_in_memory_keeps_the_stored_settings(self):
+        server = self.start()
+        status, _ = server.http("PUT", "/v1/users/hermit/status", {"status": "offline", "text": "on a trip"})
+        self.assertEqual(status, 200)
+        c = await Client.connect(server, "hermit")
+        await c.close()
+        _, before = server.http("GET", "/v1/users/hermit/status")
+        self.assertEqual(server.terminate(), 0)
+        # After a restart the user is known only to the store: the activity and sync routes load
+        # its record first, so they neither forget its text nor undo its appearing offline.
+        server = self.start()
+        status, body = server.http("POST", "/v1/users/hermit/activity", {"kind": "mail"})
+        self.assertEqual(status, 200, body)
+        status, report = server.http("GET", "/v1/users/hermit/sync")
+        self.assertEqual(report["status"]["text"], "on a trip")
+        _, body = server.http("GET", "/v1/users/hermit/status")
+        self.assertEqual((body["status"], body["text"]), ("offline", "on a trip"))
+        self.assertEqual(body["lastSeen"], before["lastSeen"])  # frozen while appearing offline
+        c = await Client.connect(server, "hermit")
+        got = (await c.ok("status.get", clientIds=["hermit"]))["statuses"][0]
+        self.assertEqual((got["status"], got["text"]), ("offline", "on a trip"))
+        await c.close()
+        self.assertEqual(server.terminate(), 0)
+
     async def test_everything_survives_a_graceful_restart(self):
         ch = unique()
         server = self.start()
