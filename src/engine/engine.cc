@@ -183,6 +183,7 @@ Status Engine::DropAt(ConnectionHandle handle, TimeMs at) {
   }
   c->in_grace = true;
   c->dropped_at = when;
+  c->dropped_seq = status_seq_;
   for (Subscription& s : c->subscriptions) {
     s.missed_after = s.channel->serial();
     SubscriberOf(*s.channel, *c).in_grace = true;

@@ -63,7 +63,7 @@ struct Resumed {
   std::vector<CatchUp> catch_up;
   // Status pushes missed in the grace period: the current status of the connection's own user and
   // of each user it watches (every user, for a watcher of all) whose status or text changed after
-  // the drop, oldest change first (ties by clientId); `previous` is that of the latest change.
+  // the drop, oldest change first; `previous` is that of the latest change.
   std::vector<StatusChange> statuses;
 };
 
@@ -343,6 +343,7 @@ class Engine {
   size_t member_count_ = 0;
   uint64_t serial_high_water_ = 0;  // highest serial ever assigned (new channels start above it)
   uint64_t visit_mark_ = 0;         // for de-duplicating users in one pass
+  uint64_t status_seq_ = 0;         // status publications so far (User::published_seq)
   std::vector<ConnectionHandle> recipients_;  // scratch, reused for every fan-out
   std::vector<Connection*> all_watchers_;     // connections watching every user, in watch order
 };

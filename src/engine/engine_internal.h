@@ -66,7 +66,8 @@ struct Engine::Connection {
   TimeMs remain_present_for = 0;
   TimeMs last_active = 0;
   TimeMs dropped_at = 0;
-  TimeMs last_synced = 0;  // when a status push of its own user last went to it (0 = never)
+  uint64_t dropped_seq = 0;  // Engine::status_seq_ at the drop: later publications were missed
+  TimeMs last_synced = 0;    // when a status push of its own user last went to it (0 = never)
   bool in_grace = false;
   bool watches_all = false;             // in Engine::all_watchers_
   Presence manual = Presence::kOnline;  // the device's status set by hand; kOnline = automatic
@@ -89,7 +90,8 @@ struct Engine::User {
   Presence published = Presence::kOffline;
   Presence published_previous = Presence::kOffline;  // `previous` of the latest push
   TimeMs published_at = 0;                           // when `published` or the text last changed
-  std::vector<Connection*> connections;              // live or in grace, in attach order
+  uint64_t published_seq = 0;            // Engine::status_seq_ of the latest publication
+  std::vector<Connection*> connections;  // live or in grace, in attach order
   std::vector<Connection*> watchers;
   // Channels where this user has members, with how many (for distinct-client counts).
   std::vector<std::pair<Channel*, uint32_t>> channel_counts;

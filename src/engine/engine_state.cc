@@ -62,6 +62,7 @@ std::string Engine::SaveState() {
   w.I64(now_);
   w.U64(serial_high_water_);
   w.U64(visit_mark_);
+  w.U64(status_seq_);
 
   w.U64(connections_.size());
   for (uint32_t g : generations_) w.U64(g);
@@ -84,6 +85,7 @@ std::string Engine::SaveState() {
     w.U64(c->idle_timer);
     w.U8(static_cast<uint8_t>(c->manual));
     w.I64(c->hidden_seen);
+    w.U64(c->dropped_seq);
   }
 
   std::map<std::string_view, const User*> users;
@@ -101,6 +103,7 @@ std::string Engine::SaveState() {
     w.U8(static_cast<uint8_t>(u->published));
     w.U8(static_cast<uint8_t>(u->published_previous));
     w.I64(u->published_at);
+    w.U64(u->published_seq);
     w.U64(u->visit_mark);
     w.U64(u->connections.size());
     for (const Connection* c : u->connections) w.U64(c->handle);
@@ -205,6 +208,7 @@ void Engine::Clear() {
   member_count_ = 0;
   serial_high_water_ = 0;
   visit_mark_ = 0;
+  status_seq_ = 0;
   all_watchers_.clear();
 }
 
@@ -226,6 +230,7 @@ Status Engine::ReadState(std::string_view state) {
   now_ = std::max(now_, r.I64());
   serial_high_water_ = r.U64();
   visit_mark_ = r.U64();
+  status_seq_ = v1 ? 0 : r.U64();
 
   const uint64_t slots = r.Count(8);
   if (slots == 0 || slots > kMaxSlots) return corrupt("connection slots");
@@ -265,6 +270,7 @@ Status Engine::ReadState(std::string_view state) {
     if (!v1) {
       c->manual = static_cast<Presence>(Enum(r, Presence::kOffline));
       c->hidden_seen = r.I64();
+      c->dropped_seq = r.U64();
     }
     if (!c->key.empty() && !keys_.emplace(c->key, c.get()).second) return corrupt("resume key");
     connections_[slot] = std::move(c);
@@ -288,6 +294,7 @@ Status Engine::ReadState(std::string_view state) {
     u->published = static_cast<Presence>(Enum(r, Presence::kOffline));
     u->published_previous = v1 ? u->published : static_cast<Presence>(Enum(r, Presence::kOffline));
     u->published_at = r.I64();
+    if (!v1) u->published_seq = r.U64();
     u->visit_mark = r.U64();
     for (uint64_t i = r.Count(8); i > 0 && r.ok(); --i) {
       Connection* c = find(r.U64());

@@ -169,6 +169,7 @@ void Engine::RefreshUser(User& user, bool text_changed, const Connection* device
     user.published_previous = user.published;
     user.published = now_status;
     user.published_at = now_;
+    user.published_seq = ++status_seq_;
   }
   recipients_.clear();
   for (Connection* c : user.connections) {
@@ -459,11 +460,8 @@ DeviceView Engine::DeviceViewOf(const Connection& c, const Connection* active) c
 }
 
 void Engine::MissedStatuses(Connection& c, std::vector<StatusChange>& out) {
-  // A change at the drop's own millisecond may have reached the old socket: sent again, it is
-  // the same state (pushes carry the whole status).
-  auto missed = [&c](const User& u) {
-    return u.published_at != 0 && u.published_at >= c.dropped_at;
-  };
+  // Published after the drop (by sequence, not time: exact within one millisecond too).
+  auto missed = [&c](const User& u) { return u.published_seq > c.dropped_seq; };
   std::vector<const User*> users;
   if (c.user->client_id != kObserverClientId && missed(*c.user)) {
     users.push_back(c.user);
@@ -478,10 +476,8 @@ void Engine::MissedStatuses(Connection& c, std::vector<StatusChange>& out) {
       if (u != c.user && missed(*u)) users.push_back(u);
     }
   }
-  std::sort(users.begin(), users.end(), [](const User* a, const User* b) {
-    return a->published_at != b->published_at ? a->published_at < b->published_at
-                                              : a->client_id < b->client_id;
-  });
+  std::sort(users.begin(), users.end(),
+            [](const User* a, const User* b) { return a->published_seq < b->published_seq; });
   out.reserve(users.size());
   for (const User* u : users)
     out.push_back(StatusChange{ViewOf(*u), u->published_previous, std::nullopt});
