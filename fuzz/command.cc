@@ -56,6 +56,13 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
         FUZZ_CHECK(again.text == c.text);
       }
       break;
+    case CommandKind::kDevice:
+      if (c.connection_id) {
+        FUZZ_CHECK(!c.connection_id->empty());
+        FUZZ_CHECK(line.find(*c.connection_id) != std::string_view::npos);
+        if (utf8) FUZZ_CHECK(IsValidUtf8(*c.connection_id));
+      }
+      break;
     case CommandKind::kSelf:
     case CommandKind::kActivity:
     case CommandKind::kSetStatus:
