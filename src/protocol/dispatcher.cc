@@ -439,7 +439,19 @@ void Dispatcher::Http(HttpRequest req, std::function<void(HttpResponse)> done) {
   // status/text) before changing it: read first, off this thread, for an authorized request only.
   if (replication_ != nullptr && req.method != "GET" &&
       BearerMatches(req.authorization, options_.api_key)) {
-    return AppendHttp(std::move(req), std::move(done));  // a change: on every node, in order
+    // A change: on every node, in order; with the user's stored record when it works on one.
+    std::optional<std::string> user = HttpRouteUser(req);
+    if (!user || engine_.KnowsUser(*user))
+      return AppendHttp(std::move(req), std::move(done), nullptr);
+    std::string client_id = *user;
+    store_.ReadUsers({std::move(*user)}, [this, client_id = std::move(client_id),
+                                          req = std::move(req), done = std::move(done)](
+                                             std::vector<storage::UserRecord> records) mutable {
+      const auto record = std::find_if(records.begin(), records.end(),
+                                       [&](const auto& r) { return r.client_id == client_id; });
+      AppendHttp(std::move(req), std::move(done), record == records.end() ? nullptr : &*record);
+    });
+    return;
   }
   std::optional<std::string> user;
   if (replication_ == nullptr && BearerMatches(req.authorization, options_.api_key)) {

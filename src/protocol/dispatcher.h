@@ -237,7 +237,10 @@ class Dispatcher final : public engine::EventSink, public engine::SessionSink, p
   // `seeded`: the op creates ids (session.ready attaches the agent), so its entry carries a seed.
   void AppendOp(Session& s, int64_t req_id, std::string_view text, bool seeded);
   void AppendEnd(engine::ConnectionHandle handle, SessionId session, bool clean);
-  void AppendHttp(HttpRequest req, std::function<void(HttpResponse)> done);
+  // `stored`: the store's record of the user the route changes (HttpRouteUser), carried in the
+  // entry so every engine restores it alike before running the request.
+  void AppendHttp(HttpRequest req, std::function<void(HttpResponse)> done,
+                  const storage::UserRecord* stored);
   // `checkpoint`: the lastSeen checkpoint is due (every node runs it at this entry).
   void AppendTick(bool checkpoint);
   // Each user's lastSeen checkpointed (in a shared store by a node the user has a session on).

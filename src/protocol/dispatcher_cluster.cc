@@ -50,6 +50,24 @@ int64_t IntOf(const json::object& o, std::string_view key) {
   return 0;
 }
 
+// A user's stored record in a log entry (`u` of `open`, `ur` of `http`), and back.
+json::object UserRecordJson(const storage::UserRecord& stored) {
+  json::object u;
+  u["m"] = stored.manual;
+  if (stored.text) u["t"] = *stored.text;
+  u["l"] = stored.last_seen;
+  return u;
+}
+
+storage::UserRecord UserRecordFrom(std::string client_id, const json::object& u) {
+  storage::UserRecord stored;
+  stored.client_id = std::move(client_id);
+  stored.manual = StringOf(u, "m");
+  if (u.contains("t")) stored.text = StringOf(u, "t");
+  stored.last_seen = IntOf(u, "l");
+  return stored;
+}
+
 }  // namespace
 
 void Dispatcher::AppendOpen(SessionId id, PendingOpen open, const storage::UserRecord* stored) {
@@ -62,13 +80,7 @@ void Dispatcher::AppendOpen(SessionId id, PendingOpen open, const storage::UserR
   o["r"] = RemainFor(request);
   if (request.resume_key) o["rk"] = *request.resume_key;
   o["x"] = replication_->NewSeed();
-  if (stored != nullptr) {
-    json::object u;
-    u["m"] = stored->manual;
-    if (stored->text) u["t"] = *stored->text;
-    u["l"] = stored->last_seen;
-    o["u"] = std::move(u);
-  }
+  if (stored != nullptr) o["u"] = UserRecordJson(*stored);
   pending_.emplace(id, std::move(open));
   replication_->Append(json::serialize(o), [this, id](const Error& why) {
     auto p = pending_.find(id);
@@ -115,7 +127,8 @@ void Dispatcher::AppendEnd(engine::ConnectionHandle handle, SessionId session, b
   replication_->Append(json::serialize(o), [](const Error&) {});
 }
 
-void Dispatcher::AppendHttp(HttpRequest req, std::function<void(HttpResponse)> done) {
+void Dispatcher::AppendHttp(HttpRequest req, std::function<void(HttpResponse)> done,
+                            const storage::UserRecord* stored) {
   const uint64_t n = ++next_http_;
   json::object o;
   o["k"] = "http";
@@ -123,6 +136,10 @@ void Dispatcher::AppendHttp(HttpRequest req, std::function<void(HttpResponse)> d
   o["m"] = req.method;
   o["u"] = req.target;
   o["b"] = req.body;
+  if (stored != nullptr) {
+    o["uc"] = stored->client_id;
+    o["ur"] = UserRecordJson(*stored);
+  }
   http_waiting_.emplace(n, std::move(done));
   replication_->Append(json::serialize(o), [this, n](const Error& why) {
     auto w = http_waiting_.find(n);
@@ -367,12 +384,8 @@ void Dispatcher::EpochChanged(std::string epoch) {
 void Dispatcher::ApplyOpen(const ReplicatedEntry& e, const json::object& o) {
   replication_->UseSeed(StringOf(o, "x"));
   if (const json::value* u = o.if_contains("u"); u != nullptr && u->is_object()) {
-    storage::UserRecord stored;
-    stored.client_id = StringOf(o, "c");
-    stored.manual = StringOf(u->as_object(), "m");
-    if (u->as_object().contains("t")) stored.text = StringOf(u->as_object(), "t");
-    stored.last_seen = IntOf(u->as_object(), "l");
-    store_.Remember(stored);  // when this engine still does not know the user (on every node)
+    // When this engine still does not know the user (on every node alike).
+    store_.Remember(UserRecordFrom(StringOf(o, "c"), u->as_object()));
   }
   std::optional<std::string> resume_key;
   if (o.contains("rk")) resume_key = StringOf(o, "rk");
@@ -458,6 +471,9 @@ void Dispatcher::ApplyHttp(const ReplicatedEntry& e, const json::object& o) {
       done = std::move(w->second);
       http_waiting_.erase(w);
     }
+  }
+  if (const json::value* u = o.if_contains("ur"); u != nullptr && u->is_object()) {
+    store_.Remember(UserRecordFrom(StringOf(o, "uc"), u->as_object()));
   }
   // The key was checked where the request arrived; every node runs it as authorized.
   HttpRequest req{StringOf(o, "m"), StringOf(o, "u"), "Bearer " + options_.api_key,

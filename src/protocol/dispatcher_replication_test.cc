@@ -289,6 +289,36 @@ TEST_F(TwoNodes, AUserTheEnginesDoNotKnowIsRestoredFromTheStoreOnEveryNode) {
   }
 }
 
+TEST_F(TwoNodes, ARestChangeForAUserTheEnginesDoNotKnowStartsFromTheStoredRecord) {
+  // dora chose to appear offline, with a text, before every node restarted; a backend then
+  // records activity for her. The node it asks reads her record into the entry, so no engine
+  // starts her from defaults (automatic, no text) and forgets what she chose.
+  b_.store.PutUserStatus(storage::UserRecord{"dora", "offline", "on a trip", kTestStart - 5000},
+                         [](Status) {});
+  HttpRequest req;
+  req.method = "POST";
+  req.target = "/v1/users/dora/activity";
+  req.body = R"({"kind":"mail"})";
+  req.authorization = "Bearer " + std::string(kTestApiKey);
+  std::optional<HttpResponse> response;
+  b_.dispatcher().Http(req, [&](HttpResponse r) { response = std::move(r); });
+  b_.RunPosted();
+  Deliver();
+  ASSERT_TRUE(response.has_value());
+  EXPECT_EQ(response->status, 200) << response->body;
+  TestConn watcher = Open(a_, "watcher");
+  TestConn dora = Open(b_, "dora");  // she connects: still appearing offline
+  json::object on_a = Request(a_, watcher, "status.get", {{"clientIds", json::array{"dora"}}});
+  json::object on_b = Request(b_, dora, "status.get", {{"clientIds", json::array{"dora"}}});
+  ASSERT_TRUE(IsOk(on_a));
+  ASSERT_TRUE(IsOk(on_b));
+  for (const json::object* reply : {&on_a, &on_b}) {
+    const json::object& st = reply->at("statuses").as_array().at(0).as_object();
+    EXPECT_EQ(Str(st, "status"), "offline");
+    EXPECT_EQ(Str(st, "text"), "on a trip");
+  }
+}
+
 TEST_F(TwoNodes, ARequestWhoseAppendWasReportedLostIsAnsweredOnce) {
   TestConn watcher = Open(b_, "watcher");
   EXPECT_TRUE(IsOk(Request(b_, watcher, "subscribe", {{"channel", "room"}})));
